@@ -1,0 +1,55 @@
+import { DEFAULT_HISTORY_SIZE, DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SEC } from "./protocol.ts";
+import { isLogLevel, type LogLevel } from "./log.ts";
+
+export const DEFAULT_IP_CONNECT_PER_MIN = 300;
+export const DEFAULT_MAX_CONNECTIONS = 5000;
+
+/** The `[vars]` of wrangler.toml, typed and checked. */
+export interface Config {
+  /** Origins allowed to open a WebSocket besides the page's own; `"*"` allows any. */
+  allowedOrigins: ReadonlySet<string> | "*";
+  historySize: number;
+  rateBurst: number;
+  ratePerSec: number;
+  /** 0 turns the per-IP connect limit off. */
+  ipConnectPerMin: number;
+  maxConnections: number;
+  logLevel: LogLevel;
+}
+
+type Vars = Pick<
+  Env,
+  "ALLOWED_ORIGINS" | "HISTORY_SIZE" | "RATE_BURST" | "RATE_PER_SEC" | "IP_CONNECT_PER_MIN" | "MAX_CONNECTIONS" | "LOG_LEVEL"
+>;
+
+// A var that is absent, empty or malformed falls back to its default, so a
+// typo in a deployment never turns into a NaN limit.
+function number(raw: string | undefined, fallback: number, valid: (n: number) => boolean): number {
+  if (raw === undefined || raw.trim() === "") return fallback;
+  const n = Number(raw);
+  return valid(n) ? n : fallback;
+}
+
+const isCount = (min: number) => (n: number) => Number.isInteger(n) && n >= min;
+const isRate = (n: number) => Number.isFinite(n) && n > 0;
+
+export function readConfig(vars: Partial<Vars>): Config {
+  const origins = (vars.ALLOWED_ORIGINS ?? "").trim();
+  return {
+    allowedOrigins:
+      origins === "*"
+        ? "*"
+        : new Set(
+            origins
+              .split(",")
+              .map((o) => o.trim())
+              .filter((o) => o !== ""),
+          ),
+    historySize: number(vars.HISTORY_SIZE, DEFAULT_HISTORY_SIZE, isCount(1)),
+    rateBurst: number(vars.RATE_BURST, DEFAULT_RATE_BURST, isRate),
+    ratePerSec: number(vars.RATE_PER_SEC, DEFAULT_RATE_PER_SEC, isRate),
+    ipConnectPerMin: number(vars.IP_CONNECT_PER_MIN, DEFAULT_IP_CONNECT_PER_MIN, isCount(0)),
+    maxConnections: number(vars.MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS, isCount(1)),
+    logLevel: isLogLevel(vars.LOG_LEVEL) ? vars.LOG_LEVEL : "info",
+  };
+}

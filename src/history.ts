@@ -1,0 +1,134 @@
+import type { Message, User } from "./protocol.ts";
+
+// The rolling history is a fixed ring of `size` rows: message `id` lives in
+// slot `id % size` and overwrites the message `size` ids older. Storing a
+// message is one upsert of one row (rowsWritten = 1), there is no index but
+// the primary key to maintain, no DELETE to trim, and the table can never
+// outgrow the ring. The newest id is always still in the table (only a larger
+// id can overwrite its slot), so ids keep increasing across restarts without a
+// counter row of their own.
+//
+// Changing HISTORY_SIZE on a room that already has messages is safe for ids
+// (they never repeat) but the new ring fills over the next `size` messages,
+// during which fewer than `size` may be kept.
+
+const SCHEMA = `CREATE TABLE IF NOT EXISTS messages (
+  slot INTEGER PRIMARY KEY,
+  id INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  from_id TEXT NOT NULL,
+  from_name TEXT NOT NULL,
+  text TEXT NOT NULL,
+  nonce TEXT
+)`;
+
+type Row = {
+  id: number;
+  ts: number;
+  from_id: string;
+  from_name: string;
+  text: string;
+  nonce: string | null;
+};
+
+/** SQLite rows touched by one operation, from the cursor (what Cloudflare bills). */
+export interface RowCost {
+  rowsRead: number;
+  rowsWritten: number;
+}
+
+export interface Slice {
+  messages: Message[];
+  gap: boolean;
+}
+
+function toMessage(row: Row): Message {
+  const message: Message = {
+    type: "message",
+    id: row.id,
+    ts: row.ts,
+    from: { id: row.from_id, name: row.from_name },
+    text: row.text,
+  };
+  if (row.nonce !== null) message.nonce = row.nonce;
+  return message;
+}
+
+export class History {
+  readonly size: number;
+  readonly #sql: SqlStorage;
+  // The kept messages in ascending id, read from storage on first use after a
+  // wake; afterwards every append keeps it equal to the table.
+  #kept: Message[] | null = null;
+  #lastId = 0;
+
+  constructor(sql: SqlStorage, size: number) {
+    this.#sql = sql;
+    this.size = size;
+    sql.exec(SCHEMA);
+  }
+
+  /** Loads the ring into memory if it is not there yet; returns what that cost. */
+  load(): RowCost {
+    return this.#ring().cost;
+  }
+
+  #ring(): { kept: Message[]; cost: RowCost } {
+    if (this.#kept !== null) return { kept: this.#kept, cost: { rowsRead: 0, rowsWritten: 0 } };
+    const cursor = this.#sql.exec<Row>(
+      "SELECT id, ts, from_id, from_name, text, nonce FROM messages ORDER BY id DESC LIMIT ?",
+      this.size,
+    );
+    const kept = cursor.toArray().reverse().map(toMessage);
+    this.#kept = kept;
+    this.#lastId = kept.at(-1)?.id ?? 0;
+    return { kept, cost: { rowsRead: cursor.rowsRead, rowsWritten: cursor.rowsWritten } };
+  }
+
+  get lastId(): number {
+    this.#ring();
+    return this.#lastId;
+  }
+
+  /**
+   * The kept messages after `after` (all of them when it is null), with `gap`
+   * true when some messages after it are gone for good or when `after` is
+   * beyond every id this room has issued (its storage was reset).
+   */
+  since(after: number | null): Slice {
+    const { kept } = this.#ring();
+    if (after === null) return { messages: kept.slice(), gap: false };
+    if (after > this.#lastId) return { messages: kept.slice(), gap: true };
+    const oldest = kept[0]?.id ?? this.#lastId + 1;
+    if (after + 1 < oldest) return { messages: kept.slice(), gap: true };
+    // Ids are consecutive, so the first one after `after` sits at a known index.
+    return { messages: kept.slice(after + 1 - oldest), gap: false };
+  }
+
+  /** Stores a message under the next id and returns it; memory is left untouched if the write throws. */
+  append(from: User, text: string, nonce: string | undefined, ts: number): { message: Message; cost: RowCost } {
+    const { kept, cost } = this.#ring();
+    const id = this.#lastId + 1;
+    const cursor = this.#sql.exec(
+      `INSERT INTO messages (slot, id, ts, from_id, from_name, text, nonce) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (slot) DO UPDATE SET id = excluded.id, ts = excluded.ts, from_id = excluded.from_id,
+         from_name = excluded.from_name, text = excluded.text, nonce = excluded.nonce`,
+      id % this.size,
+      id,
+      ts,
+      from.id,
+      from.name,
+      text,
+      nonce ?? null,
+    );
+    const message: Message = { type: "message", id, ts, from, text };
+    if (nonce !== undefined) message.nonce = nonce;
+    this.#lastId = id;
+    kept.push(message);
+    if (kept.length > this.size) kept.splice(0, kept.length - this.size);
+    return {
+      message,
+      cost: { rowsRead: cost.rowsRead + cursor.rowsRead, rowsWritten: cost.rowsWritten + cursor.rowsWritten },
+    };
+  }
+}

@@ -1,0 +1,218 @@
+// The wire protocol (docs/PROTOCOL.md): frame types, limits, close codes and
+// the validation of everything a client sends. No Workers APIs here, so the
+// same module runs in the Worker, in the tests and in the browser client.
+
+export const MAX_FRAME_BYTES = 16_384;
+export const MAX_TEXT_LENGTH = 2000;
+export const MAX_NAME_LENGTH = 32;
+export const MAX_NONCE_LENGTH = 64;
+export const MAX_ROOM_LENGTH = 64;
+export const DEFAULT_ROOM = "lobby";
+export const DEFAULT_HISTORY_SIZE = 100;
+export const DEFAULT_RATE_BURST = 10;
+export const DEFAULT_RATE_PER_SEC = 5;
+
+/** A connection that draws this many `error` frames within the window is closed with 1008. */
+export const MAX_ERRORS_PER_WINDOW = 20;
+export const ERROR_WINDOW_MS = 60_000;
+
+/** Clients send `ping` at least this often; the server may drop a socket silent for twice as long. */
+export const PING_INTERVAL_MS = 30_000;
+export const IDLE_TIMEOUT_MS = 60_000;
+export const PING = "ping";
+export const PONG = "pong";
+
+export const CloseCode = {
+  normal: 1000,
+  goingAway: 1001,
+  policyViolation: 1008,
+  tooBig: 1009,
+  serverError: 1011,
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+export type ErrorCode = "bad_json" | "unknown_type" | "invalid_message" | "unsupported" | "rate_limited";
+
+export interface User {
+  id: string;
+  name: string;
+}
+
+export interface Limits {
+  history: number;
+  text: number;
+  name: number;
+  burst: number;
+  perSec: number;
+}
+
+export interface Message {
+  type: "message";
+  id: number;
+  ts: number;
+  from: User;
+  text: string;
+  nonce?: string;
+}
+
+export interface WelcomeFrame {
+  type: "welcome";
+  room: string;
+  you: User;
+  token: string;
+  online: User[];
+  history: Message[];
+  gap: boolean;
+  limits: Limits;
+}
+
+export interface PresenceFrame {
+  type: "join" | "leave";
+  user: User;
+  ts: number;
+}
+
+export interface ErrorFrame {
+  type: "error";
+  code: ErrorCode;
+  message: string;
+}
+
+export type ServerFrame = WelcomeFrame | Message | PresenceFrame | ErrorFrame;
+
+export interface ClientMessage {
+  type: "message";
+  text: string;
+  nonce?: string;
+}
+
+export type ClientFrame = ClientMessage;
+
+/** The answer of the HTTP history endpoint. */
+export interface HistoryPage {
+  room: string;
+  messages: Message[];
+  gap: boolean;
+}
+
+/** Every HTTP error body. */
+export interface HttpError {
+  error: string;
+  message: string;
+}
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; code: ErrorCode; message: string };
+
+const CONTROL = /\p{Cc}/u;
+// With the `u` flag a lone surrogate is one code point of category Cs; a
+// well-formed pair is a single astral code point and does not match.
+const LONE_SURROGATE = /\p{Cs}/u;
+const ROOM = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
+const DECIMAL = /^[0-9]+$/;
+
+/** Length in Unicode code points, the unit every text limit is counted in. */
+export function codePointLength(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    // A high surrogate followed by a low one is one code point.
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+    }
+    n++;
+  }
+  return n;
+}
+
+export function isWellFormed(s: string): boolean {
+  return !LONE_SURROGATE.test(s);
+}
+
+/** True when a text frame's payload is over the 16 KiB frame limit. */
+export function isOversized(s: string): boolean {
+  if (s.length > MAX_FRAME_BYTES) return true;
+  if (s.length * 3 <= MAX_FRAME_BYTES) return false;
+  return new TextEncoder().encode(s).length > MAX_FRAME_BYTES;
+}
+
+/**
+ * A room name as the server addresses it, or null when it is not valid:
+ * 1 to 64 of `a-z 0-9 _ -`, starting with a letter or digit. Only ASCII
+ * upper case is folded, so no other character can turn into a valid name.
+ */
+export function normalizeRoom(raw: string): string | null {
+  if (raw.length < 1 || raw.length > MAX_ROOM_LENGTH || !ROOM.test(raw)) return null;
+  return raw.toLowerCase();
+}
+
+/** A display name after trimming, or null when it breaks a rule (the caller then picks a guest name). */
+export function normalizeName(raw: string | null | undefined): string | null {
+  if (typeof raw !== "string") return null;
+  const name = raw.trim();
+  const length = codePointLength(name);
+  if (length < 1 || length > MAX_NAME_LENGTH) return null;
+  if (!isWellFormed(name) || CONTROL.test(name)) return null;
+  return name;
+}
+
+/** The `after` query parameter: decimal digits alone, else ignored (null). */
+export function parseAfter(raw: string | null | undefined): number | null {
+  if (typeof raw !== "string" || !DECIMAL.test(raw)) return null;
+  return Number(raw);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+// Own properties only: a key inherited from Object.prototype is not input.
+function field(obj: Record<string, unknown>, key: string): unknown {
+  return Object.hasOwn(obj, key) ? obj[key] : undefined;
+}
+
+function invalid(message: string): Parsed<never> {
+  return { ok: false, code: "invalid_message", message };
+}
+
+/** Checks `text` and `nonce` of a message, from a socket or from the HTTP API. */
+export function validateMessageFields(obj: Record<string, unknown>): Parsed<{ text: string; nonce?: string }> {
+  const text = field(obj, "text");
+  if (typeof text !== "string") return invalid("text must be a string");
+  if (!isWellFormed(text)) return invalid("text is not well-formed Unicode");
+  if (text.trim().length === 0) return invalid("text is empty");
+  if (codePointLength(text) > MAX_TEXT_LENGTH) return invalid(`text is over ${MAX_TEXT_LENGTH} characters`);
+  const nonce = field(obj, "nonce");
+  if (nonce === undefined) return { ok: true, value: { text } };
+  if (typeof nonce !== "string" || codePointLength(nonce) > MAX_NONCE_LENGTH) {
+    return invalid(`nonce must be a string of at most ${MAX_NONCE_LENGTH} characters`);
+  }
+  return { ok: true, value: { text, nonce } };
+}
+
+/** Parses JSON that must be an object; never throws. */
+export function parseJsonObject(raw: string): Record<string, unknown> | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return null;
+  }
+  return isRecord(value) ? value : null;
+}
+
+/**
+ * Narrows one text frame from a client. The caller has already checked the
+ * size (isOversized) and answered `ping`; everything else is decided here.
+ */
+export function parseClientFrame(raw: string): Parsed<ClientFrame> {
+  const obj = parseJsonObject(raw);
+  if (obj === null) return { ok: false, code: "bad_json", message: "a frame must be a JSON object" };
+  const type = field(obj, "type");
+  if (type !== "message") {
+    return { ok: false, code: "unknown_type", message: type === undefined ? "type is missing" : "unknown type" };
+  }
+  const fields = validateMessageFields(obj);
+  if (!fields.ok) return fields;
+  return { ok: true, value: { type: "message", ...fields.value } };
+}

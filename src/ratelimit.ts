@@ -1,0 +1,29 @@
+// A token bucket as plain data, so it can live in a WebSocket attachment and
+// survive hibernation: `tokens` as of time `at` (ms).
+
+export interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+export function fullBucket(burst: number, now: number): Bucket {
+  return { tokens: burst, at: now };
+}
+
+/** Refills for the time since `at`, then takes one token if there is one. */
+export function take(bucket: Bucket, now: number, burst: number, perSec: number): { allowed: boolean; bucket: Bucket } {
+  const elapsed = Math.max(0, now - bucket.at);
+  const tokens = Math.min(burst, bucket.tokens + (elapsed * perSec) / 1000);
+  if (tokens < 1) return { allowed: false, bucket: { tokens, at: now } };
+  return { allowed: true, bucket: { tokens: tokens - 1, at: now } };
+}
+
+/**
+ * Times of recent `error` frames, oldest first, with the new one added and
+ * those older than the window dropped. Its length is the count in the window.
+ */
+export function recordStrike(strikes: readonly number[], now: number, windowMs: number): number[] {
+  const recent = strikes.filter((t) => now - t < windowMs);
+  recent.push(now);
+  return recent;
+}

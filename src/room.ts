@@ -1,0 +1,396 @@
+// The ChatRoom Durable Object: one instance per room, everywhere in the world.
+//
+// Why one object per room: a room needs a single order of messages and a
+// single place that knows who is connected. A Durable Object is exactly that:
+// one single-threaded instance, addressed by name (`idFromName(room)`), with
+// its own SQLite database. Rooms share nothing, so they scale out by count.
+//
+// What survives hibernation: the runtime hibernates an idle room (evicts it
+// from memory while keeping its WebSockets open) and constructs it again for
+// the next event. So everything the protocol needs lives where a wake finds it:
+//   - per connection, the user, the rate-limit bucket and the error strikes in
+//     the socket's attachment (`serializeAttachment`);
+//   - the history and the last issued id in SQLite (see history.ts).
+// The maps in memory (sockets to sessions, presence by user id, the history
+// ring) are caches, rebuilt from those on the first event after a wake.
+// Keep-alive `ping`s are answered by `setWebSocketAutoResponse` without waking
+// the room at all.
+//
+// What a message costs: one SQLite row written (an upsert into the ring), no
+// row read once the ring is in memory, one JSON.stringify, and one `send` per
+// connected socket.
+
+import { DurableObject } from "cloudflare:workers";
+import { readConfig, type Config } from "./config.ts";
+import { History, type RowCost, type Slice } from "./history.ts";
+import { createLogger, describeError, type Logger } from "./log.ts";
+import {
+  CloseCode,
+  ERROR_WINDOW_MS,
+  MAX_ERRORS_PER_WINDOW,
+  MAX_FRAME_BYTES,
+  MAX_NAME_LENGTH,
+  MAX_TEXT_LENGTH,
+  PING,
+  PONG,
+  isOversized,
+  parseClientFrame,
+  type ErrorCode,
+  type Limits,
+  type Message,
+  type ServerFrame,
+  type User,
+} from "./protocol.ts";
+import { fullBucket, recordStrike, take } from "./ratelimit.ts";
+import { parseSession, type Session } from "./session.ts";
+
+/** What the Worker has already checked and decided for a new connection. */
+export interface Admission {
+  room: string;
+  user: User;
+  token: string;
+  after: number | null;
+}
+
+/** A message from the HTTP publish endpoint, already validated by the Worker. */
+export interface Publication {
+  room: string;
+  name: string;
+  text: string;
+  nonce?: string;
+}
+
+/** Counters for tests and benchmarks; cheap enough to keep in production. */
+export interface Usage {
+  messages: number;
+  connects: number;
+  rowsRead: number;
+  rowsWritten: number;
+}
+
+const ADMISSION_PATH = "/connect";
+
+/** Builds the Worker-to-room request that carries an admitted connection. */
+export function admissionRequest(admission: Admission): Request {
+  const url = new URL(`https://room.internal${ADMISSION_PATH}`);
+  url.searchParams.set("room", admission.room);
+  url.searchParams.set("id", admission.user.id);
+  url.searchParams.set("name", admission.user.name);
+  url.searchParams.set("token", admission.token);
+  if (admission.after !== null) url.searchParams.set("after", String(admission.after));
+  return new Request(url, { headers: { Upgrade: "websocket" } });
+}
+
+function readAdmission(request: Request): Admission | null {
+  const url = new URL(request.url);
+  const q = url.searchParams;
+  const room = q.get("room");
+  const id = q.get("id");
+  const name = q.get("name");
+  const token = q.get("token");
+  const after = q.get("after");
+  if (url.pathname !== ADMISSION_PATH || room === null || id === null || name === null || token === null) return null;
+  return { room, user: { id, name }, token, after: after === null ? null : Number(after) };
+}
+
+function jsonResponse(status: number, body: unknown): Response {
+  return Response.json(body, { status });
+}
+
+interface Presence {
+  user: User;
+  sockets: number;
+}
+
+export class ChatRoom extends DurableObject<Env> {
+  readonly #config: Config;
+  readonly #log: Logger;
+  readonly #history: History;
+  readonly #limits: Limits;
+  // Caches of what the sockets' attachments say; null until the first event
+  // after construction (a wake) rebuilds them.
+  #sessions: Map<WebSocket, Session> | null = null;
+  #presence = new Map<string, Presence>();
+  // Sockets whose departure was handled, so `close` and `error` for one
+  // socket never announce two `leave`s.
+  readonly #departed = new WeakSet<WebSocket>();
+  readonly #usage: Usage = { messages: 0, connects: 0, rowsRead: 0, rowsWritten: 0 };
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#config = readConfig(env);
+    this.#log = createLogger(this.#config.logLevel, { component: "room" });
+    this.#history = new History(ctx.storage.sql, this.#config.historySize);
+    this.#limits = {
+      history: this.#config.historySize,
+      text: MAX_TEXT_LENGTH,
+      name: MAX_NAME_LENGTH,
+      burst: this.#config.rateBurst,
+      perSec: this.#config.ratePerSec,
+    };
+    // Answered by the runtime itself: a keep-alive never wakes the room.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
+  }
+
+  get usage(): Usage {
+    return { ...this.#usage };
+  }
+
+  // ---- connections -------------------------------------------------------
+
+  override async fetch(request: Request): Promise<Response> {
+    const admission = readAdmission(request);
+    if (admission === null) return jsonResponse(400, { error: "bad_request", message: "not an admitted connection" });
+    try {
+      return this.#connect(admission);
+    } catch (err) {
+      this.#log.error("fault", { room: admission.room, where: "connect", error: describeError(err) });
+      return jsonResponse(500, { error: "internal", message: "the room could not accept the connection" });
+    }
+  }
+
+  #connect({ room, user, token, after }: Admission): Response {
+    const sessions = this.#members();
+    if (this.ctx.getWebSockets().length >= this.#config.maxConnections) {
+      this.#log.warn("room_full", { room, connections: this.#config.maxConnections });
+      return jsonResponse(503, { error: "room_full", message: "this room has reached its connection limit" });
+    }
+    const cost = this.#history.load();
+    const now = Date.now();
+    const { 0: client, 1: server } = new WebSocketPair();
+    const session: Session = { room, user, bucket: fullBucket(this.#config.rateBurst, now), strikes: [] };
+    this.ctx.acceptWebSocket(server);
+    server.serializeAttachment(session);
+    sessions.set(server, session);
+    const first = this.#arrive(user);
+    // Nothing is awaited between reading history and sending `welcome`, and
+    // the room is single-threaded: every message stored after this snapshot
+    // is broadcast after the welcome, so the client sees each one exactly once.
+    const { messages, gap }: Slice = this.#history.since(after);
+    this.#send(server, {
+      type: "welcome",
+      room,
+      you: user,
+      token,
+      online: this.#online(),
+      history: messages,
+      gap,
+      limits: this.#limits,
+    });
+    if (first) this.#broadcast({ type: "join", user, ts: now }, server);
+    this.#count(cost);
+    this.#usage.connects++;
+    this.#log.info("connect", {
+      room,
+      user: user.id,
+      connections: sessions.size,
+      after,
+      history: messages.length,
+      gap,
+      rowsRead: cost.rowsRead,
+      rowsWritten: cost.rowsWritten,
+    });
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  override async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
+    const session = this.#session(ws);
+    if (session === null) return;
+    try {
+      this.#receive(ws, session, data);
+    } catch (err) {
+      this.#log.error("fault", { room: session.room, user: session.user.id, where: "message", error: describeError(err) });
+      this.#close(ws, CloseCode.serverError, "server fault");
+    }
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number, _reason: string, wasClean: boolean): Promise<void> {
+    // The compatibility date has web_socket_auto_reply_to_close: the runtime
+    // already answered the client's close frame.
+    this.#depart(ws, { code, wasClean });
+  }
+
+  override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
+    this.#depart(ws, { error: describeError(error) });
+  }
+
+  #receive(ws: WebSocket, session: Session, data: string | ArrayBuffer): void {
+    const oversized = typeof data === "string" ? isOversized(data) : data.byteLength > MAX_FRAME_BYTES;
+    if (oversized) {
+      this.#log.info("frame_rejected", { room: session.room, user: session.user.id, code: CloseCode.tooBig });
+      this.#close(ws, CloseCode.tooBig, `frame over ${MAX_FRAME_BYTES} bytes`);
+      return;
+    }
+    if (typeof data !== "string") {
+      this.#reject(ws, session, "unsupported", "binary frames are not supported");
+      return;
+    }
+    const frame = parseClientFrame(data);
+    if (!frame.ok) {
+      this.#reject(ws, session, frame.code, frame.message);
+      return;
+    }
+    const now = Date.now();
+    const { allowed, bucket } = take(session.bucket, now, this.#config.rateBurst, this.#config.ratePerSec);
+    session.bucket = bucket;
+    if (!allowed) {
+      this.#reject(ws, session, "rate_limited", "too many messages; this one was dropped");
+      return;
+    }
+    ws.serializeAttachment(session);
+    this.#publish(session.room, session.user, frame.value.text, frame.value.nonce, now);
+  }
+
+  /**
+   * Stores, then broadcasts. `sql.exec` is synchronous and the runtime's
+   * output gate holds every outgoing frame of this event until the write is
+   * durable, so no peer can see a message that a crash could still lose.
+   */
+  #publish(room: string, from: User, text: string, nonce: string | undefined, now: number): Message {
+    const { message, cost } = this.#history.append(from, text, nonce, now);
+    this.#count(cost);
+    this.#usage.messages++;
+    this.#broadcast(message);
+    this.#log.debug("message_stored", {
+      room,
+      user: from.id,
+      id: message.id,
+      rowsRead: cost.rowsRead,
+      rowsWritten: cost.rowsWritten,
+      length: text.length,
+    });
+    return message;
+  }
+
+  #reject(ws: WebSocket, session: Session, code: ErrorCode, message: string): void {
+    session.strikes = recordStrike(session.strikes, Date.now(), ERROR_WINDOW_MS);
+    ws.serializeAttachment(session);
+    this.#log.info("frame_rejected", { room: session.room, user: session.user.id, code });
+    this.#send(ws, { type: "error", code, message });
+    if (session.strikes.length >= MAX_ERRORS_PER_WINDOW) {
+      this.#log.warn("connection_closed", { room: session.room, user: session.user.id, code: CloseCode.policyViolation });
+      this.#close(ws, CloseCode.policyViolation, "too many errors");
+    }
+  }
+
+  #depart(ws: WebSocket, detail: Record<string, string | number | boolean>): void {
+    if (this.#departed.has(ws)) return;
+    this.#departed.add(ws);
+    const sessions = this.#members();
+    const session = sessions.get(ws) ?? parseSession(ws.deserializeAttachment());
+    sessions.delete(ws);
+    if (session === null) return;
+    const last = this.#leave(session.user.id);
+    if (last) this.#broadcast({ type: "leave", user: session.user, ts: Date.now() });
+    this.#log.info("disconnect", { room: session.room, user: session.user.id, connections: sessions.size, ...detail });
+  }
+
+  // ---- HTTP API, called by the Worker over RPC ------------------------------
+
+  history(after: number | null): Slice {
+    const cost = this.#history.load();
+    this.#count(cost);
+    return this.#history.since(after);
+  }
+
+  post({ room, name, text, nonce }: Publication): Message {
+    return this.#publish(room, { id: "bot", name }, text, nonce, Date.now());
+  }
+
+  // ---- presence and delivery ---------------------------------------------
+
+  /** The open sockets and their sessions, rebuilt from attachments after a wake. */
+  #members(): Map<WebSocket, Session> {
+    if (this.#sessions !== null) return this.#sessions;
+    const sessions = new Map<WebSocket, Session>();
+    this.#presence = new Map();
+    for (const ws of this.ctx.getWebSockets()) {
+      if (ws.readyState !== WebSocket.OPEN) continue;
+      const session = parseSession(ws.deserializeAttachment());
+      if (session === null) {
+        this.#log.error("fault", { where: "wake", error: "unreadable attachment" });
+        ws.close(CloseCode.serverError, "session lost");
+        continue;
+      }
+      sessions.set(ws, session);
+      this.#arrive(session.user);
+    }
+    this.#sessions = sessions;
+    return sessions;
+  }
+
+  #session(ws: WebSocket): Session | null {
+    const session = this.#members().get(ws);
+    if (session !== undefined) return session;
+    // A socket that is closing is not a member any more; ignore what it sends.
+    return null;
+  }
+
+  /** Counts one more socket of `user`; true when it is the user's first. */
+  #arrive(user: User): boolean {
+    const entry = this.#presence.get(user.id);
+    if (entry !== undefined) {
+      entry.sockets++;
+      return false;
+    }
+    this.#presence.set(user.id, { user, sockets: 1 });
+    return true;
+  }
+
+  /** Counts one socket less; true when it was the user's last. */
+  #leave(userId: string): boolean {
+    const entry = this.#presence.get(userId);
+    if (entry === undefined) return !this.#hasSocketOf(userId);
+    entry.sockets--;
+    if (entry.sockets > 0) return false;
+    this.#presence.delete(userId);
+    return true;
+  }
+
+  #hasSocketOf(userId: string): boolean {
+    for (const session of this.#members().values()) if (session.user.id === userId) return true;
+    return false;
+  }
+
+  #online(): User[] {
+    return Array.from(this.#presence.values(), (p) => p.user);
+  }
+
+  #send(ws: WebSocket, frame: ServerFrame): void {
+    ws.send(JSON.stringify(frame));
+  }
+
+  /**
+   * Serializes once and sends to every member, in one loop, so every socket
+   * sees frames in the same order. A socket whose send throws is closed and
+   * departs after the loop; the others still get the frame.
+   */
+  #broadcast(frame: ServerFrame, except?: WebSocket): void {
+    const text = JSON.stringify(frame);
+    let failed: WebSocket[] | undefined;
+    for (const ws of this.#members().keys()) {
+      if (ws === except) continue;
+      try {
+        ws.send(text);
+      } catch {
+        (failed ??= []).push(ws);
+      }
+    }
+    for (const ws of failed ?? []) this.#close(ws, CloseCode.serverError, "send failed");
+  }
+
+  /** Closes a socket from our side; its user leaves now, not when the client answers. */
+  #close(ws: WebSocket, code: CloseCode, reason: string): void {
+    try {
+      ws.close(code, reason);
+    } catch {
+      // Already closed: nothing left to tell this client.
+    }
+    this.#depart(ws, { code, by: "server" });
+  }
+
+  #count(cost: RowCost): void {
+    this.#usage.rowsRead += cost.rowsRead;
+    this.#usage.rowsWritten += cost.rowsWritten;
+  }
+}

@@ -1,0 +1,37 @@
+import { MAX_ERRORS_PER_WINDOW, type User } from "./protocol.ts";
+import type { Bucket } from "./ratelimit.ts";
+
+/**
+ * What a connection must keep across hibernation, stored with
+ * `serializeAttachment` (which the runtime keeps beside the socket, at most
+ * 2 KiB). The room's memory holds only a cache of it.
+ */
+export interface Session {
+  room: string;
+  user: User;
+  bucket: Bucket;
+  /** Times of the `error` frames drawn in the last minute, for the 1008 rule. */
+  strikes: number[];
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+const isNumber = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
+
+/** Checks an attachment read back after a wake; null means it cannot be trusted. */
+export function parseSession(value: unknown): Session | null {
+  if (!isRecord(value)) return null;
+  const { room, user, bucket, strikes } = value;
+  if (typeof room !== "string" || !isRecord(user) || !isRecord(bucket) || !Array.isArray(strikes)) return null;
+  if (typeof user.id !== "string" || typeof user.name !== "string") return null;
+  if (!isNumber(bucket.tokens) || !isNumber(bucket.at)) return null;
+  if (strikes.length > MAX_ERRORS_PER_WINDOW || !strikes.every(isNumber)) return null;
+  return {
+    room,
+    user: { id: user.id, name: user.name },
+    bucket: { tokens: bucket.tokens, at: bucket.at },
+    strikes: strikes.slice(),
+  };
+}

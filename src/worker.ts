@@ -1,0 +1,186 @@
+// The stateless edge. It answers everything that can be decided without a
+// room (bad paths, bad room names, missing upgrades, foreign origins, too many
+// connections from one IP, bad publish requests) before any Durable Object is
+// billed, decides who the user is, and forwards to the room.
+
+import { readConfig, type Config } from "./config.ts";
+import { createLogger, describeError, type Logger } from "./log.ts";
+import {
+  DEFAULT_ROOM,
+  MAX_FRAME_BYTES,
+  normalizeName,
+  normalizeRoom,
+  parseAfter,
+  parseJsonObject,
+  validateMessageFields,
+  type HistoryPage,
+  type HttpError,
+} from "./protocol.ts";
+import { admissionRequest, type ChatRoom } from "./room.ts";
+import { DEVELOPMENT_SECRET, bearerMatches, newUserId, signToken, verifyToken } from "./token.ts";
+
+export { ChatRoom } from "./room.ts";
+export { ConnectLimiter } from "./limiter.ts";
+
+type Route =
+  | { kind: "chat"; room: string }
+  | { kind: "messages"; room: string }
+  | { kind: "not_found" }
+  | { kind: "asset" };
+
+const MESSAGES = /^\/api\/rooms\/([^/]+)\/messages$/;
+
+function route(pathname: string): Route {
+  if (pathname === "/chat" || pathname === "/chat/") return { kind: "chat", room: DEFAULT_ROOM };
+  if (pathname.startsWith("/chat/")) {
+    const room = pathname.slice("/chat/".length);
+    return room.includes("/") ? { kind: "not_found" } : { kind: "chat", room };
+  }
+  if (pathname === "/api" || pathname.startsWith("/api/")) {
+    const match = MESSAGES.exec(pathname);
+    return match?.[1] === undefined ? { kind: "not_found" } : { kind: "messages", room: match[1] };
+  }
+  return { kind: "asset" };
+}
+
+function error(status: number, code: string, message: string, headers?: HeadersInit): Response {
+  const body: HttpError = { error: code, message };
+  return Response.json(body, { status, headers });
+}
+
+function isAllowedOrigin(request: Request, url: URL, config: Config): boolean {
+  const origin = request.headers.get("Origin");
+  // Browsers always send Origin on a WebSocket handshake; other clients
+  // (bots, CLIs) are not the cross-site hijacking this check is about.
+  if (origin === null) return true;
+  if (config.allowedOrigins === "*") return true;
+  if (origin === "null") return false;
+  return origin === url.origin || config.allowedOrigins.has(origin);
+}
+
+function roomStub(env: Env, room: string): DurableObjectStub<ChatRoom> {
+  return env.ROOMS.get(env.ROOMS.idFromName(room));
+}
+
+let warnedAboutSecret = false;
+
+function sessionSecret(env: Env, log: Logger): string {
+  if (env.SESSION_SECRET !== undefined && env.SESSION_SECRET !== "") return env.SESSION_SECRET;
+  if (!warnedAboutSecret) {
+    warnedAboutSecret = true;
+    log.warn("development_secret", {
+      message: "SESSION_SECRET is not set: tokens are signed with a public development key. Run `wrangler secret put SESSION_SECRET` before deploying.",
+    });
+  }
+  return DEVELOPMENT_SECRET;
+}
+
+function guestName(): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  const bytes = crypto.getRandomValues(new Uint8Array(4));
+  return "guest-" + Array.from(bytes, (b) => alphabet[b % alphabet.length]).join("");
+}
+
+async function connect(request: Request, url: URL, room: string, env: Env, config: Config, log: Logger): Promise<Response> {
+  if (request.method !== "GET") return error(405, "method_not_allowed", "use GET with Upgrade: websocket", { Allow: "GET" });
+  if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
+    return error(426, "upgrade_required", "this endpoint speaks WebSocket only", { Upgrade: "websocket" });
+  }
+  if (!isAllowedOrigin(request, url, config)) {
+    log.info("origin_refused", { room, origin: request.headers.get("Origin") });
+    return error(403, "forbidden_origin", "this origin may not open a chat connection");
+  }
+  if (config.ipConnectPerMin > 0) {
+    const ip = request.headers.get("CF-Connecting-IP") ?? "unknown";
+    const limiter = env.CONNECT_LIMITER.get(env.CONNECT_LIMITER.idFromName(ip));
+    if (!(await limiter.allow(config.ipConnectPerMin))) {
+      log.info("connect_limited", { room });
+      return error(429, "too_many_connections", `at most ${config.ipConnectPerMin} new connections a minute`, {
+        "Retry-After": "60",
+      });
+    }
+  }
+  const q = url.searchParams;
+  const secret = sessionSecret(env, log);
+  const claimed = q.get("token");
+  const userId = (claimed !== null ? await verifyToken(claimed, secret) : null) ?? newUserId();
+  const user = { id: userId, name: normalizeName(q.get("name")) ?? guestName() };
+  const token = await signToken(userId, secret);
+  return roomStub(env, room).fetch(admissionRequest({ room, user, token, after: parseAfter(q.get("after")) }));
+}
+
+/** Reads at most `limit` bytes of a body; null when there are more. */
+async function readCapped(request: Request, limit: number): Promise<string | null> {
+  const declared = Number(request.headers.get("Content-Length") ?? "0");
+  if (declared > limit) return null;
+  if (request.body === null) return "";
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
+}
+
+async function messages(request: Request, url: URL, room: string, env: Env, log: Logger): Promise<Response> {
+  if (request.method === "GET") {
+    const slice = await roomStub(env, room).history(parseAfter(url.searchParams.get("after")));
+    const page: HistoryPage = { room, messages: slice.messages, gap: slice.gap };
+    return Response.json(page);
+  }
+  if (request.method !== "POST") return error(405, "method_not_allowed", "use GET or POST", { Allow: "GET, POST" });
+  if (env.PUBLISH_TOKEN === undefined || env.PUBLISH_TOKEN === "") {
+    return error(404, "not_found", "publishing over HTTP is not enabled");
+  }
+  if (!(await bearerMatches(request.headers.get("Authorization"), env.PUBLISH_TOKEN))) {
+    return error(401, "unauthorized", "a valid bearer token is required", { "WWW-Authenticate": "Bearer" });
+  }
+  const raw = await readCapped(request, MAX_FRAME_BYTES);
+  if (raw === null) return error(400, "invalid_message", `the body is over ${MAX_FRAME_BYTES} bytes`);
+  const body = parseJsonObject(raw);
+  if (body === null) return error(400, "bad_json", "the body must be a JSON object");
+  const fields = validateMessageFields(body);
+  if (!fields.ok) return error(400, fields.code, fields.message);
+  const nameField = Object.hasOwn(body, "name") ? body.name : undefined;
+  const name = normalizeName(typeof nameField === "string" ? nameField : null) ?? "bot";
+  const message = await roomStub(env, room).post({ room, name, ...fields.value });
+  log.info("published", { room, id: message.id });
+  return Response.json(message, { status: 201 });
+}
+
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const target = route(url.pathname);
+    if (target.kind === "asset") return env.ASSETS.fetch(request);
+    if (target.kind === "not_found") return error(404, "not_found", "no such endpoint");
+    const room = normalizeRoom(target.room);
+    if (room === null) {
+      return error(400, "invalid_room", "a room name is 1 to 64 of a-z 0-9 _ -, starting with a letter or digit");
+    }
+    const config = readConfig(env);
+    const log = createLogger(config.logLevel, { component: "worker" });
+    try {
+      return target.kind === "chat"
+        ? await connect(request, url, room, env, config, log)
+        : await messages(request, url, room, env, log);
+    } catch (err) {
+      log.error("fault", { room, path: url.pathname, error: describeError(err) });
+      return error(500, "internal", "something went wrong; try again");
+    }
+  },
+} satisfies ExportedHandler<Env>;
