@@ -1,17 +1,29 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
+// Secrets are not in wrangler.toml; the tests run with known ones.
+const secrets = { SESSION_SECRET: "test-session-secret", PUBLISH_TOKEN: "test-publish-token" };
+
 export default defineConfig({
-  plugins: [
-    cloudflareTest({
-      wrangler: { configPath: "./wrangler.toml" },
-      miniflare: {
-        // Secrets are not in wrangler.toml; the tests run with known ones.
-        bindings: { SESSION_SECRET: "test-session-secret", PUBLISH_TOKEN: "test-publish-token" },
-      },
-    }),
-  ],
   test: {
-    include: ["test/**/*.test.ts"],
+    projects: [
+      {
+        plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: secrets } })],
+        test: { name: "defaults", include: ["test/*.test.ts"] },
+      },
+      {
+        // The room reads its settings when it starts, so settings other than
+        // the defaults get a runtime of their own.
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: { ...secrets, HISTORY_SIZE: "5", MAX_CONNECTIONS: "3", RATE_BURST: "2", RATE_PER_SEC: "0.5" },
+            },
+          }),
+        ],
+        test: { name: "settings", include: ["test/config/*.test.ts"] },
+      },
+    ],
   },
 });

@@ -31,6 +31,14 @@ export const CloseCode = {
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
+/**
+ * Codes an endpoint may put in a close frame (RFC 6455 7.4): 1004-1006 and
+ * 1015 are reserved and others below 3000 unassigned.
+ */
+export function isSendableCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+}
+
 export type ErrorCode = "bad_json" | "unknown_type" | "invalid_message" | "unsupported" | "rate_limited";
 
 export interface User {

@@ -34,6 +34,7 @@ import {
   PING,
   PONG,
   isOversized,
+  isSendableCloseCode,
   parseClientFrame,
   type ErrorCode,
   type Limits,
@@ -205,8 +206,12 @@ export class ChatRoom extends DurableObject<Env> {
   }
 
   override async webSocketClose(ws: WebSocket, code: number, _reason: string, wasClean: boolean): Promise<void> {
-    // The compatibility date has web_socket_auto_reply_to_close: the runtime
-    // already answered the client's close frame.
+    // web_socket_auto_reply_to_close (compatibility date 2026-04-07) answers
+    // the client's close frame on sockets accepted with accept(), but a
+    // hibernatable socket in this workerd still waits for our reply: without
+    // it the client never sees its close complete. On a socket that is
+    // already closed the call is a no-op.
+    this.#reply(ws, isSendableCloseCode(code) ? code : CloseCode.normal);
     this.#depart(ws, { code, wasClean });
   }
 
@@ -377,6 +382,14 @@ export class ChatRoom extends DurableObject<Env> {
       }
     }
     for (const ws of failed ?? []) this.#close(ws, CloseCode.serverError, "send failed");
+  }
+
+  #reply(ws: WebSocket, code: number): void {
+    try {
+      ws.close(code, "closed");
+    } catch {
+      // Already closed.
+    }
   }
 
   /** Closes a socket from our side; its user leaves now, not when the client answers. */

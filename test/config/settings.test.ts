@@ -1,0 +1,51 @@
+// The room under settings other than the defaults (see vitest.config.ts):
+// HISTORY_SIZE 5, MAX_CONNECTIONS 3, RATE_BURST 2, RATE_PER_SEC 0.5.
+
+import { runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import type { ChatRoom } from "../../src/room.ts";
+import { Client, freshRoom, join, request, roomStub, seed, upgradeHeaders } from "../helpers.ts";
+
+describe("settings", () => {
+  it("announces them in welcome.limits", async () => {
+    const { welcome } = await join(freshRoom());
+    expect(welcome.limits).toEqual({ history: 5, text: 2000, name: 32, burst: 2, perSec: 0.5 });
+  });
+
+  it("keeps HISTORY_SIZE messages in as many rows", async () => {
+    const room = freshRoom();
+    await seed(room, 12);
+    const { welcome } = await join(room);
+    expect(welcome.history.map((m) => m.id)).toEqual([8, 9, 10, 11, 12]);
+    const behind = await join(room, { after: 6 });
+    expect(behind.welcome).toMatchObject({ gap: true });
+    const edge = await join(room, { after: 7 });
+    expect(edge.welcome.gap).toBe(false);
+    const rows = await runInDurableObject(roomStub(room), (_: ChatRoom, state) =>
+      state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM messages").one(),
+    );
+    expect(rows.n).toBe(5);
+  });
+
+  it("applies RATE_BURST", async () => {
+    const { client } = await join(freshRoom());
+    for (let i = 0; i < 3; i++) client.say(`m${i}`);
+    expect((await client.message()).text).toBe("m0");
+    expect((await client.message()).text).toBe("m1");
+    await client.error("rate_limited");
+  });
+
+  it("answers 503 beyond MAX_CONNECTIONS, and admits again once one leaves", async () => {
+    const room = freshRoom();
+    const clients = await Promise.all([0, 1, 2].map(() => join(room)));
+    const refused = await request(`/chat/${room}`, { headers: upgradeHeaders() });
+    expect(refused.status).toBe(503);
+    expect(await refused.json()).toEqual({ error: "room_full", message: expect.any(String) });
+    const first = clients[0]!.client;
+    first.close();
+    await first.closed;
+    const again = await request(`/chat/${room}`, { headers: upgradeHeaders() });
+    expect(again.status).toBe(101);
+    await new Client(again.webSocket!).welcome();
+  });
+});

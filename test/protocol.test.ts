@@ -1,0 +1,140 @@
+// Pure tests of the wire rules: no runtime, no sockets.
+
+import { describe, expect, it } from "vitest";
+import {
+  codePointLength,
+  isOversized,
+  isSendableCloseCode,
+  normalizeName,
+  normalizeRoom,
+  parseAfter,
+  parseClientFrame,
+} from "../src/protocol.ts";
+
+describe("parseClientFrame", () => {
+  const rejected: [string, string, string][] = [
+    ["empty", "", "bad_json"],
+    ["not JSON", "hello", "bad_json"],
+    ["truncated", '{"type":"message"', "bad_json"],
+    ["null", "null", "bad_json"],
+    ["an array", "[]", "bad_json"],
+    ["a number", "1e999", "bad_json"],
+    ["a string", '"message"', "bad_json"],
+    ["true", "true", "bad_json"],
+    ["no type", '{"text":"hi"}', "unknown_type"],
+    ["type null", '{"type":null,"text":"hi"}', "unknown_type"],
+    ["type as an array", '{"type":["message"],"text":"hi"}', "unknown_type"],
+    ["type in other case", '{"type":"Message","text":"hi"}', "unknown_type"],
+    ["type constructor", '{"type":"constructor","text":"hi"}', "unknown_type"],
+    ["no text", '{"type":"message"}', "invalid_message"],
+    ["text null", '{"type":"message","text":null}', "invalid_message"],
+    ["text an object", '{"type":"message","text":{"a":1}}', "invalid_message"],
+    ["empty text", '{"type":"message","text":""}', "invalid_message"],
+    ["white space only", '{"type":"message","text":"\\u00a0 \\n"}', "invalid_message"],
+    ["a lone high surrogate", '{"type":"message","text":"\\ud83d"}', "invalid_message"],
+    ["a lone low surrogate", '{"type":"message","text":"x\\ude00"}', "invalid_message"],
+    ["2001 code points", JSON.stringify({ type: "message", text: "é".repeat(2001) }), "invalid_message"],
+    ["nonce null", '{"type":"message","text":"hi","nonce":null}', "invalid_message"],
+    ["nonce a number", '{"type":"message","text":"hi","nonce":1}', "invalid_message"],
+    ["nonce of 65", JSON.stringify({ type: "message", text: "hi", nonce: "x".repeat(65) }), "invalid_message"],
+    ["text only through __proto__", '{"type":"message","__proto__":{"text":"hi"}}', "invalid_message"],
+  ];
+  it.each(rejected)("rejects %s", (_, raw, code) => {
+    const parsed = parseClientFrame(raw);
+    expect(parsed.ok).toBe(false);
+    if (!parsed.ok) {
+      expect(parsed.code).toBe(code);
+      expect(parsed.message.length).toBeGreaterThan(0);
+    }
+  });
+
+  it("accepts a message and keeps its text exactly", () => {
+    expect(parseClientFrame('{"type":"message","text":"  hi\\n","nonce":"c1"}')).toEqual({
+      ok: true,
+      value: { type: "message", text: "  hi\n", nonce: "c1" },
+    });
+    expect(parseClientFrame('{"type":"message","text":"hi"}')).toEqual({ ok: true, value: { type: "message", text: "hi" } });
+  });
+
+  it("counts the text limit in code points, so 2000 emoji pass", () => {
+    const text = "😀".repeat(2000);
+    expect(text.length).toBe(4000);
+    expect(parseClientFrame(JSON.stringify({ type: "message", text }))).toEqual({ ok: true, value: { type: "message", text } });
+  });
+
+  it("accepts a nonce of 64 and ignores unknown fields", () => {
+    const nonce = "n".repeat(64);
+    const parsed = parseClientFrame(JSON.stringify({ type: "message", text: "x", nonce, from: "admin", id: 7 }));
+    expect(parsed).toEqual({ ok: true, value: { type: "message", text: "x", nonce } });
+  });
+
+  it("does not let a __proto__ key reach any prototype", () => {
+    const parsed = parseClientFrame('{"type":"message","text":"x","__proto__":{"polluted":true}}');
+    expect(parsed.ok).toBe(true);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it("survives deeply nested JSON", () => {
+    const deep = "[".repeat(5000) + "]".repeat(5000);
+    expect(parseClientFrame(deep)).toMatchObject({ ok: false, code: "bad_json" });
+    const nested = `{"type":"message","text":"x","extra":${"[".repeat(5000)}${"]".repeat(5000)}}`;
+    expect(parseClientFrame(nested)).toMatchObject({ ok: true });
+  });
+});
+
+describe("normalizeRoom", () => {
+  it.each([
+    ["lobby", "lobby"],
+    ["Lobby", "lobby"],
+    ["a", "a"],
+    ["9-x_Y", "9-x_y"],
+    ["r".repeat(64), "r".repeat(64)],
+  ])("accepts %s as %s", (raw, room) => expect(normalizeRoom(raw)).toBe(room));
+
+  it.each(["", "-a", "_a", "a b", "a.b", "r".repeat(65), "\u212a", "caf\u00e9", "a%20b", "İ"])("rejects %j", (raw) =>
+    expect(normalizeRoom(raw)).toBeNull(),
+  );
+});
+
+describe("normalizeName", () => {
+  it("trims and keeps up to 32 code points", () => {
+    expect(normalizeName("  alice ")).toBe("alice");
+    expect(normalizeName("😀".repeat(32))).toBe("😀".repeat(32));
+    expect(normalizeName("Zoë ☕")).toBe("Zoë ☕");
+  });
+  it.each([null, undefined, "", "   ", "x".repeat(33), "😀".repeat(33), "a\u0000b", "a\nb", "a\u007f", "a\u0085", "\ud800x"])(
+    "rejects %j",
+    (raw) => expect(normalizeName(raw)).toBeNull(),
+  );
+});
+
+describe("parseAfter", () => {
+  it.each([
+    ["0", 0],
+    ["42", 42],
+    ["007", 7],
+  ])("reads %s", (raw, n) => expect(parseAfter(raw)).toBe(n));
+  it.each([null, "", "-1", "1.5", "1e3", " 1", "1 ", "0x10", "abc", "١٢"])("ignores %j", (raw) => expect(parseAfter(raw)).toBeNull());
+});
+
+describe("limits", () => {
+  it("measures frames in UTF-8 bytes", () => {
+    expect(isOversized("x".repeat(16_384))).toBe(false);
+    expect(isOversized("x".repeat(16_385))).toBe(true);
+    expect(isOversized("€".repeat(5461))).toBe(false); // 16,383 bytes
+    expect(isOversized("€".repeat(5462))).toBe(true); // 16,386 bytes
+    expect(isOversized("😀".repeat(4096))).toBe(false); // 16,384 bytes
+    expect(isOversized("😀".repeat(4097))).toBe(true);
+  });
+
+  it("counts code points", () => {
+    expect(codePointLength("")).toBe(0);
+    expect(codePointLength("a😀b")).toBe(3);
+    expect(codePointLength("\ud800")).toBe(1);
+  });
+
+  it("sends only legal close codes", () => {
+    for (const code of [1000, 1001, 1008, 1009, 1011, 4000]) expect(isSendableCloseCode(code)).toBe(true);
+    for (const code of [999, 1004, 1005, 1006, 1015, 2000, 5000]) expect(isSendableCloseCode(code)).toBe(false);
+  });
+});
