@@ -6,10 +6,12 @@ const secrets = { SESSION_SECRET: "test-session-secret", PUBLISH_TOKEN: "test-pu
 
 export default defineConfig({
   test: {
+    // Generous limits, never timing assertions: CI machines are shared.
+    testTimeout: 60_000,
     projects: [
       {
         plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: secrets } })],
-        test: { name: "defaults", include: ["test/*.test.ts"] },
+        test: { name: "defaults", include: ["test/*.test.ts"], testTimeout: 60_000 },
       },
       {
         // The room reads its settings when it starts, so settings other than
@@ -22,7 +24,7 @@ export default defineConfig({
             },
           }),
         ],
-        test: { name: "settings", include: ["test/config/*.test.ts"] },
+        test: { name: "settings", include: ["test/config/*.test.ts"], testTimeout: 60_000 },
       },
     ],
   },

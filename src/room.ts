@@ -27,6 +27,7 @@ import { createLogger, describeError, type Logger } from "./log.ts";
 import {
   CloseCode,
   ERROR_WINDOW_MS,
+  IDLE_TIMEOUT_MS,
   MAX_ERRORS_PER_WINDOW,
   MAX_FRAME_BYTES,
   MAX_NAME_LENGTH,
@@ -116,6 +117,8 @@ export class ChatRoom extends DurableObject<Env> {
   // socket never announce two `leave`s.
   readonly #departed = new WeakSet<WebSocket>();
   readonly #usage: Usage = { messages: 0, connects: 0, rowsRead: 0, rowsWritten: 0 };
+  // Whether this instance has made sure a sweep alarm is pending.
+  #sweepArmed = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -159,7 +162,7 @@ export class ChatRoom extends DurableObject<Env> {
     const cost = this.#history.load();
     const now = Date.now();
     const { 0: client, 1: server } = new WebSocketPair();
-    const session: Session = { room, user, bucket: fullBucket(this.#config.rateBurst, now), strikes: [] };
+    const session: Session = { room, user, bucket: fullBucket(this.#config.rateBurst, now), strikes: [], seen: now };
     this.ctx.acceptWebSocket(server);
     server.serializeAttachment(session);
     sessions.set(server, session);
@@ -179,6 +182,9 @@ export class ChatRoom extends DurableObject<Env> {
       limits: this.#limits,
     });
     if (first) this.#broadcast({ type: "join", user, ts: now }, server);
+    if (!this.#sweepArmed) {
+      this.#armSweep(now).catch((err) => this.#log.error("fault", { room, where: "alarm", error: describeError(err) }));
+    }
     this.#count(cost);
     this.#usage.connects++;
     this.#log.info("connect", {
@@ -220,6 +226,7 @@ export class ChatRoom extends DurableObject<Env> {
   }
 
   #receive(ws: WebSocket, session: Session, data: string | ArrayBuffer): void {
+    session.seen = Date.now();
     const oversized = typeof data === "string" ? isOversized(data) : data.byteLength > MAX_FRAME_BYTES;
     if (oversized) {
       this.#log.info("frame_rejected", { room: session.room, user: session.user.id, code: CloseCode.tooBig });
@@ -288,6 +295,41 @@ export class ChatRoom extends DurableObject<Env> {
     const last = this.#leave(session.user.id);
     if (last) this.#broadcast({ type: "leave", user: session.user, ts: Date.now() });
     this.#log.info("disconnect", { room: session.room, user: session.user.id, connections: sessions.size, ...detail });
+  }
+
+  // ---- dead connections ------------------------------------------------------
+  //
+  // A client that vanishes without a close (a phone that lost its network)
+  // may never produce a close event (workerd#1187), so its user would stay
+  // "online" forever. An alarm looks at every socket's last sign of life:
+  // its last frame (in the attachment) or its last `ping`, which the runtime
+  // answered and timestamped without waking us. Sockets silent for
+  // IDLE_TIMEOUT_MS are closed and their users leave. The alarm runs only
+  // while sockets are open, at most once per IDLE_TIMEOUT_MS: an idle room
+  // wakes for a moment once a minute and sleeps again.
+
+  async #armSweep(now: number): Promise<void> {
+    this.#sweepArmed = true;
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(now + IDLE_TIMEOUT_MS);
+  }
+
+  override async alarm(): Promise<void> {
+    const now = Date.now();
+    let oldest = Number.POSITIVE_INFINITY;
+    const idle: WebSocket[] = [];
+    for (const [ws, session] of this.#members()) {
+      const pinged = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0;
+      const alive = Math.max(session.seen, pinged);
+      if (now - alive >= IDLE_TIMEOUT_MS) idle.push(ws);
+      else oldest = Math.min(oldest, alive);
+    }
+    for (const ws of idle) {
+      const session = this.#members().get(ws);
+      this.#log.info("idle_closed", { room: session?.room, user: session?.user.id });
+      this.#close(ws, CloseCode.normal, "no frame or ping for 60 s");
+    }
+    this.#sweepArmed = Number.isFinite(oldest);
+    if (this.#sweepArmed) await this.ctx.storage.setAlarm(Math.max(oldest + IDLE_TIMEOUT_MS, now + 1000));
   }
 
   // ---- HTTP API, called by the Worker over RPC ------------------------------

@@ -12,6 +12,8 @@ export interface Session {
   bucket: Bucket;
   /** Times of the `error` frames drawn in the last minute, for the 1008 rule. */
   strikes: number[];
+  /** When the client last sent a frame other than `ping` (or connected). */
+  seen: number;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -23,15 +25,16 @@ const isNumber = (v: unknown): v is number => typeof v === "number" && Number.is
 /** Checks an attachment read back after a wake; null means it cannot be trusted. */
 export function parseSession(value: unknown): Session | null {
   if (!isRecord(value)) return null;
-  const { room, user, bucket, strikes } = value;
+  const { room, user, bucket, strikes, seen } = value;
   if (typeof room !== "string" || !isRecord(user) || !isRecord(bucket) || !Array.isArray(strikes)) return null;
   if (typeof user.id !== "string" || typeof user.name !== "string") return null;
   if (!isNumber(bucket.tokens) || !isNumber(bucket.at)) return null;
-  if (strikes.length > MAX_ERRORS_PER_WINDOW || !strikes.every(isNumber)) return null;
+  if (strikes.length > MAX_ERRORS_PER_WINDOW || !strikes.every(isNumber) || !isNumber(seen)) return null;
   return {
     room,
     user: { id: user.id, name: user.name },
     bucket: { tokens: bucket.tokens, at: bucket.at },
     strikes: strikes.slice(),
+    seen,
   };
 }
