@@ -1,0 +1,279 @@
+// The web client against the real Worker: chatting, presence, identity
+// across a reload, text-only rendering, the narrow layout, and the
+// screenshot in docs/.
+
+import { randomUUID } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import type { Browser } from "playwright-core";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { ChatPage, eventually, launchBrowser } from "./support/chat.ts";
+import { DevServer } from "./support/devserver.ts";
+
+let server: DevServer;
+let browser: Browser;
+const open: ChatPage[] = [];
+
+beforeAll(async () => {
+  [server, browser] = await Promise.all([DevServer.start(), launchBrowser()]);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.dispose();
+});
+
+afterEach(async () => {
+  for (const p of open.splice(0)) {
+    expect(p.errors, `${p.name}'s page threw`).toEqual([]);
+    await p.close().catch(() => {});
+  }
+});
+
+function newRoom() {
+  return `t-${randomUUID()}`;
+}
+
+async function person(room: string, name: string, opts?: Parameters<typeof ChatPage.open>[4]) {
+  const p = await ChatPage.open(browser, server.url, room, name, opts);
+  open.push(p);
+  return p;
+}
+
+/** How many times each text appears in a page's log. */
+async function counts(p: ChatPage): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const m of await p.messages()) out[m.text] = (out[m.text] ?? 0) + 1;
+  return out;
+}
+
+describe("web client", () => {
+  test("two people chat both ways, see each other online, and see a leave", async () => {
+    const room = newRoom();
+    const alice = await person(room, "Alice");
+    const bob = await person(room, "Bob");
+
+    await alice.waitForOnline(["Alice", "Bob"]);
+    await bob.waitForOnline(["Alice", "Bob"]);
+    expect(await alice.page.locator("#online-count").textContent()).toBe("2");
+    await alice.waitForSystem(/^Bob joined$/);
+
+    await alice.send("hello from alice");
+    await bob.send("hi alice\nsecond line");
+    for (const p of [alice, bob]) {
+      await p.waitForMessage("hello from alice");
+      await p.waitForMessage("hi alice\nsecond line");
+    }
+
+    const seenByAlice = await alice.messages();
+    expect(seenByAlice.map((m) => [m.author, m.text, m.own])).toEqual([
+      ["Alice", "hello from alice", true],
+      ["Bob", "hi alice\nsecond line", false],
+    ]);
+    const seenByBob = await bob.messages();
+    expect(seenByBob.map((m) => [m.author, m.text, m.own])).toEqual([
+      ["Alice", "hello from alice", false],
+      ["Bob", "hi alice\nsecond line", true],
+    ]);
+    // Same ids on both sides: one stream.
+    expect(seenByBob.map((m) => m.id)).toEqual(seenByAlice.map((m) => m.id));
+    // Line breaks are kept and shown.
+    const height = await bob.page.locator("#log .msg:last-child .text").evaluate((el) => el.getClientRects().length);
+    expect(height).toBeGreaterThan(0);
+    expect(await bob.page.locator("#log .msg:last-child .text").evaluate((el) => getComputedStyle(el).whiteSpace)).toBe("pre-wrap");
+    expect(await alice.page.locator("#pending > *").count()).toBe(0);
+
+    await bob.close();
+    open.splice(open.indexOf(bob), 1);
+    await alice.waitForSystem(/^Bob left$/);
+    await alice.waitForOnline(["Alice"]);
+  });
+
+  test("a reload shows earlier messages once each and keeps the identity", async () => {
+    const room = newRoom();
+    const alice = await person(room, "Alice");
+    const bob = await person(room, "Bob");
+    await alice.send("one");
+    await bob.waitForMessage("one");
+    await bob.send("two");
+    await alice.waitForMessage("two");
+    await alice.send("three");
+    await bob.waitForMessage("three");
+    const before = await alice.messages();
+
+    await alice.reload();
+    await alice.waitForMessage("three");
+    const after = await alice.messages();
+    expect(after.map((m) => [m.id, m.author, m.text, m.own])).toEqual(before.map((m) => [m.id, m.author, m.text, m.own]));
+    expect(after.map((m) => m.own)).toEqual([true, false, true]);
+    // Asked once: no name prompt after the reload, and the same name.
+    expect(await alice.page.locator("#name-dialog").evaluate((d) => (d as HTMLDialogElement).open)).toBe(false);
+    expect(await alice.page.locator("#me").textContent()).toBe("Alice");
+    // The same user id: Bob still sees one Alice, not two.
+    await bob.waitForOnline(["Alice", "Bob"]);
+
+    // A message sent after the reload is still "own" and arrives once.
+    await alice.send("four");
+    await bob.waitForMessage("four");
+    await eventually("Alice's 'four' never showed up as her own", async () =>
+      (await alice.messages()).some((m) => m.text === "four" && m.own),
+    );
+    expect(await counts(alice)).toEqual({ one: 1, two: 1, three: 1, four: 1 });
+  });
+
+  test("markup in a message or a name is shown as text and runs nothing", async () => {
+    const room = newRoom();
+    const payload = `<img src=x onerror=alert(1)><script>alert(2)</script><b>bold</b>`;
+    const mallory = await person(room, "<i>Mallory</i>");
+    const bob = await person(room, "Bob");
+    await mallory.send(payload);
+    await bob.waitForMessage(payload);
+    await mallory.waitForMessage(payload);
+
+    for (const p of [bob, mallory]) {
+      expect(await p.page.locator("#log img, #log script, #log b, #log i, #online i").count()).toBe(0);
+      expect(p.dialogs).toEqual([]);
+    }
+    const message = (await bob.messages()).find((m) => m.text === payload);
+    expect(message?.author).toBe("<i>Mallory</i>");
+    await bob.waitForOnline(["<i>Mallory</i>", "Bob"]);
+    // Give a deferred onerror a moment to run, if anything had made it an element.
+    await bob.page.waitForTimeout(500);
+    expect(bob.dialogs).toEqual([]);
+  });
+
+  test("at 360 px wide there is no horizontal scrollbar", async () => {
+    const room = newRoom();
+    const alice = await person(room, "Alice with a rather long name", { viewport: { width: 360, height: 740 } });
+    await alice.send("x".repeat(300));
+    await alice.send("A normal sentence that wraps over several lines on a narrow phone screen, as most do.");
+    await alice.waitForMessage("x".repeat(300));
+    await alice.page.locator("#people-toggle").click();
+    const sizes = await alice.page.evaluate(() => {
+      const scroller = document.getElementById("scroller")!;
+      return {
+        doc: [document.documentElement.scrollWidth, document.documentElement.clientWidth],
+        log: [scroller.scrollWidth, scroller.clientWidth],
+      };
+    });
+    expect(sizes.doc[0], "page wider than the viewport").toBeLessThanOrEqual(sizes.doc[1]!);
+    expect(sizes.log[0], "message log wider than its box").toBeLessThanOrEqual(sizes.log[1]!);
+    expect(await alice.page.locator("#people").isVisible()).toBe(true);
+  });
+
+  test("changing the name keeps the identity; others see the new name", async () => {
+    const room = newRoom();
+    const alice = await person(room, "Alice");
+    const bob = await person(room, "Bob");
+    await alice.send("as Alice");
+    await bob.waitForMessage("as Alice");
+
+    await alice.page.locator("#me").click();
+    await alice.page.locator("#name-input").fill("Alicia");
+    await alice.page.locator("#name-dialog button[value=save]").click();
+    await bob.waitForOnline(["Alicia", "Bob"]);
+    await alice.waitOnline();
+    expect(await alice.page.locator("#me").textContent()).toBe("Alicia");
+    await alice.send("as Alicia");
+    await bob.waitForMessage("as Alicia");
+    await eventually("Alice's messages from before and after the rename are not both her own", async () => {
+      const own = (await alice.messages()).filter((m) => m.own).map((m) => m.text);
+      return JSON.stringify(own) === JSON.stringify(["as Alice", "as Alicia"]);
+    }, { state: () => alice.describe() });
+  });
+
+  test("keyboard: Enter sends, Shift+Enter breaks the line; a counter near the limit", async () => {
+    const room = newRoom();
+    const alice = await person(room, "Alice");
+    const input = alice.page.locator("#message");
+    await input.focus();
+    await alice.page.keyboard.type("line one");
+    await alice.page.keyboard.press("Shift+Enter");
+    await alice.page.keyboard.type("line two");
+    await alice.page.keyboard.press("Enter");
+    await alice.waitForMessage("line one\nline two");
+    expect(await input.inputValue()).toBe("");
+
+    // Code points, not UTF-16 units: 1990 astral characters are 1990 of 2000.
+    await input.fill("😀".repeat(1990));
+    expect(await alice.page.locator("#counter").textContent()).toBe("10 left");
+    await input.fill("a".repeat(2001));
+    expect(await alice.page.locator("#counter").textContent()).toBe("1 over the limit");
+    await input.press("Enter");
+    expect(await alice.page.locator("#notice").textContent()).toContain("at most 2000");
+    expect(await alice.page.locator("#pending > *").count()).toBe(0);
+  });
+
+  test("scrolled up, new messages do not move the view; a button brings you down", async () => {
+    const room = newRoom();
+    const alice = await person(room, "Alice", { viewport: { width: 800, height: 500 } });
+    const bob = await person(room, "Bob");
+    for (let i = 1; i <= 25; i++) await bob.send(`filler ${i}`);
+    await alice.waitForMessage("filler 25", 30_000);
+    const scroller = alice.page.locator("#scroller");
+    const atBottom = () => scroller.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight < 50);
+    await eventually("Alice was not kept at the bottom while reading the newest", atBottom);
+
+    await scroller.evaluate((el) => el.scrollTo(0, 0));
+    await bob.send("while Alice reads old ones");
+    await alice.waitForMessage("while Alice reads old ones");
+    expect(await scroller.evaluate((el) => el.scrollTop)).toBe(0);
+    const jump = alice.page.locator("#jump");
+    expect(await jump.isVisible()).toBe(true);
+    expect(await jump.textContent()).toMatch(/1 new message/);
+    await jump.click();
+    await eventually("the new-messages button did not bring Alice to the bottom", atBottom);
+    expect(await jump.isVisible()).toBe(false);
+  });
+
+  test("the room comes from the URL hash too, shown in the header and title", async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      const room = newRoom();
+      await page.goto(`${server.url}/#${room.toUpperCase()}`);
+      await page.locator("#name-input").fill("Hasher");
+      await page.locator("#name-dialog button[value=save]").click();
+      await eventually("the page opened via #room never got online", async () =>
+        (await page.locator("#status").getAttribute("data-state")) === "online",
+      );
+      expect(await page.locator("#room-name").textContent()).toBe(room);
+      expect(await page.title()).toBe(`#${room} · Edge Chat`);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("screenshot of two people chatting (docs/screenshot.png)", async () => {
+    const room = "ops";
+    const alice = await person(room, "Alice", { viewport: { width: 960, height: 620 } });
+    const bob = await person(room, "Bob", { viewport: { width: 390, height: 620 }, colorScheme: "dark" });
+    const carol = await person(room, "Carol");
+    const script: [ChatPage, string][] = [
+      [alice, "Morning! Is the new build on the edge yet?"],
+      [bob, "Rolled out to every region at 09:12.\np50 latency went from 41 ms to 18 ms."],
+      [alice, "Nice. Any errors in the logs?"],
+      [carol, "Nothing on my side, the dashboards are all green."],
+      [bob, "None so far. I'll keep an eye on it through lunch."],
+      [alice, "Perfect, thanks both!"],
+    ];
+    for (const [who, text] of script) {
+      await who.send(text);
+      await alice.waitForMessage(text);
+      await bob.waitForMessage(text);
+    }
+    const shots: string[] = [];
+    for (const p of [alice, bob]) {
+      await p.page.locator("#message").blur();
+      await p.page.waitForTimeout(200);
+      shots.push((await p.page.screenshot()).toString("base64"));
+    }
+    // Both views side by side: Alice on a desktop in light mode, Bob on a phone in dark mode.
+    const frame = await browser.newPage({ viewport: { width: 1430, height: 700 } });
+    await frame.setContent(`<body style="margin:0;display:flex;gap:24px;align-items:center;justify-content:center;height:100vh;background:linear-gradient(135deg,#e9e7ff,#dff5f1)">
+      ${shots.map((b64) => `<img src="data:image/png;base64,${b64}" style="border-radius:14px;box-shadow:0 10px 40px rgb(30 30 80/25%)">`).join("")}</body>`);
+    await frame.waitForFunction(() => Array.from(document.images).every((i) => i.complete && i.naturalWidth > 0));
+    mkdirSync(new URL("../docs", import.meta.url), { recursive: true });
+    await frame.screenshot({ path: new URL("../docs/screenshot.png", import.meta.url).pathname });
+    await frame.close();
+  });
+});

@@ -1,0 +1,246 @@
+// The client's delivery guarantees when the connection breaks: the server
+// crashing and coming back with its storage, a message whose echo was lost,
+// a message lost on the way, and a gap longer than the room keeps.
+//
+// Lost frames are made with Playwright's WebSocket routing: the page's
+// socket goes through a proxy in the test, which can drop one frame and cut
+// the connection at exactly the moment that matters.
+
+import { randomUUID } from "node:crypto";
+import type { Browser, BrowserContext, WebSocketRoute } from "playwright-core";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import WebSocket from "ws";
+import { ChatPage, eventually, launchBrowser } from "./support/chat.ts";
+import { DevServer } from "./support/devserver.ts";
+
+let server: DevServer;
+let browser: Browser;
+const open: ChatPage[] = [];
+
+beforeAll(async () => {
+  [server, browser] = await Promise.all([DevServer.start(), launchBrowser()]);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.dispose();
+});
+
+afterEach(async () => {
+  for (const p of open.splice(0)) {
+    expect(p.errors, `${p.name}'s page threw`).toEqual([]);
+    await p.close().catch(() => {});
+  }
+});
+
+function newRoom() {
+  return `t-${randomUUID()}`;
+}
+
+async function person(room: string, name: string, setup?: (context: BrowserContext) => Promise<void>) {
+  const p = await ChatPage.open(browser, server.url, room, name, setup ? { setup } : {});
+  open.push(p);
+  return p;
+}
+
+async function countIn(p: ChatPage, text: string): Promise<number> {
+  return (await p.messages()).filter((m) => m.text === text).length;
+}
+
+/** The room's stored history, straight from the HTTP API. */
+async function stored(room: string): Promise<string[]> {
+  const res = await fetch(`${server.url}/api/rooms/${room}/messages`);
+  expect(res.status).toBe(200);
+  const body = (await res.json()) as { messages: { text: string }[] };
+  return body.messages.map((m) => m.text);
+}
+
+/** Messages sent, echoed and stored by a plain WebSocket client (not the page). */
+async function sendRaw(room: string, texts: string[]): Promise<void> {
+  const ws = new WebSocket(`${server.url.replace("http", "ws")}/chat/${room}?name=loadbot`);
+  let echoed = 0;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`only ${echoed} of ${texts.length} raw messages were echoed`)), 20_000);
+    ws.on("error", reject);
+    ws.on("message", (data) => {
+      const frame = JSON.parse(String(data)) as { type: string; nonce?: string; code?: string };
+      if (frame.type === "welcome") for (const [i, text] of texts.entries()) ws.send(JSON.stringify({ type: "message", text, nonce: `raw-${i}` }));
+      else if (frame.type === "error") reject(new Error(`raw client got error ${frame.code}`));
+      else if (frame.type === "message" && frame.nonce?.startsWith("raw-") && ++echoed === texts.length) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  ws.close();
+}
+
+/**
+ * Routes every socket of a context through the test. `cut` arms a trap: the
+ * next frame (in the given direction) whose text contains `marker` is dropped
+ * and the connection is cut, as if the network failed at that instant.
+ */
+class Proxy {
+  #current: { page: WebSocketRoute; server: WebSocketRoute | null } | null = null;
+  #trap: { direction: "up" | "down"; marker: string; sprung: boolean } | null = null;
+  /** While blocked, new connections are refused. */
+  blocked = false;
+  connections = 0;
+
+  install = async (context: BrowserContext) => {
+    await context.routeWebSocket(/\/chat\//, (page) => {
+      this.connections++;
+      if (this.blocked) {
+        void page.close({ code: 4003, reason: "blocked by test" });
+        return;
+      }
+      const server = page.connectToServer();
+      this.#current = { page, server };
+      page.onMessage((msg) => {
+        if (this.#springs("up", msg)) return;
+        server.send(msg);
+      });
+      server.onMessage((msg) => {
+        if (this.#springs("down", msg)) return;
+        page.send(msg);
+      });
+    });
+  };
+
+  #springs(direction: "up" | "down", msg: string | Buffer): boolean {
+    const trap = this.#trap;
+    if (trap === null || trap.sprung || trap.direction !== direction || !String(msg).includes(trap.marker)) return false;
+    trap.sprung = true;
+    this.cut();
+    return true;
+  }
+
+  /** Drops the next frame containing `marker` going `up` (to the server) or `down` (to the page), then cuts. */
+  arm(direction: "up" | "down", marker: string) {
+    this.#trap = { direction, marker, sprung: false };
+  }
+
+  get sprung() {
+    return this.#trap?.sprung === true;
+  }
+
+  cut() {
+    const c = this.#current;
+    this.#current = null;
+    if (c === null) return;
+    void c.page.close({ code: 4002, reason: "cut by test" });
+    void c.server?.close();
+  }
+}
+
+describe("delivery across broken connections", () => {
+  test("the server is killed and restarts: reconnecting, then online; nothing lost or doubled", async () => {
+    const room = newRoom();
+    const alice = await person(room, "Alice");
+    const bob = await person(room, "Bob");
+    await alice.send("before the crash");
+    await bob.waitForMessage("before the crash");
+
+    await server.stop("SIGKILL");
+    await eventually("Alice's page never showed 'reconnecting' after the server died", async () => (await alice.status()) === "reconnecting", {
+      state: async () => `status: ${await alice.page.locator("#status").innerText()}`,
+    });
+    expect(await alice.page.locator("#status").innerText()).toMatch(/Reconnecting in \d+ s/);
+
+    // Typed while the server is down: shown as pending, sent once it is back.
+    await alice.send("typed while offline");
+    await eventually("the offline message was never shown as pending", async () =>
+      (await alice.page.locator("#pending .text").allTextContents()).includes("typed while offline"),
+    );
+
+    await server.restart();
+    await alice.waitOnline(60_000);
+    await bob.waitOnline(60_000);
+
+    await bob.send("after the restart");
+    for (const p of [alice, bob]) {
+      await p.waitForMessage("after the restart", 30_000);
+      await p.waitForMessage("typed while offline", 30_000);
+    }
+    await alice.page.waitForTimeout(500);
+    for (const p of [alice, bob]) {
+      for (const text of ["before the crash", "typed while offline", "after the restart"]) {
+        expect(await countIn(p, text), `${p.name} shows ${JSON.stringify(text)} once\n${await p.describe()}`).toBe(1);
+      }
+    }
+    expect(await alice.page.locator("#pending > *").count()).toBe(0);
+    expect((await stored(room)).filter((t) => t === "typed while offline")).toHaveLength(1);
+    // Still marked as Alice's own after the reconnect.
+    const mine = (await alice.messages()).find((m) => m.text === "typed while offline");
+    expect(mine?.own).toBe(true);
+  });
+
+  test("a message stored but whose echo was lost is not sent again", async () => {
+    const room = newRoom();
+    const proxy = new Proxy();
+    const alice = await person(room, "Alice", proxy.install);
+    const bob = await person(room, "Bob");
+
+    proxy.arm("down", "echo gets lost");
+    await alice.send("echo gets lost");
+    await eventually("the proxy never saw the echo to drop", async () => proxy.sprung);
+    await alice.waitOnline(30_000);
+    await alice.waitForMessage("echo gets lost");
+    await bob.waitForMessage("echo gets lost");
+    await alice.send("next one");
+    await bob.waitForMessage("next one");
+
+    expect(await countIn(alice, "echo gets lost")).toBe(1);
+    expect(await countIn(bob, "echo gets lost")).toBe(1);
+    expect((await stored(room)).filter((t) => t === "echo gets lost"), "stored twice: the client resent a stored message").toHaveLength(1);
+    expect(await alice.page.locator("#pending > *").count()).toBe(0);
+    expect(proxy.connections).toBeGreaterThanOrEqual(2);
+  });
+
+  test("a message lost on the way to the server is sent again after the reconnect", async () => {
+    const room = newRoom();
+    const proxy = new Proxy();
+    const alice = await person(room, "Alice", proxy.install);
+    const bob = await person(room, "Bob");
+
+    proxy.arm("up", "lost on the way");
+    await alice.send("lost on the way");
+    await eventually("the proxy never saw the message to drop", async () => proxy.sprung);
+    await alice.waitForMessage("lost on the way", 30_000);
+    await bob.waitForMessage("lost on the way");
+
+    expect(await countIn(alice, "lost on the way")).toBe(1);
+    expect(await countIn(bob, "lost on the way")).toBe(1);
+    expect((await stored(room)).filter((t) => t === "lost on the way")).toHaveLength(1);
+    expect(await alice.page.locator("#pending > *").count()).toBe(0);
+  });
+
+  test("away longer than the history keeps: a gap notice, then the kept messages once each", async () => {
+    const room = newRoom();
+    const proxy = new Proxy();
+    const alice = await person(room, "Alice", proxy.install);
+    await alice.send("before leaving");
+    await alice.waitForMessage("before leaving");
+
+    proxy.blocked = true;
+    proxy.cut();
+    await eventually("Alice's page never noticed the cut", async () => (await alice.status()) !== "online");
+
+    // 110 messages, in bursts the rate limit allows (10 per connection).
+    const texts = Array.from({ length: 110 }, (_, i) => `bulk ${i + 1}`);
+    for (let i = 0; i < texts.length; i += 10) await sendRaw(room, texts.slice(i, i + 10));
+
+    proxy.blocked = false;
+    await alice.page.locator("#retry").click({ timeout: 30_000 });
+    await alice.waitOnline(30_000);
+    await alice.waitForSystem(/missed/);
+    await alice.waitForMessage("bulk 110");
+
+    const messages = await alice.messages();
+    const ids = messages.map((m) => m.id);
+    expect(new Set(ids).size, "a message id shown twice").toBe(ids.length);
+    expect(ids).toEqual([...ids].sort((a, b) => (a ?? 0) - (b ?? 0)));
+    // The room keeps 100: bulk 11..110 came back, plus what was already on screen.
+    expect(messages.map((m) => m.text)).toEqual(["before leaving", ...texts.slice(10)]);
+  });
+});

@@ -1,0 +1,74 @@
+// @ts-check
+// The protocol's input rules, mirrored for the user's sake only (the server
+// enforces them): the browser cannot load src/protocol.ts without a build
+// step, so these few lines repeat its normalizeRoom / normalizeName and
+// count in code points like the server does.
+
+export const DEFAULT_ROOM = "lobby";
+export const MAX_ROOM_LENGTH = 64;
+export const MAX_NAME_LENGTH = 32;
+
+/** @type {import("../../src/protocol.ts").Limits} */
+export const DEFAULT_LIMITS = { history: 100, text: 2000, name: 32, burst: 10, perSec: 5 };
+
+const ROOM = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
+const CONTROL = /\p{Cc}/u;
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** Length in Unicode code points, the unit of every text limit. */
+export function codePointLength(/** @type {string} */ s) {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}
+
+/**
+ * @param {string} raw
+ * @returns {string | null}
+ */
+export function normalizeRoom(raw) {
+  if (raw.length < 1 || raw.length > MAX_ROOM_LENGTH || !ROOM.test(raw)) return null;
+  return raw.toLowerCase();
+}
+
+/**
+ * @param {string} raw
+ * @returns {string | null}
+ */
+export function normalizeName(raw) {
+  const name = raw.trim();
+  const n = codePointLength(name);
+  if (n < 1 || n > MAX_NAME_LENGTH || LONE_SURROGATE.test(name) || CONTROL.test(name)) return null;
+  return name;
+}
+
+/**
+ * The room named by the page's URL: `?room=ops` first, then `#ops`.
+ * @param {Location} loc
+ * @returns {{ room: string, invalid: string | null }}
+ */
+export function roomFromLocation(loc) {
+  const raw = new URLSearchParams(loc.search).get("room") ?? decodeURIComponent(loc.hash.slice(1));
+  if (raw === "") return { room: DEFAULT_ROOM, invalid: null };
+  const room = normalizeRoom(raw);
+  return room === null ? { room: DEFAULT_ROOM, invalid: raw } : { room, invalid: null };
+}
+
+/**
+ * The shareable address of a room.
+ * @param {string} room
+ */
+export function roomUrl(room) {
+  const url = new URL("/", location.href);
+  if (room !== DEFAULT_ROOM) url.searchParams.set("room", room);
+  return url.href;
+}
+
+/**
+ * What is sent for what was typed: blank lines around the text dropped,
+ * everything else (indentation, inner blank lines) exactly as typed.
+ * @param {string} typed
+ */
+export function composeText(typed) {
+  return typed.replace(/^(?:[ \t]*\r?\n)+/, "").trimEnd();
+}
