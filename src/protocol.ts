@@ -84,6 +84,8 @@ export interface ErrorFrame {
   type: "error";
   code: ErrorCode;
   message: string;
+  /** Extension: the refused frame's `nonce`, when it had a valid one. */
+  nonce?: string;
 }
 
 export type ServerFrame = WelcomeFrame | Message | PresenceFrame | ErrorFrame;
@@ -109,7 +111,7 @@ export interface HttpError {
   message: string;
 }
 
-export type Parsed<T> = { ok: true; value: T } | { ok: false; code: ErrorCode; message: string };
+export type Parsed<T> = { ok: true; value: T } | { ok: false; code: ErrorCode; message: string; nonce?: string };
 
 const CONTROL = /\p{Cc}/u;
 // With the `u` flag a lone surrogate is one code point of category Cs; a
@@ -183,6 +185,10 @@ function invalid(message: string): Parsed<never> {
   return { ok: false, code: "invalid_message", message };
 }
 
+function isNonce(value: unknown): value is string {
+  return typeof value === "string" && codePointLength(value) <= MAX_NONCE_LENGTH;
+}
+
 /** Checks `text` and `nonce` of a message, from a socket or from the HTTP API. */
 export function validateMessageFields(obj: Record<string, unknown>): Parsed<{ text: string; nonce?: string }> {
   const text = field(obj, "text");
@@ -192,9 +198,7 @@ export function validateMessageFields(obj: Record<string, unknown>): Parsed<{ te
   if (codePointLength(text) > MAX_TEXT_LENGTH) return invalid(`text is over ${MAX_TEXT_LENGTH} characters`);
   const nonce = field(obj, "nonce");
   if (nonce === undefined) return { ok: true, value: { text } };
-  if (typeof nonce !== "string" || codePointLength(nonce) > MAX_NONCE_LENGTH) {
-    return invalid(`nonce must be a string of at most ${MAX_NONCE_LENGTH} characters`);
-  }
+  if (!isNonce(nonce)) return invalid(`nonce must be a string of at most ${MAX_NONCE_LENGTH} characters`);
   return { ok: true, value: { text, nonce } };
 }
 
@@ -221,6 +225,9 @@ export function parseClientFrame(raw: string): Parsed<ClientFrame> {
     return { ok: false, code: "unknown_type", message: type === undefined ? "type is missing" : "unknown type" };
   }
   const fields = validateMessageFields(obj);
-  if (!fields.ok) return fields;
-  return { ok: true, value: { type: "message", ...fields.value } };
+  if (fields.ok) return { ok: true, value: { type: "message", ...fields.value } };
+  // A valid nonce goes back with the error, so the sender knows which of its
+  // pending messages was refused.
+  const nonce = field(obj, "nonce");
+  return isNonce(nonce) ? { ...fields, nonce } : fields;
 }

@@ -239,14 +239,14 @@ export class ChatRoom extends DurableObject<Env> {
     }
     const frame = parseClientFrame(data);
     if (!frame.ok) {
-      this.#reject(ws, session, frame.code, frame.message);
+      this.#reject(ws, session, frame.code, frame.message, frame.nonce);
       return;
     }
     const now = Date.now();
     const { allowed, bucket } = take(session.bucket, now, this.#config.rateBurst, this.#config.ratePerSec);
     session.bucket = bucket;
     if (!allowed) {
-      this.#reject(ws, session, "rate_limited", "too many messages; this one was dropped");
+      this.#reject(ws, session, "rate_limited", "too many messages; this one was dropped", frame.value.nonce);
       return;
     }
     ws.serializeAttachment(session);
@@ -274,11 +274,11 @@ export class ChatRoom extends DurableObject<Env> {
     return message;
   }
 
-  #reject(ws: WebSocket, session: Session, code: ErrorCode, message: string): void {
+  #reject(ws: WebSocket, session: Session, code: ErrorCode, message: string, nonce?: string): void {
     session.strikes = recordStrike(session.strikes, Date.now(), ERROR_WINDOW_MS);
     ws.serializeAttachment(session);
     this.#log.info("frame_rejected", { room: session.room, user: session.user.id, code });
-    this.#send(ws, { type: "error", code, message });
+    this.#send(ws, nonce === undefined ? { type: "error", code, message } : { type: "error", code, message, nonce });
     if (session.strikes.length >= MAX_ERRORS_PER_WINDOW) {
       this.#log.warn("connection_closed", { room: session.room, user: session.user.id, code: CloseCode.policyViolation });
       this.#close(ws, CloseCode.policyViolation, "too many errors");

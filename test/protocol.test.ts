@@ -68,6 +68,12 @@ describe("parseClientFrame", () => {
     expect(parsed).toEqual({ ok: true, value: { type: "message", text: "x", nonce } });
   });
 
+  it("keeps a valid nonce with an invalid_message refusal", () => {
+    expect(parseClientFrame('{"type":"message","text":"","nonce":"c7"}')).toMatchObject({ ok: false, code: "invalid_message", nonce: "c7" });
+    expect(parseClientFrame('{"type":"message","text":"","nonce":7}')).not.toHaveProperty("nonce");
+    expect(parseClientFrame('{"type":"shout","nonce":"c7"}')).not.toHaveProperty("nonce");
+  });
+
   it("does not let a __proto__ key reach any prototype", () => {
     const parsed = parseClientFrame('{"type":"message","text":"x","__proto__":{"polluted":true}}');
     expect(parsed.ok).toBe(true);

@@ -100,7 +100,8 @@ describe("messages", () => {
 
   it("arrive in one order for everyone while several users send at once", async () => {
     const room = freshRoom();
-    const senders = await Promise.all([0, 1, 2].map((i) => join(room, { name: `s${i}` })));
+    const senders = [];
+    for (let i = 0; i < 3; i++) senders.push(await join(room, { name: `s${i}` }));
     const watcher = await join(room, { name: "watcher" });
     const everyone = [...senders, watcher];
     // Drain the join frames each client saw before the test traffic.
@@ -301,6 +302,15 @@ describe("bad input", () => {
     expect((await mallory.client.message()).text).toBe("still here");
     expect(await bystander.client.message()).toMatchObject({ id: 1, text: "still here" });
     await bystander.client.quiet();
+  });
+
+  it("echoes the nonce of a refused message (extension)", async () => {
+    const { client } = await join(freshRoom());
+    client.send({ type: "message", text: "   ", nonce: "c9" });
+    expect(await client.next("error")).toEqual({ type: "error", code: "invalid_message", message: expect.any(String), nonce: "c9" });
+    for (let i = 0; i < 11; i++) client.say(`m${i}`, `n${i}`);
+    for (let i = 0; i < 10; i++) await client.message();
+    expect(await client.next("rate_limited")).toMatchObject({ type: "error", code: "rate_limited", nonce: "n10" });
   });
 
   it("accepts text of exactly 2000 code points, astral ones included", async () => {
