@@ -75,11 +75,11 @@ export class History {
 
   #ring(): { kept: Message[]; cost: RowCost } {
     if (this.#kept !== null) return { kept: this.#kept, cost: { rowsRead: 0, rowsWritten: 0 } };
-    const cursor = this.#sql.exec<Row>(
-      "SELECT id, ts, from_id, from_name, text, nonce FROM messages ORDER BY id DESC LIMIT ?",
-      this.size,
-    );
-    const kept = cursor.toArray().reverse().map(toMessage);
+    // A plain scan, sorted here: the table holds only the ring, and SQLite's
+    // ORDER BY id ... LIMIT (no index on id) reads every row twice.
+    const cursor = this.#sql.exec<Row>("SELECT id, ts, from_id, from_name, text, nonce FROM messages");
+    const rows = cursor.toArray().sort((a, b) => a.id - b.id);
+    const kept = rows.slice(Math.max(0, rows.length - this.size)).map(toMessage);
     this.#kept = kept;
     this.#lastId = kept.at(-1)?.id ?? 0;
     return { kept, cost: { rowsRead: cursor.rowsRead, rowsWritten: cursor.rowsWritten } };
