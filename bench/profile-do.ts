@@ -1,0 +1,154 @@
+// Profiles the Worker isolate (the room's Durable Object included) under a
+// steady fan-out load, through workerd's V8 inspector (Chrome DevTools
+// Protocol), and prints where its CPU time goes.
+//
+//   node bench/profile-do.ts [--server edge-chat|do-raw] [--clients 100]
+//        [--rate 200] [--seconds 8] [--out bench/profiles/NAME.cpuprofile]
+//
+// The .cpuprofile file opens in Chrome DevTools (Performance > Load profile).
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { performance } from "node:perf_hooks";
+import WebSocket from "ws";
+import { Fleet, sleep, waitFor } from "./load.ts";
+import type { Client } from "./load.ts";
+import { ROOT, freePort, startServer } from "./servers.ts";
+import type { ServerName } from "./servers.ts";
+
+const argv = process.argv.slice(2);
+const option = (name: string, fallback: string) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? (argv[i + 1] ?? fallback) : fallback;
+};
+const serverName = option("--server", "edge-chat") as ServerName;
+const clients = Number(option("--clients", "100"));
+const rate = Number(option("--rate", "200"));
+const seconds = Number(option("--seconds", "8"));
+const out = option("--out", join(ROOT, "bench", "profiles", `${serverName}-c${clients}-r${rate}.cpuprofile`));
+const SENDERS = 10;
+
+interface CallFrame {
+  functionName: string;
+  url: string;
+  lineNumber: number;
+}
+interface ProfileNode {
+  id: number;
+  callFrame: CallFrame;
+  children?: number[];
+}
+interface Profile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+interface Target {
+  id: string;
+  title: string;
+  webSocketDebuggerUrl: string;
+}
+
+/** A minimal CDP client: numbered requests, answers matched by id. */
+class Cdp {
+  readonly #ws: WebSocket;
+  #next = 1;
+  readonly #pending = new Map<number, (result: unknown) => void>();
+
+  private constructor(ws: WebSocket) {
+    this.#ws = ws;
+    ws.on("message", (data: Buffer) => {
+      const msg: unknown = JSON.parse(data.toString("utf8"));
+      if (typeof msg === "object" && msg !== null && "id" in msg && typeof msg.id === "number") {
+        const resolve = this.#pending.get(msg.id);
+        this.#pending.delete(msg.id);
+        resolve?.("result" in msg ? msg.result : msg);
+      }
+    });
+  }
+
+  static open(url: string): Promise<Cdp> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 1 << 30 });
+      ws.once("open", () => resolve(new Cdp(ws)));
+      ws.once("error", reject);
+    });
+  }
+
+  call(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
+    const id = this.#next++;
+    return new Promise((resolve) => {
+      this.#pending.set(id, resolve);
+      this.#ws.send(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  close(): void {
+    this.#ws.close();
+  }
+}
+
+function isProfile(value: unknown): value is { profile: Profile } {
+  return typeof value === "object" && value !== null && "profile" in value;
+}
+
+function report(profile: Profile): void {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map<number, number>();
+  profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  const total = [...self.values()].reduce((a, b) => a + b, 0);
+  const byFunction = new Map<string, number>();
+  for (const [id, us] of self) {
+    const f = byId.get(id)?.callFrame;
+    if (f === undefined) continue;
+    const file = f.url === "" ? "" : f.url.slice(f.url.lastIndexOf("/") + 1);
+    const key = `${f.functionName || "(anonymous)"} ${file === "" ? "" : `${file}:${f.lineNumber + 1}`}`.trim();
+    byFunction.set(key, (byFunction.get(key) ?? 0) + us);
+  }
+  const rows = [...byFunction.entries()].sort((a, b) => b[1] - a[1]).slice(0, 30);
+  process.stdout.write(`self time by function (${(total / 1000).toFixed(0)} ms sampled):\n`);
+  for (const [name, us] of rows) {
+    process.stdout.write(`${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(1).padStart(8)} ms  ${name}\n`);
+  }
+}
+
+const inspectorPort = await freePort();
+const server = await startServer({ server: serverName, host: "miniflare" }, { inspectorPort });
+try {
+  const targets: unknown = await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json();
+  const list = Array.isArray(targets) ? (targets as Target[]) : [];
+  process.stderr.write(`inspector targets: ${list.map((t) => t.title || t.id).join(", ")}\n`);
+  const target = list.find((t) => `${t.id} ${t.title}`.includes("bench")) ?? list[0];
+  if (target === undefined) throw new Error("no inspector target");
+  const cdp = await Cdp.open(target.webSocketDebuggerUrl);
+  await cdp.call("Profiler.enable");
+  await cdp.call("Profiler.setSamplingInterval", { interval: 1000 });
+
+  const fleet = new Fleet({ base: `ws://127.0.0.1:${server.port}`, hasIds: serverName === "edge-chat" }, `prof-${Date.now()}`, SENDERS);
+  for (let n = 0; n < clients; n += 100) await fleet.connect(Math.min(100, clients - n));
+  const senders = fleet.clients.slice(0, SENDERS);
+  await cdp.call("Profiler.start");
+  const t0 = performance.now();
+  const total = Math.round(rate * seconds);
+  let sent = 0;
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate) + 1);
+    for (; sent < due; sent++) fleet.send(senders[sent % SENDERS] as Client, sent % SENDERS);
+    await sleep(1);
+  }
+  await waitFor(() => fleet.tally.deliveries >= total * fleet.clients.length, 10_000);
+  const result = await cdp.call("Profiler.stop");
+  const summary = fleet.latency.summary();
+  process.stderr.write(
+    `${serverName}: ${clients} clients, ${rate} msg/s for ${seconds} s: ${fleet.tally.deliveries}/${total * fleet.clients.length} delivered, ` +
+      `p50 ${summary.p50.toFixed(1)} p99 ${summary.p99.toFixed(1)} ms\n`,
+  );
+  if (!isProfile(result)) throw new Error("no profile returned");
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, JSON.stringify(result.profile));
+  process.stderr.write(`profile written to ${out}\n`);
+  report(result.profile);
+  cdp.close();
+  await fleet.closeAll();
+} finally {
+  await server.stop();
+}
