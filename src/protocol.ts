@@ -88,7 +88,13 @@ export interface ErrorFrame {
   nonce?: string;
 }
 
-export type ServerFrame = WelcomeFrame | Message | PresenceFrame | ErrorFrame;
+/** Extension: broadcasts gathered for a socket that connected with `batch=1`. */
+export interface BatchFrame {
+  type: "batch";
+  frames: (Message | PresenceFrame)[];
+}
+
+export type ServerFrame = WelcomeFrame | Message | PresenceFrame | ErrorFrame | BatchFrame;
 
 export interface ClientMessage {
   type: "message";

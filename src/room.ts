@@ -22,6 +22,7 @@
 
 import { DurableObject } from "cloudflare:workers";
 import { readConfig, type Config } from "./config.ts";
+import { BATCH_MS, BatchQueue } from "./batch.ts";
 import { History, type RowCost, type Slice } from "./history.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
 import {
@@ -52,6 +53,7 @@ export interface Admission {
   user: User;
   token: string;
   after: number | null;
+  batch: boolean;
 }
 
 /** A message from the HTTP publish endpoint, already validated by the Worker. */
@@ -80,6 +82,7 @@ export function admissionRequest(admission: Admission): Request {
   url.searchParams.set("name", admission.user.name);
   url.searchParams.set("token", admission.token);
   if (admission.after !== null) url.searchParams.set("after", String(admission.after));
+  if (admission.batch) url.searchParams.set("batch", "1");
   return new Request(url, { headers: { Upgrade: "websocket" } });
 }
 
@@ -92,7 +95,7 @@ function readAdmission(request: Request): Admission | null {
   const token = q.get("token");
   const after = q.get("after");
   if (url.pathname !== ADMISSION_PATH || room === null || id === null || name === null || token === null) return null;
-  return { room, user: { id, name }, token, after: after === null ? null : Number(after) };
+  return { room, user: { id, name }, token, after: after === null ? null : Number(after), batch: q.get("batch") === "1" };
 }
 
 function jsonResponse(status: number, body: unknown): Response {
@@ -119,6 +122,11 @@ export class ChatRoom extends DurableObject<Env> {
   readonly #usage: Usage = { messages: 0, connects: 0, rowsRead: 0, rowsWritten: 0 };
   // Whether this instance has made sure a sweep alarm is pending.
   #sweepArmed = false;
+  // Broadcasts waiting for the next flush to sockets that asked for batches.
+  // A pending flush timer keeps the room from hibernating, so nothing queued
+  // here can be lost to a hibernation; an eviction closes the sockets too.
+  readonly #batches = new BatchQueue();
+  #flushTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -153,7 +161,7 @@ export class ChatRoom extends DurableObject<Env> {
     }
   }
 
-  #connect({ room, user, token, after }: Admission): Response {
+  #connect({ room, user, token, after, batch }: Admission): Response {
     const sessions = this.#members();
     if (this.ctx.getWebSockets().length >= this.#config.maxConnections) {
       this.#log.warn("room_full", { room, connections: this.#config.maxConnections });
@@ -162,10 +170,11 @@ export class ChatRoom extends DurableObject<Env> {
     const cost = this.#history.load();
     const now = Date.now();
     const { 0: client, 1: server } = new WebSocketPair();
-    const session: Session = { room, user, bucket: fullBucket(this.#config.rateBurst, now), strikes: [], seen: now };
+    const session: Session = { room, user, bucket: fullBucket(this.#config.rateBurst, now), strikes: [], seen: now, batch };
     this.ctx.acceptWebSocket(server);
     server.serializeAttachment(session);
     sessions.set(server, session);
+    if (batch) this.#batches.start(server);
     const first = this.#arrive(user);
     // Nothing is awaited between reading history and sending `welcome`, and
     // the room is single-threaded: every message stored after this snapshot
@@ -410,13 +419,38 @@ export class ChatRoom extends DurableObject<Env> {
   /**
    * Serializes once and sends to every member, in one loop, so every socket
    * sees frames in the same order. A socket whose send throws is closed and
-   * departs after the loop; the others still get the frame.
+   * departs after the loop; the others still get the frame. Sockets that
+   * asked for batches get it with the next flush, in the same order.
    */
   #broadcast(frame: ServerFrame, except?: WebSocket): void {
     const text = JSON.stringify(frame);
     let failed: WebSocket[] | undefined;
-    for (const ws of this.#members().keys()) {
-      if (ws === except) continue;
+    let batching = false;
+    for (const [ws, session] of this.#members()) {
+      if (session.batch) batching = true;
+      else if (ws !== except) {
+        try {
+          ws.send(text);
+        } catch {
+          (failed ??= []).push(ws);
+        }
+      }
+    }
+    if (batching) {
+      this.#batches.push(text, except);
+      this.#flushTimer ??= setTimeout(() => this.#flush(), BATCH_MS);
+    }
+    for (const ws of failed ?? []) this.#close(ws, CloseCode.serverError, "send failed");
+  }
+
+  #flush(): void {
+    this.#flushTimer = null;
+    const batchFor = this.#batches.drain();
+    let failed: WebSocket[] | undefined;
+    for (const [ws, session] of this.#members()) {
+      if (!session.batch) continue;
+      const text = batchFor(ws);
+      if (text === null) continue;
       try {
         ws.send(text);
       } catch {

@@ -14,6 +14,8 @@ export interface Session {
   strikes: number[];
   /** When the client last sent a frame other than `ping` (or connected). */
   seen: number;
+  /** The client asked for batched broadcasts (`batch=1`). */
+  batch: boolean;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -25,7 +27,7 @@ const isNumber = (v: unknown): v is number => typeof v === "number" && Number.is
 /** Checks an attachment read back after a wake; null means it cannot be trusted. */
 export function parseSession(value: unknown): Session | null {
   if (!isRecord(value)) return null;
-  const { room, user, bucket, strikes, seen } = value;
+  const { room, user, bucket, strikes, seen, batch } = value;
   if (typeof room !== "string" || !isRecord(user) || !isRecord(bucket) || !Array.isArray(strikes)) return null;
   if (typeof user.id !== "string" || typeof user.name !== "string") return null;
   if (!isNumber(bucket.tokens) || !isNumber(bucket.at)) return null;
@@ -36,5 +38,6 @@ export function parseSession(value: unknown): Session | null {
     bucket: { tokens: bucket.tokens, at: bucket.at },
     strikes: strikes.slice(),
     seen,
+    batch: batch === true,
   };
 }

@@ -106,7 +106,8 @@ async function connect(request: Request, url: URL, room: string, env: Env, confi
   const userId = (claimed !== null ? await verifyToken(claimed, secret) : null) ?? newUserId();
   const user = { id: userId, name: normalizeName(q.get("name")) ?? guestName() };
   const token = await signToken(userId, secret);
-  return roomStub(env, room).fetch(admissionRequest({ room, user, token, after: parseAfter(q.get("after")) }));
+  const admission = { room, user, token, after: parseAfter(q.get("after")), batch: q.get("batch") === "1" };
+  return roomStub(env, room).fetch(admissionRequest(admission));
 }
 
 /** Reads at most `limit` bytes of a body; null when there are more. */

@@ -142,6 +142,7 @@ export interface ConnectOptions {
   name?: string;
   token?: string;
   after?: string | number;
+  batch?: boolean;
   headers?: Record<string, string>;
 }
 
@@ -150,6 +151,7 @@ export async function open(room: string, options: ConnectOptions = {}): Promise<
   if (options.name !== undefined) query.set("name", options.name);
   if (options.token !== undefined) query.set("token", options.token);
   if (options.after !== undefined) query.set("after", String(options.after));
+  if (options.batch === true) query.set("batch", "1");
   const qs = query.size > 0 ? `?${query}` : "";
   const res = await request(`/chat/${room}${qs}`, { headers: upgradeHeaders(options.headers) });
   if (res.status !== 101 || res.webSocket === null) {
