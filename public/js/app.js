@@ -95,6 +95,9 @@ function socketUrl() {
   const token = prefs.token;
   if (token !== null) url.searchParams.set("token", token);
   if (lastId > 0) url.searchParams.set("after", String(lastId));
+  // Broadcasts gathered every few tens of ms (a protocol extension): fewer
+  // frames for the room to send and for this page to handle in a busy room.
+  url.searchParams.set("batch", "1");
   return url.href;
 }
 

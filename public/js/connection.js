@@ -162,7 +162,8 @@ export class Connection {
       }, MIN_UPTIME_MS);
       this.#schedulePing();
     }
-    this.#opts.onFrame(frame);
+    if (frame.type === "batch") for (const f of frame.frames) this.#opts.onFrame(f);
+    else this.#opts.onFrame(frame);
   }
 
   #schedulePing() {

@@ -96,6 +96,22 @@ export function parseServerFrame(raw) {
   } catch {
     return null;
   }
+  if (isRecord(v) && v.type === "batch") {
+    // The batching extension (docs/PROTOCOL.md): broadcasts gathered by the room.
+    const frames = list(v.frames, (f) => {
+      const frame = frameOf(f);
+      return frame !== null && (frame.type === "message" || frame.type === "join" || frame.type === "leave") ? frame : null;
+    });
+    return frames === null ? null : { type: "batch", frames };
+  }
+  return frameOf(v);
+}
+
+/**
+ * @param {unknown} v
+ * @returns {ServerFrame | null}
+ */
+function frameOf(v) {
   if (!isRecord(v)) return null;
   switch (v.type) {
     case "message":
