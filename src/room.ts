@@ -163,7 +163,8 @@ export class ChatRoom extends DurableObject<Env> {
 
   #connect({ room, user, token, after, batch }: Admission): Response {
     const sessions = this.#members();
-    if (this.ctx.getWebSockets().length >= this.#config.maxConnections) {
+    // The members map, not getWebSockets(): no array of every socket per connect.
+    if (sessions.size >= this.#config.maxConnections) {
       this.#log.warn("room_full", { room, connections: this.#config.maxConnections });
       return jsonResponse(503, { error: "room_full", message: "this room has reached its connection limit" });
     }
