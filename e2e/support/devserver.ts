@@ -72,7 +72,15 @@ export class DevServer {
         // Own process group, so stop() can end wrangler and its workerd together.
         detached: true,
         stdio: ["ignore", "pipe", "pipe"],
-        env: { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+        // A registry of its own: wrangler reloads the Worker (dropping every
+        // socket) whenever another `wrangler dev` on the machine starts or stops.
+        env: {
+          ...process.env,
+          CI: "true",
+          WRANGLER_SEND_METRICS: "false",
+          NO_COLOR: "1",
+          WRANGLER_REGISTRY_PATH: `${this.persistTo}/registry`,
+        },
       },
     );
     this.#child = child;
