@@ -102,7 +102,18 @@ export interface ClientMessage {
   nonce?: string;
 }
 
-export type ClientFrame = ClientMessage;
+/**
+ * Extension: "I have received every message up to `id`". A socket that acks
+ * is closed with 1008 once it falls more than HISTORY_SIZE messages behind,
+ * so a reader that stalls cannot make the room queue frames for it without
+ * bound; it reconnects with `after` and catches up from history.
+ */
+export interface ClientAck {
+  type: "ack";
+  id: number;
+}
+
+export type ClientFrame = ClientMessage | ClientAck;
 
 /** The answer of the HTTP history endpoint. */
 export interface HistoryPage {
@@ -227,6 +238,13 @@ export function parseClientFrame(raw: string): Parsed<ClientFrame> {
   const obj = parseJsonObject(raw);
   if (obj === null) return { ok: false, code: "bad_json", message: "a frame must be a JSON object" };
   const type = field(obj, "type");
+  if (type === "ack") {
+    const id = field(obj, "id");
+    if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0) {
+      return { ok: false, code: "invalid_message", message: "ack needs an id: a whole number of 0 or more" };
+    }
+    return { ok: true, value: { type: "ack", id } };
+  }
   if (type !== "message") {
     return { ok: false, code: "unknown_type", message: type === undefined ? "type is missing" : "unknown type" };
   }

@@ -171,7 +171,15 @@ export class ChatRoom extends DurableObject<Env> {
     const cost = this.#history.load();
     const now = Date.now();
     const { 0: client, 1: server } = new WebSocketPair();
-    const session: Session = { room, user, bucket: fullBucket(this.#config.rateBurst, now), strikes: [], seen: now, batch };
+    const session: Session = {
+      room,
+      user,
+      bucket: fullBucket(this.#config.rateBurst, now),
+      strikes: [],
+      seen: now,
+      batch,
+      acked: null,
+    };
     this.ctx.acceptWebSocket(server);
     server.serializeAttachment(session);
     sessions.set(server, session);
@@ -250,6 +258,12 @@ export class ChatRoom extends DurableObject<Env> {
     const frame = parseClientFrame(data);
     if (!frame.ok) {
       this.#reject(ws, session, frame.code, frame.message, frame.nonce);
+      return;
+    }
+    if (frame.value.type === "ack") {
+      // Acks are not rate-limited: they cost no storage and no broadcast.
+      session.acked = Math.max(session.acked ?? 0, frame.value.id);
+      ws.serializeAttachment(session);
       return;
     }
     const now = Date.now();
@@ -426,9 +440,16 @@ export class ChatRoom extends DurableObject<Env> {
   #broadcast(frame: ServerFrame, except?: WebSocket): void {
     const text = JSON.stringify(frame);
     let failed: WebSocket[] | undefined;
+    let behind: WebSocket[] | undefined;
     let batching = false;
+    // A socket that acks and is more than a history behind is not reading:
+    // workerd queues what we send it in memory without limit (there is no
+    // bufferedAmount to look at), so it is closed rather than fed. Its
+    // client reconnects with `after` and catches up from storage.
+    const limit = frame.type === "message" ? frame.id - this.#config.historySize : Number.NEGATIVE_INFINITY;
     for (const [ws, session] of this.#members()) {
-      if (session.batch) batching = true;
+      if (session.acked !== null && session.acked < limit) (behind ??= []).push(ws);
+      else if (session.batch) batching = true;
       else if (ws !== except) {
         try {
           ws.send(text);
@@ -442,6 +463,10 @@ export class ChatRoom extends DurableObject<Env> {
       this.#flushTimer ??= setTimeout(() => this.#flush(), BATCH_MS);
     }
     for (const ws of failed ?? []) this.#close(ws, CloseCode.serverError, "send failed");
+    for (const ws of behind ?? []) {
+      this.#log.warn("too_slow", { room: this.#members().get(ws)?.room, user: this.#members().get(ws)?.user.id });
+      this.#close(ws, CloseCode.policyViolation, "too far behind: reconnect with after");
+    }
   }
 
   #flush(): void {

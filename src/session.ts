@@ -16,6 +16,8 @@ export interface Session {
   seen: number;
   /** The client asked for batched broadcasts (`batch=1`). */
   batch: boolean;
+  /** The last message id the client acknowledged; null until its first `ack` (v1 clients never send one). */
+  acked: number | null;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -27,7 +29,7 @@ const isNumber = (v: unknown): v is number => typeof v === "number" && Number.is
 /** Checks an attachment read back after a wake; null means it cannot be trusted. */
 export function parseSession(value: unknown): Session | null {
   if (!isRecord(value)) return null;
-  const { room, user, bucket, strikes, seen, batch } = value;
+  const { room, user, bucket, strikes, seen, batch, acked } = value;
   if (typeof room !== "string" || !isRecord(user) || !isRecord(bucket) || !Array.isArray(strikes)) return null;
   if (typeof user.id !== "string" || typeof user.name !== "string") return null;
   if (!isNumber(bucket.tokens) || !isNumber(bucket.at)) return null;
@@ -39,5 +41,6 @@ export function parseSession(value: unknown): Session | null {
     strikes: strikes.slice(),
     seen,
     batch: batch === true,
+    acked: isNumber(acked) ? acked : null,
   };
 }

@@ -68,6 +68,15 @@ describe("parseClientFrame", () => {
     expect(parsed).toEqual({ ok: true, value: { type: "message", text: "x", nonce } });
   });
 
+  it("reads an ack (extension) and refuses one without a whole id", () => {
+    expect(parseClientFrame('{"type":"ack","id":42}')).toEqual({ ok: true, value: { type: "ack", id: 42 } });
+    expect(parseClientFrame('{"type":"ack","id":0}')).toEqual({ ok: true, value: { type: "ack", id: 0 } });
+    for (const id of ['"42"', "-1", "1.5", "1e999", "null"]) {
+      expect(parseClientFrame(`{"type":"ack","id":${id}}`), id).toMatchObject({ ok: false, code: "invalid_message" });
+    }
+    expect(parseClientFrame('{"type":"ack"}')).toMatchObject({ ok: false, code: "invalid_message" });
+  });
+
   it("keeps a valid nonce with an invalid_message refusal", () => {
     expect(parseClientFrame('{"type":"message","text":"","nonce":"c7"}')).toMatchObject({ ok: false, code: "invalid_message", nonce: "c7" });
     expect(parseClientFrame('{"type":"message","text":"","nonce":7}')).not.toHaveProperty("nonce");

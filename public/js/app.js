@@ -159,6 +159,31 @@ function welcome(w) {
   if (first instanceof HTMLElement && Number(first.dataset.id) > 1) ui.logStart.textContent = `Older messages in #${room} are no longer kept.`;
   renderPending();
   drain();
+  // The first ack tells the room this page acknowledges what it reads.
+  sendAck();
+}
+
+// ---- acks (protocol extension) ----------------------------------------------
+// The room closes a socket that acks but falls more than a history behind, so
+// a page that stops reading (a frozen tab) cannot pile up frames in the room;
+// it reconnects with `after` and loses nothing. Acking every few messages, or
+// a second after the last one, keeps a reading page far from that limit.
+
+const ACK_EVERY = 10;
+const ACK_AFTER_MS = 1000;
+let acked = 0;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let ackTimer;
+
+function sendAck() {
+  clearTimeout(ackTimer);
+  ackTimer = undefined;
+  if (conn.send({ type: "ack", id: lastId })) acked = lastId;
+}
+
+function ackLater() {
+  if (lastId - acked >= ACK_EVERY) sendAck();
+  else ackTimer ??= setTimeout(sendAck, ACK_AFTER_MS);
 }
 
 /** @param {Message[]} list */
@@ -180,6 +205,7 @@ function messages(list) {
   }
   if (fresh.length === 0) return;
   scroll.append(() => log.messages(fresh, me?.id), fresh.length);
+  ackLater();
   drain();
 }
 

@@ -35,6 +35,43 @@ describe("settings", () => {
     await client.error("rate_limited");
   });
 
+  it("closes a socket that acks but falls more than HISTORY_SIZE behind, and it catches up from history", async () => {
+    const room = freshRoom();
+    const stalled = await join(room, { name: "stalled" });
+    const steady = await join(room, { name: "steady" });
+    const plain = await join(room, { name: "plain" });
+    await stalled.client.next("steady's join");
+    await stalled.client.next("plain's join");
+    await steady.client.next("plain's join");
+    stalled.client.send({ type: "ack", id: 0 });
+    steady.client.send({ type: "ack", id: 0 });
+    await seed(room, 3);
+    for (let i = 0; i < 3; i++) await steady.client.message();
+    steady.client.send({ type: "ack", id: 3 });
+    await seed(room, 4);
+    // Message 6 is more than 5 beyond the stalled socket's ack of 0.
+    const stalledSaw = [];
+    for (let i = 0; i < 5; i++) stalledSaw.push((await stalled.client.message()).id);
+    expect(stalledSaw).toEqual([1, 2, 3, 4, 5]);
+    expect(await stalled.client.closed).toEqual({ code: 1008, reason: expect.stringContaining("behind") });
+    // The one that acks as it reads, and the v1 one that never acks, stay.
+    // The stalled user leaves right after message 6.
+    const read = async (client: typeof steady.client, count: number) => {
+      const seen = [];
+      for (let i = 0; i < count; i++) {
+        const f = await client.next(`frame ${i + 1} of ${count}`);
+        seen.push(f.type === "message" ? `message ${f.id}` : f.type);
+      }
+      return seen;
+    };
+    expect(await read(steady.client, 5)).toEqual(["message 4", "message 5", "message 6", "leave", "message 7"]);
+    expect(await read(plain.client, 8)).toEqual([...[1, 2, 3, 4, 5, 6].map((i) => `message ${i}`), "leave", "message 7"]);
+    // Reconnecting with after, the stalled client gets what it missed.
+    const back = await join(room, { name: "stalled", token: stalled.welcome.token, after: 5 });
+    expect(back.welcome.history.map((m) => m.id)).toEqual([6, 7]);
+    expect(back.welcome.gap).toBe(false);
+  });
+
   it("answers 503 beyond MAX_CONNECTIONS, and admits again once one leaves", async () => {
     const room = freshRoom();
     const clients = await Promise.all([0, 1, 2].map(() => join(room)));
