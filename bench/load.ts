@@ -11,6 +11,21 @@ const ID_MARK = Buffer.from(`"id":`);
 const TYPE_JOIN = Buffer.from(`"type":"join"`);
 const TYPE_LEAVE = Buffer.from(`"type":"leave"`);
 const TYPE_ERROR = Buffer.from(`"type":"error"`);
+/** How a batch frame of the `batch=1` extension starts (edge-chat serializes it exactly so). */
+const BATCH_PREFIX = Buffer.from(`{"type":"batch","frames":[`);
+/**
+ * Where each inner frame of a batch starts. JSON strings escape every `"`,
+ * so this sequence can only be the opening of a frame object: no text, name
+ * or nonce can contain it, and no nested object (from, user) starts with
+ * `type`.
+ */
+const FRAME_START = Buffer.from(`{"type":"`);
+/** One batch frame in VERIFY_EVERY (and one plain frame in 8×) is also JSON.parsed and compared with the byte path. */
+const VERIFY_EVERY = 32;
+/** The keep-alive of the protocol: a client sends `ping` at least every 30 s, or a room may close it as dead after 60 s. */
+const PING = "ping";
+const PONG = Buffer.from("pong");
+const PING_EVERY_MS = 20_000;
 const SPACE = 0x20;
 const DOT = 0x2e;
 const ZERO = 0x30;
@@ -53,6 +68,13 @@ export interface Target {
   base: string;
   /** edge-chat numbers its messages; the raw servers relay frames as they are. */
   hasIds: boolean;
+  /** Connect with `batch=1` (edge-chat's extension) and unwrap `batch` frames. */
+  batch: boolean;
+  /**
+   * Send the protocol's `ping` every 20 s (edge-chat closes a socket silent
+   * for 60 s). Not for the raw servers: they would relay it to everyone.
+   */
+  keepAlive: boolean;
 }
 
 /** Everything counted across all clients of one fleet. */
@@ -71,6 +93,16 @@ export interface Tally {
   unexpectedCloses: number;
   connectFailures: number;
   closeCodes: Record<string, number>;
+  /** WebSocket frames received after the welcome (plain or batch), keep-alive `pong`s aside. */
+  wireFrames: number;
+  pongs: number;
+  /** Of those, `batch` frames, and the frames they held. */
+  batchFrames: number;
+  innerFrames: number;
+  /** Sampled frames whose JSON.parse disagreed with the byte-level reading. */
+  verified: number;
+  verifyMismatches: number;
+  firstMismatch: string | null;
 }
 
 function emptyTally(): Tally {
@@ -87,6 +119,13 @@ function emptyTally(): Tally {
     unexpectedCloses: 0,
     connectFailures: 0,
     closeCodes: {},
+    wireFrames: 0,
+    pongs: 0,
+    batchFrames: 0,
+    innerFrames: 0,
+    verified: 0,
+    verifyMismatches: 0,
+    firstMismatch: null,
   };
 }
 
@@ -104,6 +143,7 @@ export class Client {
   readonly #missing = new Map<number, Set<number>>();
   readonly #fleet: Fleet;
   #closing = false;
+  #pinger: NodeJS.Timeout | null = null;
   readonly #welcomed: Promise<boolean>;
 
   constructor(fleet: Fleet, index: number, url: string) {
@@ -115,6 +155,7 @@ export class Client {
       this.ws.on("message", (data: Buffer, isBinary: boolean) => {
         if (this.welcomeAt < 0) {
           this.#onWelcome(data);
+          if (fleet.target.keepAlive) this.#keepAlive();
           resolve(true);
         } else if (!isBinary) {
           this.#onFrame(data);
@@ -125,12 +166,28 @@ export class Client {
         resolve(false);
       });
       this.ws.on("close", (code) => {
+        if (this.#pinger !== null) clearInterval(this.#pinger);
         const key = String(code);
         fleet.tally.closeCodes[key] = (fleet.tally.closeCodes[key] ?? 0) + 1;
         if (!this.#closing) fleet.tally.unexpectedCloses++;
         resolve(false);
       });
     });
+  }
+
+  #keepAlive(): void {
+    // Spread over the interval, so a thousand clients do not ping at once.
+    const first = setTimeout(() => {
+      this.#ping();
+      this.#pinger = setInterval(() => this.#ping(), PING_EVERY_MS);
+      this.#pinger.unref();
+    }, Math.random() * PING_EVERY_MS);
+    first.unref();
+    this.#pinger = first;
+  }
+
+  #ping(): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(PING);
   }
 
   welcomed(): Promise<boolean> {
@@ -144,6 +201,7 @@ export class Client {
 
   close(): void {
     this.#closing = true;
+    if (this.#pinger !== null) clearInterval(this.#pinger);
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close(1000);
   }
 
@@ -173,6 +231,73 @@ export class Client {
   }
 
   #onFrame(data: Buffer): void {
+    const tally = this.#fleet.tally;
+    if (data.length === PONG.length && data.equals(PONG)) {
+      tally.pongs++;
+      return;
+    }
+    tally.wireFrames++;
+    const now = performance.now();
+    if (this.#fleet.target.batch && data.length > BATCH_PREFIX.length && data.compare(BATCH_PREFIX, 0, BATCH_PREFIX.length, 0, BATCH_PREFIX.length) === 0) {
+      // `{"type":"batch","frames":[F1,F2,…]}`: each inner frame from its
+      // `{"type":"` to the next one (a trailing comma does not matter), all
+      // received now, in order.
+      tally.batchFrames++;
+      const end = data.length - 2;
+      const before = tally.deliveries + tally.joins + tally.leaves + tally.errorFrames + tally.otherFrames;
+      let start = BATCH_PREFIX.length;
+      let inner = 0;
+      while (start < end) {
+        let next = data.indexOf(FRAME_START, start + 1);
+        if (next < 0 || next > end) next = end;
+        this.#onOne(data.subarray(start, next), now);
+        inner++;
+        start = next;
+      }
+      tally.innerFrames += inner;
+      if (tally.batchFrames % VERIFY_EVERY === 1) {
+        const counted = tally.deliveries + tally.joins + tally.leaves + tally.errorFrames + tally.otherFrames - before;
+        this.#verify(data, inner, counted);
+      }
+      return;
+    }
+    const before = tally.deliveries + tally.joins + tally.leaves + tally.errorFrames + tally.otherFrames;
+    this.#onOne(data, now);
+    if (tally.wireFrames % (VERIFY_EVERY * 8) === 1) {
+      this.#verify(data, 1, tally.deliveries + tally.joins + tally.leaves + tally.errorFrames + tally.otherFrames - before);
+    }
+  }
+
+  /**
+   * Checks the byte-level reading of one wire frame against a real parse:
+   * the number of frames it held, and that each counted exactly once.
+   */
+  #verify(data: Buffer, inner: number, counted: number): void {
+    const tally = this.#fleet.tally;
+    tally.verified++;
+    let frames: unknown[];
+    try {
+      const parsed: unknown = JSON.parse(data.toString("utf8"));
+      if (typeof parsed === "object" && parsed !== null && "type" in parsed && parsed.type === "batch" && "frames" in parsed && Array.isArray(parsed.frames)) {
+        frames = parsed.frames;
+        if (frames.length === 0) throw new Error("empty batch");
+      } else {
+        frames = [parsed];
+      }
+    } catch (err) {
+      tally.verifyMismatches++;
+      tally.firstMismatch ??= `unparsable frame (${err instanceof Error ? err.message : String(err)}): ${data.toString("utf8").slice(0, 160)}`;
+      return;
+    }
+    const ok = frames.every((f) => typeof f === "object" && f !== null && "type" in f && typeof f.type === "string");
+    if (!ok || frames.length !== inner || counted !== inner) {
+      tally.verifyMismatches++;
+      tally.firstMismatch ??= `parse found ${frames.length} frames, byte path ${inner} (${counted} counted): ${data.toString("utf8").slice(0, 160)}`;
+    }
+  }
+
+  /** One v1 frame (alone on the wire, or inside a batch), received at `now`. */
+  #onOne(data: Buffer, now: number): void {
     const fleet = this.#fleet;
     const tally = fleet.tally;
     const at = data.indexOf(TEXT_MARK);
@@ -185,7 +310,6 @@ export class Client {
       } else tally.otherFrames++;
       return;
     }
-    const now = performance.now();
     const [sender, afterSender] = readNumber(data, at + TEXT_MARK.length);
     const [seq, afterSeq] = readNumber(data, afterSender + 1);
     const [sentAt] = readNumber(data, afterSeq + 1);
@@ -244,7 +368,7 @@ export class Fleet {
     const opened: Client[] = [];
     for (let i = 0; i < count; i++) {
       const index = this.clients.length;
-      const url = `${this.target.base}/chat/${this.room}?name=b${index}`;
+      const url = `${this.target.base}/chat/${this.room}?name=b${index}${this.target.batch ? "&batch=1" : ""}`;
       const client = new Client(this, index, url);
       this.clients.push(client);
       opened.push(client);

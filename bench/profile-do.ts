@@ -2,7 +2,7 @@
 // steady fan-out load, through workerd's V8 inspector (Chrome DevTools
 // Protocol), and prints where its CPU time goes.
 //
-//   node bench/profile-do.ts [--server edge-chat|do-raw] [--clients 100]
+//   node bench/profile-do.ts [--server edge-chat|edge-chat+batch|do-raw] [--clients 100]
 //        [--rate 200] [--seconds 8] [--out bench/profiles/NAME.cpuprofile]
 //
 // The .cpuprofile file opens in Chrome DevTools (Performance > Load profile).
@@ -12,7 +12,7 @@ import { performance } from "node:perf_hooks";
 import WebSocket from "ws";
 import { Fleet, sleep, waitFor } from "./load.ts";
 import type { Client } from "./load.ts";
-import { ROOT, freePort, startServer } from "./servers.ts";
+import { ROOT, freePort, isEdgeChat, startServer } from "./servers.ts";
 import type { ServerName } from "./servers.ts";
 
 const argv = process.argv.slice(2);
@@ -111,6 +111,10 @@ function report(profile: Profile): void {
   }
 }
 
+// A reader that goes away (`| head`) must not end this process before the
+// server is stopped: ignore write errors on the report streams.
+process.stdout.on("error", () => undefined);
+process.stderr.on("error", () => undefined);
 const inspectorPort = await freePort();
 const server = await startServer({ server: serverName, host: "miniflare" }, { inspectorPort });
 try {
@@ -123,7 +127,11 @@ try {
   await cdp.call("Profiler.enable");
   await cdp.call("Profiler.setSamplingInterval", { interval: 1000 });
 
-  const fleet = new Fleet({ base: `ws://127.0.0.1:${server.port}`, hasIds: serverName === "edge-chat" }, `prof-${Date.now()}`, SENDERS);
+  const fleet = new Fleet(
+    { base: `ws://127.0.0.1:${server.port}`, hasIds: isEdgeChat(serverName), batch: serverName === "edge-chat+batch", keepAlive: isEdgeChat(serverName) },
+    `prof-${Date.now()}`,
+    SENDERS,
+  );
   for (let n = 0; n < clients; n += 100) await fleet.connect(Math.min(100, clients - n));
   const senders = fleet.clients.slice(0, SENDERS);
   await cdp.call("Profiler.start");

@@ -1,20 +1,25 @@
-// `npm run bench`: edge-chat against two reference servers (ws-raw, do-raw),
-// each Worker hosted by `wrangler dev` and by a bare Miniflare, driven by one
-// load generator in one run. Prints one JSON line per scenario as it
-// finishes, then a table of medians (over --runs) with edge-chat's ratios.
+// `npm run bench`: edge-chat (plain v1 clients, and clients of the `batch=1`
+// extension: "edge-chat+batch") against two reference servers (ws-raw,
+// do-raw), driven by one load generator in one run. The Workers run in a bare
+// Miniflare by default; `--wrangler` adds the `wrangler dev` host. Prints one
+// JSON line per scenario as it finishes, then a table of medians (over
+// --runs) with edge-chat's ratios, then the issue 4 targets.
 //
-//   node bench/run.ts                 short run, about a minute
-//   node bench/run.ts --full          C = 100 and 1000, longer steps, 1000-client storm
-//   options: --runs N  --servers ws-raw,do-raw,edge-chat  --hosts wrangler,miniflare
-//            --clients 100,1000  --storm N  --step-seconds S  --no-cost
+//   node bench/run.ts                 short run, about a minute: C=100, storm of 200
+//   node bench/run.ts --full          C = 100 and 1000, 4 s steps, 1000-client storm
+//   options: --runs N  --servers ws-raw,do-raw,edge-chat,edge-chat+batch
+//            --hosts miniflare,wrangler (or --wrangler)  --clients 100,1000
+//            --storm N  --step-seconds S  --no-cost
 import { cpus, totalmem } from "node:os";
+import { readFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { cost, fanout, storm, LOADGEN_BOUND, P99_LIMIT_MS } from "./scenarios.ts";
 import type { CostResult, FanoutOptions, FanoutResult, StormResult } from "./scenarios.ts";
-import { ROOT, startServer, stopAll } from "./servers.ts";
+import { ROOT, isEdgeChat, startServer, stopAll } from "./servers.ts";
 import type { HostName, ServerName, ServerSpec } from "./servers.ts";
 import { median } from "./stats.ts";
+import { HISTORY_MESSAGES as HISTORY_SIZE } from "./fixture.ts";
 
 // ---- options ------------------------------------------------------------------
 
@@ -28,21 +33,21 @@ function list(name: string): string[] | undefined {
 }
 const full = argv.includes("--full");
 const runs = Number(option("--runs") ?? "1");
-const servers = (list("--servers") ?? ["ws-raw", "do-raw", "edge-chat"]) as ServerName[];
-const hosts = (list("--hosts") ?? ["wrangler", "miniflare"]) as Array<Exclude<HostName, "node">>;
+const servers = (list("--servers") ?? ["ws-raw", "do-raw", "edge-chat", "edge-chat+batch"]) as ServerName[];
+const hosts = (list("--hosts") ?? (argv.includes("--wrangler") ? ["miniflare", "wrangler"] : ["miniflare"])) as Array<Exclude<HostName, "node">>;
 const clientCounts = (list("--clients") ?? (full ? ["100", "1000"] : ["100"])).map(Number);
-const stormClients = Number(option("--storm") ?? (full ? "1000" : "300"));
-const stepSeconds = Number(option("--step-seconds") ?? (full ? "4" : "1"));
+const stormClients = Number(option("--storm") ?? (full ? "1000" : "200"));
+const stepSeconds = Number(option("--step-seconds") ?? (full ? "3" : "1"));
 const withCost = !argv.includes("--no-cost");
 const fanoutBase: Omit<FanoutOptions, "clients" | "startRate"> = {
   factor: full ? 1.6 : 2,
   stepSeconds,
-  maxSteps: full ? 14 : 9,
-  refine: full ? 2 : 0,
-  drainSeconds: full ? 5 : 3,
+  maxSteps: full ? 12 : 7,
+  refine: full ? 1 : 0,
+  drainSeconds: full ? 4 : 2,
 };
 /** Offered deliveries per second of the first step, whatever C is. */
-const START_DELIVERIES = 2_000;
+const START_DELIVERIES = full ? 3_000 : 4_000;
 
 // ---- progress -------------------------------------------------------------------
 
@@ -64,6 +69,8 @@ function progressDone(): void {
 
 type Result = (FanoutResult | StormResult | CostResult) & { run: number; server: ServerName; host: HostName };
 const results: Result[] = [];
+/** Runs whose results are in (the table's medians are over these). */
+let runsDone = 0;
 
 function emit(result: Result): void {
   progressDone();
@@ -75,14 +82,27 @@ function emit(result: Result): void {
 function specs(): ServerSpec[] {
   const out: ServerSpec[] = [];
   if (servers.includes("ws-raw")) out.push({ server: "ws-raw", host: "node" });
-  for (const server of ["do-raw", "edge-chat"] as const) {
+  for (const server of ["do-raw", "edge-chat", "edge-chat+batch"] as const) {
     if (!servers.includes(server)) continue;
     for (const host of hosts) out.push({ server, host });
   }
   return out;
 }
 
+/** `--from FILE`: the table and targets again from the JSON lines of earlier runs (e.g. an interrupted one). */
+function fromFile(file: string): void {
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    if (!line.startsWith("{")) continue;
+    const r = JSON.parse(line) as Result;
+    results.push(r);
+    runsDone = Math.max(runsDone, r.run);
+  }
+  printTable();
+}
+
 async function main(): Promise<void> {
+  const from = option("--from");
+  if (from !== undefined) return fromFile(from);
   const started = Date.now();
   process.stderr.write(
     `bench: ${full ? "full" : "short"} run, ${runs} run(s), C=${clientCounts.join("/")}, storm ${stormClients}, ` +
@@ -107,6 +127,7 @@ async function main(): Promise<void> {
         await server.stop();
       }
     }
+    runsDone = run;
     if (withCost && servers.includes("edge-chat")) {
       for (const host of full ? hosts : hosts.slice(-1)) {
         try {
@@ -147,57 +168,76 @@ function ratio(a: number, b: number): string {
   return Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(2)}x` : "-";
 }
 
+/** Median fan-out rate, storm time and idle memory of one server and host, for the ratios. */
+function refFanout(server: ServerName, host: HostName, clients: number): number {
+  return med(pick(server, host, isFanout(clients)), (r) => r.best?.deliveriesPerSec ?? 0);
+}
+function refStorm(server: ServerName, host: HostName, f: (r: StormResult) => number): number {
+  return med(pick(server, host, isStorm), f);
+}
+
 function printTable(): void {
   const rows: string[][] = [];
-  const header = ["server", "host", "scenario", "result", "p50 ms", "p90 ms", "p99 ms", "max ms", "lost/dup/ooo", "loadgen CPU", "server CPU", "others CPU", "vs ws-raw", "vs do-raw"];
-  const rawHost = (host: HostName): HostName => (host === "node" ? "wrangler" : host);
+  const header = [
+    "server", "host", "scenario", "result", "p50 ms", "p90 ms", "p99 ms", "max ms", "p99 @half",
+    "lost/dup/ooo", "loadgen CPU", "server CPU", "others CPU", "vs ws-raw", "vs do-raw", "vs plain",
+  ];
   for (const spec of specs()) {
     const { server, host } = spec;
+    const edge = isEdgeChat(server);
+    const vsPlain = server === "edge-chat+batch";
     for (const clients of clientCounts) {
       const rs = pick(server, host, isFanout(clients));
       if (rs.length === 0) continue;
       const rate = med(rs, (r) => r.best?.deliveriesPerSec ?? 0);
-      const wsRaw = med(pick("ws-raw", "node", isFanout(clients)), (r) => r.best?.deliveriesPerSec ?? 0);
-      const doRaw = med(pick("do-raw", rawHost(host), isFanout(clients)), (r) => r.best?.deliveriesPerSec ?? 0);
       const bound = rs.some((r) => r.loadgenBound) ? " (loadgen-bound)" : "";
+      const frames = edge ? `, ${fmt(med(rs, (r) => r.best?.framesPerDelivery ?? Number.NaN), 3)} frames/deliv` : "";
+      const mismatches = med(rs, (r) => r.verifyMismatches);
       rows.push([
         server,
         host,
         `fan-out C=${clients}`,
-        `${fmt(rate)} deliv/s${bound}`,
+        `${fmt(rate)} deliv/s${frames}${bound}`,
         fmt(med(rs, (r) => r.best?.latency.p50 ?? Number.NaN), 1),
         fmt(med(rs, (r) => r.best?.latency.p90 ?? Number.NaN), 1),
         fmt(med(rs, (r) => r.best?.latency.p99 ?? Number.NaN), 1),
         fmt(med(rs, (r) => r.best?.latency.max ?? Number.NaN), 1),
-        `${fmt(med(rs, (r) => r.lost))}/${fmt(med(rs, (r) => r.duplicates))}/${fmt(med(rs, (r) => r.outOfOrder + r.idErrors))}`,
+        fmt(med(rs, (r) => r.half?.latency.p99 ?? Number.NaN), 1),
+        `${fmt(med(rs, (r) => r.lost))}/${fmt(med(rs, (r) => r.duplicates))}/${fmt(med(rs, (r) => r.outOfOrder + r.idErrors))}` +
+          (mismatches > 0 ? ` PARSE MISMATCH ${fmt(mismatches)}` : "") +
+          (rs.some((r) => r.unexpectedCloses + r.errorFrames > 0) ? `, closes/errors ${fmt(med(rs, (r) => r.unexpectedCloses + r.errorFrames))}` : ""),
         `${fmt(med(rs, (r) => (r.best?.loadgenCpu ?? Number.NaN) * 100))}%`,
         `${fmt(med(rs, (r) => (r.best?.serverCpu ?? Number.NaN) * 100))}%`,
         `${fmt(med(rs, (r) => (r.best?.othersCpu ?? Number.NaN) * 100))}%`,
-        server === "ws-raw" ? "" : ratio(rate, wsRaw),
-        server === "edge-chat" ? ratio(rate, doRaw) : "",
+        server === "ws-raw" ? "" : ratio(rate, refFanout("ws-raw", "node", clients)),
+        edge ? ratio(rate, refFanout("do-raw", host, clients)) : "",
+        vsPlain ? ratio(rate, refFanout("edge-chat", host, clients)) : "",
       ]);
     }
     const ss = pick(server, host, isStorm);
     if (ss.length > 0) {
       const total = med(ss, (r) => r.totalMs);
-      const wsRaw = med(pick("ws-raw", "node", isStorm), (r) => r.totalMs);
-      const doRaw = med(pick("do-raw", rawHost(host), isStorm), (r) => r.totalMs);
       const n = ss[0]?.clients ?? 0;
+      const joins = edge
+        ? `; joins ${ss.every((r) => r.presenceFrames === r.joinsExpected) ? "all" : "MISSING/EXTRA"} (${fmt(med(ss, (r) => r.presenceFrames))}), ${fmt(med(ss, (r) => r.framesPerClient), 1)} frames/client`
+        : "";
       rows.push([
         server,
         host,
         `storm N=${n}`,
-        `all welcomed in ${fmt(total)} ms, peak ${fmt(med(ss, (r) => r.peakRssMiB))} MiB`,
+        `all welcomed in ${fmt(total)} ms, peak ${fmt(med(ss, (r) => r.peakRssMiB))} MiB${joins}`,
         fmt(med(ss, (r) => r.p50Ms), 1),
         "",
         fmt(med(ss, (r) => r.p99Ms), 1),
         fmt(med(ss, (r) => r.maxMs), 1),
+        "",
         `fail ${fmt(med(ss, (r) => r.failures))}, bad history ${fmt(med(ss, (r) => r.welcomed - r.historyOk))}`,
         `${fmt(med(ss, (r) => r.loadgenCpu * 100))}%`,
         `${fmt(med(ss, (r) => r.serverCpu * 100))}%`,
         `${fmt(med(ss, (r) => r.othersCpu * 100))}%`,
-        server === "ws-raw" ? "" : `${ratio(total, wsRaw)} time`,
-        server === "edge-chat" ? `${ratio(total, doRaw)} time` : "",
+        server === "ws-raw" ? "" : `${ratio(total, refStorm("ws-raw", "node", (r) => r.totalMs))} time`,
+        edge ? `${ratio(total, refStorm("do-raw", host, (r) => r.totalMs))} time` : "",
+        vsPlain ? `${ratio(total, refStorm("edge-chat", host, (r) => r.totalMs))} time` : "",
       ]);
       const perConn = med(ss, (r) => r.idleKiBPerConnection);
       rows.push([
@@ -205,9 +245,10 @@ function printTable(): void {
         host,
         `idle N=${n}`,
         `${fmt(perConn, 1)} KiB/conn, RSS ${fmt(med(ss, (r) => r.baselineRssMiB))} -> ${fmt(med(ss, (r) => r.idleRssMiB))} MiB (${ss[0]?.runtimeProcesses ?? 0} proc)`,
-        "", "", "", "", "", "", "", "",
-        server === "ws-raw" ? "" : ratio(perConn, med(pick("ws-raw", "node", isStorm), (r) => r.idleKiBPerConnection)),
-        server === "edge-chat" ? ratio(perConn, med(pick("do-raw", rawHost(host), isStorm), (r) => r.idleKiBPerConnection)) : "",
+        "", "", "", "", "", "", "", "", "",
+        server === "ws-raw" ? "" : ratio(perConn, refStorm("ws-raw", "node", (r) => r.idleKiBPerConnection)),
+        edge ? ratio(perConn, refStorm("do-raw", host, (r) => r.idleKiBPerConnection)) : "",
+        vsPlain ? ratio(perConn, refStorm("edge-chat", host, (r) => r.idleKiBPerConnection)) : "",
       ]);
     }
     const cs = pick(server, host, isCost);
@@ -218,8 +259,9 @@ function printTable(): void {
         "cost",
         `rows/msg written ${fmt(med(cs, (r) => r.rowsWrittenPerMessage), 2)} read ${fmt(med(cs, (r) => r.rowsReadPerMessage), 2)}; ` +
           `rows read/connect warm ${fmt(med(cs, (r) => r.rowsReadPerConnectWarm), 1)} cold ${fmt(med(cs, (r) => r.rowsReadPerConnectCold), 0)}; ` +
-          `DO requests/1000 msgs ${fmt(med(cs, (r) => r.requestsPer1000Messages))}; cold history ${cs.every((r) => r.coldHistoryOk) ? "ok" : "BAD"}`,
-        "", "", "", "", "", "", "", "", "", "",
+          `rows written/connect ${fmt(med(cs, (r) => r.rowsWrittenPerConnect), 1)}; ` +
+          `DO requests/1000 msgs ${fmt(med(cs, (r) => r.requestsPer1000Messages))} (${fmt(med(cs, (r) => r.requestsPer1000MessagesWithConnects))} with connects); cold history ${cs.every((r) => r.coldHistoryOk) ? "ok" : "BAD"}`,
+        "", "", "", "", "", "", "", "", "", "", "", "",
       ]);
     }
   }
@@ -228,10 +270,56 @@ function printTable(): void {
   const out = [line(header), widths.map((w) => "-".repeat(w)).join("-|-"), ...rows.map(line)];
   process.stdout.write(`\n${out.join("\n")}\n`);
   process.stdout.write(
-    `\nfan-out: highest offered rate with every delivery in, p99 <= ${P99_LIMIT_MS} ms and no error; ` +
-      `medians of ${runs} run(s); "loadgen-bound" = the load generator used >= ${LOADGEN_BOUND * 100}% of a core there; ` +
-      `CPU columns are shares of one core, "others" = the rest of the shared machine meanwhile (noise).\n`,
+    `\nfan-out: highest offered rate with every delivery in, p99 <= ${P99_LIMIT_MS} ms and no error; "p99 @half": a step at half that rate; ` +
+      `medians of ${runsDone} run(s); "loadgen-bound" = the load generator used >= ${LOADGEN_BOUND * 100}% of a core there; ` +
+      `CPU columns are shares of one core, "others" = the rest of the shared machine meanwhile (noise); "vs plain" = edge-chat+batch / edge-chat.\n`,
   );
+  printTargets();
+}
+
+/** Issue 4's targets against the medians of this run, per edge-chat variant and host. */
+function printTargets(): void {
+  const lines: string[] = [];
+  const mark = (ok: boolean | null) => (ok === null ? "n/a   " : ok ? "met   " : "MISSED");
+  const vs = (a: number, b: number, min: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a >= min * b : null);
+  for (const spec of specs()) {
+    if (!isEdgeChat(spec.server)) continue;
+    const { server, host } = spec;
+    const name = `${server}/${host}`;
+    const all = results.filter((r) => r.server === server && r.host === host);
+    if (all.length === 0) continue;
+    let bad = 0;
+    for (const r of all) {
+      if (r.scenario === "fanout") bad += r.lost + r.duplicates + r.outOfOrder + r.idErrors + r.verifyMismatches + r.unexpectedCloses + r.errorFrames;
+      if (r.scenario === "storm") bad += r.failures + (r.welcomed - r.historyOk) + Math.abs(r.presenceFrames - r.joinsExpected) + r.verifyMismatches;
+    }
+    lines.push(`${mark(bad === 0)} ${name}: zero lost/dup/out-of-order (nor any close, error, missing join or bad history) in every scenario: ${bad} faults`);
+    for (const clients of clientCounts) {
+      const rate = refFanout(server, host, clients);
+      const doRaw = refFanout("do-raw", host, clients);
+      const wsRaw = refFanout("ws-raw", "node", clients);
+      const bound = pick(server, host, isFanout(clients)).some((r) => r.loadgenBound) ? " (loadgen-bound)" : "";
+      if (Number.isFinite(doRaw)) lines.push(`${mark(vs(rate, doRaw, 0.75))} ${name}: fan-out C=${clients} >= 0.75x do-raw: ${ratio(rate, doRaw)} (${fmt(rate)} vs ${fmt(doRaw)} deliv/s)${bound}`);
+      if (Number.isFinite(wsRaw)) lines.push(`${mark(vs(rate, wsRaw, 0.4))} ${name}: fan-out C=${clients} >= 0.4x ws-raw: ${ratio(rate, wsRaw)} (${fmt(rate)} vs ${fmt(wsRaw)} deliv/s)${bound}`);
+      const half = med(pick(server, host, isFanout(clients)), (r) => r.half?.latency.p99 ?? Number.NaN);
+      lines.push(`${mark(Number.isFinite(half) ? half < 50 : null)} ${name}: p99 at half the highest clean rate < 50 ms, C=${clients}: ${fmt(half, 1)} ms`);
+    }
+    const stormMs = refStorm(server, host, (r) => r.totalMs);
+    const wsStorm = refStorm("ws-raw", "node", (r) => r.totalMs);
+    if (Number.isFinite(stormMs) && Number.isFinite(wsStorm)) {
+      lines.push(`${mark(stormMs <= 10 * wsStorm)} ${name}: connect storm N=${stormClients} within 10x ws-raw: ${ratio(stormMs, wsStorm)} (${fmt(stormMs)} vs ${fmt(wsStorm)} ms)`);
+    }
+  }
+  for (const host of hosts) {
+    const cs = pick("edge-chat", host, isCost);
+    if (cs.length === 0) continue;
+    const written = med(cs, (r) => r.rowsWrittenPerMessage);
+    const cold = med(cs, (r) => r.rowsReadPerConnectCold);
+    const warm = med(cs, (r) => r.rowsReadPerConnectWarm);
+    lines.push(`${mark(written <= 1)} edge-chat/${host}: <= 1 row written per message: ${fmt(written, 2)}`);
+    lines.push(`${mark(Math.max(cold, warm) <= HISTORY_SIZE)} edge-chat/${host}: <= HISTORY_SIZE (${HISTORY_SIZE}) rows read per connect: warm ${fmt(warm, 1)}, cold ${fmt(cold, 0)}`);
+  }
+  if (lines.length > 0) process.stdout.write(`\nissue 4 targets (medians of ${runsDone} run(s)):\n${lines.map((l) => `  ${l}`).join("\n")}\n`);
 }
 
 function versions(): void {

@@ -11,7 +11,12 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { processTree } from "./stats.ts";
 
-export type ServerName = "ws-raw" | "do-raw" | "edge-chat";
+export type ServerName = "ws-raw" | "do-raw" | "edge-chat" | "edge-chat+batch";
+
+/** edge-chat with clients that connect with `batch=1`: the same server, its own instance. */
+export function isEdgeChat(server: ServerName): boolean {
+  return server === "edge-chat" || server === "edge-chat+batch";
+}
 export type HostName = "node" | "wrangler" | "miniflare";
 
 export interface ServerSpec {
@@ -24,6 +29,7 @@ const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
 
 const CONFIG: Record<Exclude<ServerName, "ws-raw">, string> = {
   "edge-chat": join(ROOT, "wrangler.toml"),
+  "edge-chat+batch": join(ROOT, "wrangler.toml"),
   "do-raw": join(ROOT, "bench", "do-raw", "wrangler.toml"),
 };
 
@@ -152,7 +158,7 @@ export class RunningServer {
 function command(spec: ServerSpec, port: number, persist: string, logLevel: string): [string, string[]] {
   if (spec.server === "ws-raw") return [process.execPath, [join(ROOT, "bench", "ws-raw", "server.ts"), "--port", String(port)]];
   const config = CONFIG[spec.server];
-  const vars = spec.server === "edge-chat" ? benchVars(logLevel) : [];
+  const vars = isEdgeChat(spec.server) ? benchVars(logLevel) : [];
   if (spec.host === "miniflare") {
     return [
       process.execPath,
