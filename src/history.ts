@@ -85,11 +85,6 @@ export class History {
     return { kept, cost: { rowsRead: cursor.rowsRead, rowsWritten: cursor.rowsWritten } };
   }
 
-  get lastId(): number {
-    this.#ring();
-    return this.#lastId;
-  }
-
   /**
    * The kept messages after `after` (all of them when it is null), with `gap`
    * true when some messages after it are gone for good or when `after` is

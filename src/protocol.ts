@@ -16,8 +16,7 @@ export const DEFAULT_RATE_PER_SEC = 5;
 export const MAX_ERRORS_PER_WINDOW = 20;
 export const ERROR_WINDOW_MS = 60_000;
 
-/** Clients send `ping` at least this often; the server may drop a socket silent for twice as long. */
-export const PING_INTERVAL_MS = 30_000;
+/** A socket that sent nothing, `ping` included, for this long is closed as dead (clients ping every 30 s). */
 export const IDLE_TIMEOUT_MS = 60_000;
 export const PING = "ping";
 export const PONG = "pong";

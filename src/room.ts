@@ -464,7 +464,8 @@ export class ChatRoom extends DurableObject<Env> {
     }
     for (const ws of failed ?? []) this.#close(ws, CloseCode.serverError, "send failed");
     for (const ws of behind ?? []) {
-      this.#log.warn("too_slow", { room: this.#members().get(ws)?.room, user: this.#members().get(ws)?.user.id });
+      const session = this.#members().get(ws);
+      this.#log.warn("too_slow", { room: session?.room, user: session?.user.id });
       this.#close(ws, CloseCode.policyViolation, "too far behind: reconnect with after");
     }
   }
