@@ -39,12 +39,13 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { cpSync, createWriteStream, existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, type WriteStream } from "node:fs";
-import { connect, createServer, type Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import type { RawData } from "ws";
+import { freePort } from "./server.ts";
 
 // ---- options ----------------------------------------------------------------
 
@@ -87,17 +88,6 @@ const MiB = 1024 * 1024;
 
 // ---- the server ---------------------------------------------------------------
 
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      const port = typeof a === "object" && a !== null ? a.port : 0;
-      s.close(() => res(port));
-    });
-  });
-}
 
 interface Server {
   child: ChildProcess;

@@ -2,42 +2,13 @@
 // across a reload, text-only rendering, the narrow layout, and the
 // screenshot in docs/.
 
-import { randomUUID } from "node:crypto";
 import { mkdirSync } from "node:fs";
-import type { Browser } from "playwright-core";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { ChatPage, eventually, launchBrowser } from "./support/chat.ts";
-import { DevServer } from "./support/devserver.ts";
+import { describe, expect, test } from "vitest";
+import { type ChatPage, eventually } from "./support/chat.ts";
+import { newRoom, useHarness } from "./support/harness.ts";
 
-let server: DevServer;
-let browser: Browser;
-const open: ChatPage[] = [];
-
-beforeAll(async () => {
-  [server, browser] = await Promise.all([DevServer.start(), launchBrowser()]);
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
-
-afterEach(async () => {
-  for (const p of open.splice(0)) {
-    expect(p.errors, `${p.name}'s page threw`).toEqual([]);
-    await p.close().catch(() => {});
-  }
-});
-
-function newRoom() {
-  return `t-${randomUUID()}`;
-}
-
-async function person(room: string, name: string, opts?: Parameters<typeof ChatPage.open>[4]) {
-  const p = await ChatPage.open(browser, server.url, room, name, opts);
-  open.push(p);
-  return p;
-}
+const h = useHarness();
+const person = h.person;
 
 /** How many times each text appears in a page's log. */
 async function counts(p: ChatPage): Promise<Record<string, number>> {
@@ -83,7 +54,6 @@ describe("web client", () => {
     expect(await alice.page.locator("#pending > *").count()).toBe(0);
 
     await bob.close();
-    open.splice(open.indexOf(bob), 1);
     await alice.waitForSystem(/^Bob left$/);
     await alice.waitForOnline(["Alice"]);
   });
@@ -226,11 +196,11 @@ describe("web client", () => {
   });
 
   test("the room comes from the URL hash too, shown in the header and title", async () => {
-    const context = await browser.newContext();
+    const context = await h.browser.newContext();
     try {
       const page = await context.newPage();
       const room = newRoom();
-      await page.goto(`${server.url}/#${room.toUpperCase()}`);
+      await page.goto(`${h.server.url}/#${room.toUpperCase()}`);
       await page.locator("#name-input").fill("Hasher");
       await page.locator("#name-dialog button[value=save]").click();
       await eventually("the page opened via #room never got online", async () =>
@@ -268,7 +238,7 @@ describe("web client", () => {
       shots.push((await p.page.screenshot()).toString("base64"));
     }
     // Both views side by side: Alice on a desktop in light mode, Bob on a phone in dark mode.
-    const frame = await browser.newPage({ viewport: { width: 1430, height: 700 } });
+    const frame = await h.browser.newPage({ viewport: { width: 1430, height: 700 } });
     await frame.setContent(`<body style="margin:0;display:flex;gap:24px;align-items:center;justify-content:center;height:100vh;background:linear-gradient(135deg,#e9e7ff,#dff5f1)">
       ${shots.map((b64) => `<img src="data:image/png;base64,${b64}" style="border-radius:14px;box-shadow:0 10px 40px rgb(30 30 80/25%)">`).join("")}</body>`);
     await frame.waitForFunction(() => Array.from(document.images).every((i) => i.complete && i.naturalWidth > 0));

@@ -6,41 +6,16 @@
 // socket goes through a proxy in the test, which can drop one frame and cut
 // the connection at exactly the moment that matters.
 
-import { randomUUID } from "node:crypto";
-import type { Browser, BrowserContext, WebSocketRoute } from "playwright-core";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import type { BrowserContext, WebSocketRoute } from "playwright-core";
+import { describe, expect, test } from "vitest";
 import WebSocket from "ws";
-import { ChatPage, eventually, launchBrowser } from "./support/chat.ts";
-import { DevServer } from "./support/devserver.ts";
+import { type ChatPage, eventually } from "./support/chat.ts";
+import { newRoom, useHarness } from "./support/harness.ts";
 
-let server: DevServer;
-let browser: Browser;
-const open: ChatPage[] = [];
+const h = useHarness();
 
-beforeAll(async () => {
-  [server, browser] = await Promise.all([DevServer.start(), launchBrowser()]);
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
-
-afterEach(async () => {
-  for (const p of open.splice(0)) {
-    expect(p.errors, `${p.name}'s page threw`).toEqual([]);
-    await p.close().catch(() => {});
-  }
-});
-
-function newRoom() {
-  return `t-${randomUUID()}`;
-}
-
-async function person(room: string, name: string, setup?: (context: BrowserContext) => Promise<void>) {
-  const p = await ChatPage.open(browser, server.url, room, name, setup ? { setup } : {});
-  open.push(p);
-  return p;
+function person(room: string, name: string, setup?: (context: BrowserContext) => Promise<void>) {
+  return h.person(room, name, setup ? { setup } : {});
 }
 
 async function countIn(p: ChatPage, text: string): Promise<number> {
@@ -49,7 +24,7 @@ async function countIn(p: ChatPage, text: string): Promise<number> {
 
 /** The room's stored history, straight from the HTTP API. */
 async function stored(room: string): Promise<string[]> {
-  const res = await fetch(`${server.url}/api/rooms/${room}/messages`);
+  const res = await fetch(`${h.server.url}/api/rooms/${room}/messages`);
   expect(res.status).toBe(200);
   const body = (await res.json()) as { messages: { text: string }[] };
   return body.messages.map((m) => m.text);
@@ -57,7 +32,7 @@ async function stored(room: string): Promise<string[]> {
 
 /** Messages sent, echoed and stored by a plain WebSocket client (not the page). */
 async function sendRaw(room: string, texts: string[]): Promise<void> {
-  const ws = new WebSocket(`${server.url.replace("http", "ws")}/chat/${room}?name=loadbot`);
+  const ws = new WebSocket(`${h.server.url.replace("http", "ws")}/chat/${room}?name=loadbot`);
   let echoed = 0;
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`only ${echoed} of ${texts.length} raw messages were echoed`)), 20_000);
@@ -141,7 +116,7 @@ describe("delivery across broken connections", () => {
     await alice.send("before the crash");
     await bob.waitForMessage("before the crash");
 
-    await server.stop("SIGKILL");
+    await h.server.stop("SIGKILL");
     await eventually("Alice's page never showed 'reconnecting' after the server died", async () => (await alice.status()) === "reconnecting", {
       state: async () => `status: ${await alice.page.locator("#status").innerText()}`,
     });
@@ -153,7 +128,7 @@ describe("delivery across broken connections", () => {
       (await alice.page.locator("#pending .text").allTextContents()).includes("typed while offline"),
     );
 
-    await server.restart();
+    await h.server.restart();
     await alice.waitOnline(60_000);
     await bob.waitOnline(60_000);
 
