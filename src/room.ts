@@ -302,6 +302,10 @@ export class ChatRoom extends DurableObject<Env> {
     session.strikes = recordStrike(session.strikes, Date.now(), ERROR_WINDOW_MS);
     ws.serializeAttachment(session);
     this.#log.info("frame_rejected", { room: session.room, user: session.user.id, code });
+    // An error must not overtake broadcasts already queued for this socket:
+    // a client that sees the answer to its frame has seen everything the
+    // room sent before it. Flushing early only makes that batch smaller.
+    if (session.batch) this.#flush();
     this.#send(ws, nonce === undefined ? { type: "error", code, message } : { type: "error", code, message, nonce });
     if (session.strikes.length >= MAX_ERRORS_PER_WINDOW) {
       this.#log.warn("connection_closed", { room: session.room, user: session.user.id, code: CloseCode.policyViolation });
@@ -471,7 +475,9 @@ export class ChatRoom extends DurableObject<Env> {
   }
 
   #flush(): void {
+    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
     this.#flushTimer = null;
+    if (this.#batches.empty) return;
     const batchFor = this.#batches.drain();
     let failed: WebSocket[] | undefined;
     for (const [ws, session] of this.#members()) {

@@ -49,6 +49,19 @@ describe("batch=1", () => {
     expect(frames[0]).toMatchObject({ type: "message", id: 1, text: "mine", nonce: "c1", from: welcome.you });
   });
 
+  it("sends an error only after the broadcasts queued for the socket before it", async () => {
+    const room = freshRoom();
+    const batched = await join(room, { name: "batched", batch: true });
+    const plain = await join(room, { name: "plain" });
+    plain.client.say("queued");
+    // The plain socket has it, so the room has queued it for the batched one.
+    await plain.client.message();
+    batched.client.send({ type: "message", text: "", nonce: "e1" });
+    const { frames } = await broadcasts(batched.client, 2);
+    expect(frames.map((f) => f.type)).toEqual(["join", "message"]);
+    expect(await batched.client.next("error")).toEqual({ type: "error", code: "invalid_message", message: expect.any(String), nonce: "e1" });
+  });
+
   it("does not repeat in a batch what a socket's welcome already holds", async () => {
     const room = freshRoom();
     const watcher = await join(room, { batch: true });
