@@ -8,11 +8,13 @@
 // What survives hibernation: the runtime hibernates an idle room (evicts it
 // from memory while keeping its WebSockets open) and constructs it again for
 // the next event. So everything the protocol needs lives where a wake finds it:
-//   - per connection, the user, the rate-limit bucket and the error strikes in
-//     the socket's attachment (`serializeAttachment`);
+//   - per connection, the user, the rate-limit bucket, the error strikes and
+//     whether its departure was already announced, in the socket's
+//     attachment (`serializeAttachment`);
 //   - the history and the last issued id in SQLite (see history.ts).
 // The maps in memory (sockets to sessions, presence by user id, the history
-// ring) are caches, rebuilt from those on the first event after a wake.
+// ring) are caches, rebuilt from those on the first event after a wake; only
+// open sockets count, so a close that wakes the room is counted once.
 // Keep-alive `ping`s are answered by `setWebSocketAutoResponse` without waking
 // the room at all.
 //
@@ -116,9 +118,6 @@ export class ChatRoom extends DurableObject<Env> {
   // after construction (a wake) rebuilds them.
   #sessions: Map<WebSocket, Session> | null = null;
   #presence = new Map<string, Presence>();
-  // Sockets whose departure was handled, so `close` and `error` for one
-  // socket never announce two `leave`s.
-  readonly #departed = new WeakSet<WebSocket>();
   readonly #usage: Usage = { messages: 0, connects: 0, rowsRead: 0, rowsWritten: 0 };
   // Whether this instance has made sure a sweep alarm is pending.
   #sweepArmed = false;
@@ -179,6 +178,7 @@ export class ChatRoom extends DurableObject<Env> {
       seen: now,
       batch,
       acked: null,
+      departed: false,
     };
     this.ctx.acceptWebSocket(server);
     server.serializeAttachment(session);
@@ -313,14 +313,25 @@ export class ChatRoom extends DurableObject<Env> {
     }
   }
 
+  /**
+   * Handles a socket's departure once, whichever comes first: our own close,
+   * the client's close, an error. The mark goes into the attachment, not
+   * memory: a socket the room closed may report its close only after the
+   * room has hibernated and forgotten that it already announced the `leave`.
+   */
   #depart(ws: WebSocket, detail: Record<string, string | number | boolean>): void {
-    if (this.#departed.has(ws)) return;
-    this.#departed.add(ws);
     const sessions = this.#members();
-    const session = sessions.get(ws) ?? parseSession(ws.deserializeAttachment());
+    const member = sessions.get(ws);
     sessions.delete(ws);
-    if (session === null) return;
-    const last = this.#leave(session.user.id);
+    const session = member ?? parseSession(ws.deserializeAttachment());
+    if (session === null || session.departed) return;
+    session.departed = true;
+    ws.serializeAttachment(session);
+    // Only a member was counted in presence. A socket that was already
+    // closing when a wake rebuilt the members (the close is often the very
+    // event that wakes the room) never was: its user leaves only when no
+    // member socket of that user is left.
+    const last = member !== undefined ? this.#leave(session.user.id) : !this.#presence.has(session.user.id);
     if (last) this.#broadcast({ type: "leave", user: session.user, ts: Date.now() });
     this.#log.info("disconnect", { room: session.room, user: session.user.id, connections: sessions.size, ...detail });
   }
@@ -412,19 +423,14 @@ export class ChatRoom extends DurableObject<Env> {
     return true;
   }
 
-  /** Counts one socket less; true when it was the user's last. */
+  /** Counts one member socket less; true when it was the user's last. */
   #leave(userId: string): boolean {
     const entry = this.#presence.get(userId);
-    if (entry === undefined) return !this.#hasSocketOf(userId);
+    if (entry === undefined) return false;
     entry.sockets--;
     if (entry.sockets > 0) return false;
     this.#presence.delete(userId);
     return true;
-  }
-
-  #hasSocketOf(userId: string): boolean {
-    for (const session of this.#members().values()) if (session.user.id === userId) return true;
-    return false;
   }
 
   #online(): User[] {

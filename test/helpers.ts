@@ -42,7 +42,12 @@ export class Client {
   #waiter: (() => void) | null = null;
   #closedAt: Closed | null = null;
 
-  constructor(ws: WebSocket) {
+  /**
+   * With `halfOpen` the client does not answer the server's close frame: it
+   * sees the close, and the server hears nothing until `close()`, like a
+   * peer on a link that stalled.
+   */
+  constructor(ws: WebSocket, { halfOpen = false }: { halfOpen?: boolean } = {}) {
     this.ws = ws;
     this.closed = new Promise((resolve) => {
       ws.addEventListener("close", (event) => {
@@ -58,7 +63,7 @@ export class Client {
       this.#inbox.push(text === "pong" ? { kind: "text", text } : { kind: "frame", frame: JSON.parse(text) as ServerFrame });
       this.#wake();
     });
-    ws.accept();
+    ws.accept({ allowHalfOpen: halfOpen });
   }
 
   #wake(): void {
@@ -158,6 +163,7 @@ export interface ConnectOptions {
   after?: string | number;
   batch?: boolean;
   headers?: Record<string, string>;
+  halfOpen?: boolean;
 }
 
 export async function open(room: string, options: ConnectOptions = {}): Promise<Client> {
@@ -171,7 +177,7 @@ export async function open(room: string, options: ConnectOptions = {}): Promise<
   if (res.status !== 101 || res.webSocket === null) {
     throw new Error(`expected 101 for /chat/${room}, got ${res.status}: ${await res.text()}`);
   }
-  return new Client(res.webSocket);
+  return new Client(res.webSocket, { halfOpen: options.halfOpen === true });
 }
 
 /** Opens a client and reads its welcome. */

@@ -419,6 +419,43 @@ describe("hibernation", () => {
     expect(await alice.client.next("carol's join")).toMatchObject({ type: "join" });
     expect(await alice.client.next("bob's leave")).toEqual({ type: "leave", user: bob.welcome.you, ts: expect.any(Number) });
   });
+
+  it("wakes for a close: the user's only socket leaves once, and presence is right for the next one in", async () => {
+    const room = freshRoom();
+    const alice = await join(room, { name: "alice" });
+    const bob = await join(room, { name: "bob" });
+    await alice.client.next("bob's join");
+    await evictDurableObject(roomStub(room));
+    bob.client.close();
+    expect(await bob.client.closed).toEqual({ code: 1000, reason: expect.any(String) });
+    expect(await alice.client.next("bob's leave")).toEqual({ type: "leave", user: bob.welcome.you, ts: expect.any(Number) });
+    await alice.client.quiet();
+    const carol = await join(room, { name: "carol" });
+    expect(carol.welcome.online).toHaveLength(2);
+    expect(carol.welcome.online).toEqual(expect.arrayContaining([alice.welcome.you, carol.welcome.you]));
+  });
+
+  it("announces no leave when one of a user's two sockets closes after a wake, and one leave with the last", async () => {
+    const room = freshRoom();
+    const watcher = await join(room, { name: "watcher" });
+    const first = await join(room, { name: "alice" });
+    const second = await join(room, { name: "alice", token: first.welcome.token });
+    expect(await watcher.client.next("alice's join")).toEqual({ type: "join", user: first.welcome.you, ts: expect.any(Number) });
+    await evictDurableObject(roomStub(room));
+    // The close is the event that wakes the room.
+    first.client.close();
+    await first.client.closed;
+    await watcher.client.quiet();
+    const late = await join(room, { name: "late" });
+    expect(late.welcome.online).toHaveLength(3);
+    expect(late.welcome.online).toEqual(expect.arrayContaining([watcher.welcome.you, first.welcome.you, late.welcome.you]));
+    await watcher.client.next("late's join");
+    await evictDurableObject(roomStub(room));
+    second.client.close();
+    await second.client.closed;
+    expect(await watcher.client.next("alice's leave")).toEqual({ type: "leave", user: first.welcome.you, ts: expect.any(Number) });
+    await watcher.client.quiet();
+  });
 });
 
 describe("dead connections", () => {
@@ -432,6 +469,16 @@ describe("dead connections", () => {
     });
     // A wake reads the attachments afresh.
     await evictDurableObject(roomStub(room));
+  }
+
+  /** Polls the room's socket count (a round trip each) until `done`; the runtime drops a socket once its close is handled. */
+  async function until(room: string, what: string, done: (sockets: number) => boolean): Promise<void> {
+    for (let i = 0; i < 200; i++) {
+      const sockets = await runInDurableObject(roomStub(room), (_: ChatRoom, state) => state.getWebSockets().length);
+      if (done(sockets)) return;
+      await scheduler.wait(10);
+    }
+    throw new Error(`expected ${what}, but it never happened`);
   }
 
   it("closes a socket silent for 60 s, and its user leaves", async () => {
@@ -448,6 +495,22 @@ describe("dead connections", () => {
     expect((await alice.client.message()).text).toBe("still here");
     const alarm = await runInDurableObject(roomStub(room), (_: ChatRoom, state) => state.storage.getAlarm());
     expect(alarm).not.toBeNull();
+  });
+
+  it("announces one leave for a socket it closed, when the client's close comes only after a wake", async () => {
+    const room = freshRoom();
+    const alice = await join(room, { name: "alice" });
+    const ghost = await join(room, { name: "ghost", halfOpen: true });
+    await alice.client.next("ghost's join");
+    await silence(room, ghost.welcome.you.id, 61_000);
+    expect(await runDurableObjectAlarm(roomStub(room))).toBe(true);
+    expect(await alice.client.next("ghost's leave")).toEqual({ type: "leave", user: ghost.welcome.you, ts: expect.any(Number) });
+    expect((await ghost.client.closed).code).toBe(1000);
+    // The room forgets everything in memory; then the ghost's close arrives.
+    await evictDurableObject(roomStub(room));
+    ghost.client.close();
+    await until(room, "the ghost's close reached the room", (sockets) => sockets === 1);
+    await alice.client.quiet();
   });
 
   it("counts a ping, answered without waking the room, as a sign of life", async () => {
