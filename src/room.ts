@@ -235,12 +235,20 @@ export class ChatRoom extends DurableObject<Env> {
     // hibernatable socket in this workerd still waits for our reply: without
     // it the client never sees its close complete. On a socket that is
     // already closed the call is a no-op.
-    this.#reply(ws, isSendableCloseCode(code) ? code : CloseCode.normal);
-    this.#depart(ws, { code, wasClean });
+    try {
+      this.#reply(ws, isSendableCloseCode(code) ? code : CloseCode.normal);
+      this.#depart(ws, { code, wasClean });
+    } catch (err) {
+      this.#log.error("fault", { where: "close", code, error: describeError(err) });
+    }
   }
 
   override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
-    this.#depart(ws, { error: describeError(error) });
+    try {
+      this.#depart(ws, { error: describeError(error) });
+    } catch (err) {
+      this.#log.error("fault", { where: "error", error: describeError(err) });
+    }
   }
 
   #receive(ws: WebSocket, session: Session, data: string | ArrayBuffer): void {
@@ -348,8 +356,16 @@ export class ChatRoom extends DurableObject<Env> {
   // wakes for a moment once a minute and sleeps again.
 
   async #armSweep(now: number): Promise<void> {
+    // Set before the awaits, so connects in the meantime do not ask again;
+    // cleared when arming fails, so the next connect tries again instead of
+    // leaving dead connections unswept for the life of this instance.
     this.#sweepArmed = true;
-    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(now + IDLE_TIMEOUT_MS);
+    try {
+      if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(now + IDLE_TIMEOUT_MS);
+    } catch (err) {
+      this.#sweepArmed = false;
+      throw err;
+    }
   }
 
   override async alarm(): Promise<void> {
@@ -367,8 +383,12 @@ export class ChatRoom extends DurableObject<Env> {
       this.#log.info("idle_closed", { room: session?.room, user: session?.user.id });
       this.#close(ws, CloseCode.normal, "no frame or ping for 60 s");
     }
-    this.#sweepArmed = Number.isFinite(oldest);
-    if (this.#sweepArmed) await this.ctx.storage.setAlarm(Math.max(oldest + IDLE_TIMEOUT_MS, now + 1000));
+    // Armed only once the next alarm is stored: if setAlarm fails, the
+    // runtime retries this handler, and the next connect arms it too.
+    this.#sweepArmed = false;
+    if (!Number.isFinite(oldest)) return;
+    await this.ctx.storage.setAlarm(Math.max(oldest + IDLE_TIMEOUT_MS, now + 1000));
+    this.#sweepArmed = true;
   }
 
   // ---- HTTP API, called by the Worker over RPC ------------------------------

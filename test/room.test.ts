@@ -1,7 +1,7 @@
 // The room's behaviour over real WebSockets, through the Worker, in workerd.
 
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { Message } from "../src/protocol.ts";
 import type { ChatRoom } from "../src/room.ts";
 import { freshRoom, join, open, publish, roomStub, seed } from "./helpers.ts";
@@ -525,6 +525,76 @@ describe("dead connections", () => {
     await alice.client.quiet();
     quiet.client.say("alive");
     expect((await quiet.client.message()).text).toBe("alive");
+  });
+});
+
+describe("faults", () => {
+  /**
+   * Makes the next call of a runtime method throw, as storage or the runtime
+   * can fail; the room under test runs unchanged. workerd has no switch to
+   * make its local storage fail, so the fault is injected into the object the
+   * room calls (its own `ctx` or `ctx.storage`), once.
+   */
+  function failOnce(target: object, method: string): void {
+    Object.defineProperty(target, method, {
+      configurable: true,
+      value: () => {
+        delete (target as Record<string, unknown>)[method];
+        throw new Error(`injected fault in ${method}`);
+      },
+    });
+  }
+
+  const faultInjected = (target: object, method: string) => Object.hasOwn(target, method);
+
+  it("arms the idle sweep on the next connect when arming it failed once", async () => {
+    const room = freshRoom();
+    await runInDurableObject(roomStub(room), (_: ChatRoom, state) => failOnce(state.storage, "getAlarm"));
+    await join(room, { name: "first" });
+    await join(room, { name: "second" });
+    const { pending, alarm } = await runInDurableObject(roomStub(room), async (_: ChatRoom, state) => ({
+      pending: faultInjected(state.storage, "getAlarm"),
+      alarm: await state.storage.getAlarm(),
+    }));
+    expect(pending).toBe(false);
+    expect(alarm).not.toBeNull();
+  });
+
+  it("arms the idle sweep on the next connect when the sweep failed to store its next alarm", async () => {
+    const room = freshRoom();
+    const alice = await join(room, { name: "alice" });
+    await runInDurableObject(roomStub(room), (_: ChatRoom, state) => failOnce(state.storage, "setAlarm"));
+    await expect(runDurableObjectAlarm(roomStub(room))).rejects.toThrow("injected fault in setAlarm");
+    await join(room, { name: "bob" });
+    const alarm = await runInDurableObject(roomStub(room), (_: ChatRoom, state) => state.storage.getAlarm());
+    expect(alarm).not.toBeNull();
+    expect(await alice.client.next("bob's join")).toMatchObject({ type: "join" });
+    alice.client.say("still here");
+    expect((await alice.client.message()).text).toBe("still here");
+  });
+
+  it("logs a fault in the close handler with its context, and the room serves on", async () => {
+    const room = freshRoom();
+    const alice = await join(room, { name: "alice" });
+    const bob = await join(room, { name: "bob" });
+    await alice.client.next("bob's join");
+    await evictDurableObject(roomStub(room));
+    // The next event rebuilds the members from the runtime's socket list: make that fail.
+    await runInDurableObject(roomStub(room), (_: ChatRoom, state) => failOnce(state, "getWebSockets"));
+    const errors = vi.spyOn(console, "error");
+    try {
+      bob.client.close();
+      await bob.client.closed;
+      await alice.client.quiet();
+      const faults = errors.mock.calls.map(([line]) => String(line)).filter((line) => line.includes('"event":"fault"'));
+      expect(faults.map((line) => JSON.parse(line) as unknown)).toEqual([
+        { level: "error", event: "fault", component: "room", where: "close", code: 1000, error: "Error: injected fault in getWebSockets" },
+      ]);
+    } finally {
+      errors.mockRestore();
+    }
+    const carol = await join(room, { name: "carol" });
+    expect(carol.welcome.online.map((u) => u.name).sort()).toEqual(["alice", "carol"]);
   });
 });
 
