@@ -248,16 +248,32 @@ describe("presence", () => {
     });
   });
 
-  it("gives a forged or tampered token a fresh id", async () => {
+  it("refuses the id a forged or tampered token claims, and issues a fresh id with a token of its own", async () => {
     const room = freshRoom();
     const alice = await join(room, { name: "alice" });
-    const [id, sig = ""] = alice.welcome.token.split(".");
+    const [id = "", sig = ""] = alice.welcome.token.split(".");
     const flipped = (sig[0] === "A" ? "B" : "A") + sig.slice(1);
-    const forged = [`${id}.${flipped}`, `u_${"0".repeat(24)}.${sig}`, `${id}`, "garbage", `${id}.${sig}x`];
-    for (const token of forged) {
+    const other = `u_${"0".repeat(24)}`;
+    // Each forged token and the id it claims.
+    const forged: [string, string][] = [
+      [`${id}.${flipped}`, id],
+      [`${other}.${sig}`, other],
+      [`${other}.`, other],
+      [id, id],
+      [`${id}.${sig}x`, id],
+      ["garbage", "garbage"],
+    ];
+    const issued = new Set([alice.welcome.you.id]);
+    for (const [token, claimed] of forged) {
       const { welcome } = await join(room, { name: "mallory", token });
-      expect(welcome.you.id, token).not.toBe(alice.welcome.you.id);
-      expect(welcome.you.id).toMatch(USER_ID);
+      expect(welcome.you.id, token).not.toBe(claimed);
+      expect(welcome.you.id, token).toMatch(USER_ID);
+      expect(issued.has(welcome.you.id), token).toBe(false);
+      issued.add(welcome.you.id);
+      expect(welcome.token.startsWith(`${welcome.you.id}.`), token).toBe(true);
+      // The fresh token is a real one: it brings the new id back.
+      const again = await join(room, { name: "mallory", token: welcome.token });
+      expect(again.welcome.you.id, token).toBe(welcome.you.id);
     }
   });
 
