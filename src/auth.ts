@@ -4,7 +4,7 @@
 //
 // The signature and the registered claims are checked by `jose` (see the
 // README's dependency note): a JWT verifier is where key-confusion bugs live,
-// and a small, audited library that refuses a key of the wrong type for the
+// and a small, widely reviewed library that refuses a key of the wrong type for the
 // `alg` is worth more than the bytes we would save. What jose cannot know is
 // ours: which `alg` may use which key (HS256 only ever the secret; RS256 and
 // ES256 only ever a public key from the JWKS, never a key named in the token's

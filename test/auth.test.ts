@@ -1,6 +1,7 @@
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK } from "jose";
 import { describe, expect, it } from "vitest";
 import {
+  authConfigured,
   JWKS_MAX_AGE_MS,
   JWKS_REFETCH_MS,
   KeyCache,
@@ -544,6 +545,9 @@ describe("settings", () => {
     expect(bad.settings).toMatchObject({ secret: null, jwks: null, jwksUrl: null, guests: "off", privateRooms: ["ok"] });
     expect(bad.problems).toHaveLength(5);
     expect(readAuthSettings({ AUTH_JWKS_URL: "http://localhost:8788/jwks" }).settings.jwksUrl).toBe("http://localhost:8788/jwks");
+    expect(authConfigured(full.settings)).toBe(true);
+    expect(authConfigured(bad.settings)).toBe(false);
+    expect(authConfigured(readAuthSettings({ AUTH_JWKS: '{"keys":[]}' }).settings)).toBe(true);
   });
 });
 
