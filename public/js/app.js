@@ -195,12 +195,10 @@ function messages(list) {
     seen.add(m.id);
     if (m.id > lastId) lastId = m.id;
     fresh.push(m);
-    if (me !== null && m.from.id === me.id) {
-      const p = outbox.confirm(m.nonce);
-      if (p !== undefined) {
-        pendingNodes.get(p.nonce)?.remove();
-        pendingNodes.delete(p.nonce);
-      }
+    const p = outbox.confirm(m.nonce);
+    if (p !== undefined) {
+      pendingNodes.get(p.nonce)?.remove();
+      pendingNodes.delete(p.nonce);
     }
   }
   if (fresh.length === 0) return;
