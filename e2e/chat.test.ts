@@ -213,6 +213,27 @@ describe("web client", () => {
     }
   });
 
+  test("a link with a broken escape (/#%E0%A4%A) is an invalid room, not a dead page", async () => {
+    const context = await h.browser.newContext();
+    try {
+      const page = await context.newPage();
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(e.message));
+      await page.goto(`${h.server.url}/#%E0%A4%A`);
+      await page.locator("#name-input").fill("Linker", { timeout: 20_000 });
+      await page.locator("#name-dialog button[value=save]").click();
+      await eventually("the page opened via a malformed hash never got online", async () =>
+        (await page.locator("#status").getAttribute("data-state")) === "online", {
+        state: async () => `status: ${await page.locator("#status").innerText()}, errors: ${JSON.stringify(errors)}`,
+      });
+      expect(await page.locator("#room-name").textContent()).toBe("lobby");
+      expect(await page.locator("#notice").textContent()).toBe("“%E0%A4%A” is not a valid room name, so you are in #lobby.");
+      expect(errors).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
   test("screenshot of two people chatting (docs/screenshot.png)", async () => {
     const room = "ops";
     const alice = await person(room, "Alice", { viewport: { width: 960, height: 620 } });

@@ -48,10 +48,23 @@ export function normalizeName(raw) {
  * @returns {{ room: string, invalid: string | null }}
  */
 export function roomFromLocation(loc) {
-  const raw = new URLSearchParams(loc.search).get("room") ?? decodeURIComponent(loc.hash.slice(1));
+  const raw = new URLSearchParams(loc.search).get("room") ?? decodeHash(loc.hash.slice(1));
   if (raw === "") return { room: DEFAULT_ROOM, invalid: null };
   const room = normalizeRoom(raw);
   return room === null ? { room: DEFAULT_ROOM, invalid: raw } : { room, invalid: null };
+}
+
+/**
+ * A hash is whatever the link said; a broken escape (`#%E0%A4%A`) makes
+ * decodeURIComponent throw, and such a link names no valid room.
+ * @param {string} hash
+ */
+function decodeHash(hash) {
+  try {
+    return decodeURIComponent(hash);
+  } catch {
+    return hash;
+  }
 }
 
 /**
