@@ -3,6 +3,9 @@
 // screenshot for the README (written to docs/ only with UPDATE_SCREENSHOT=1,
 // so a test run leaves the working tree as it was).
 
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { BrowserContext } from "playwright-core";
 import { describe, expect, test } from "vitest";
 import { type ChatPage, eventually } from "./support/chat.ts";
 import { newRoom, useHarness } from "./support/harness.ts";
@@ -231,6 +234,71 @@ describe("web client", () => {
       expect(errors).toEqual([]);
     } finally {
       await context.close();
+    }
+  });
+
+  test("the page and its files carry a CSP, nosniff and no-referrer; chatting under it violates nothing", async () => {
+    const csp =
+      "default-src 'self'; connect-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+    for (const path of ["/", "/js/app.js", "/js/rules.js", "/style.css", "/favicon.svg"]) {
+      const res = await fetch(`${h.server.url}${path}`);
+      expect(res.status, path).toBe(200);
+      expect([res.headers.get("content-security-policy"), res.headers.get("x-content-type-options"), res.headers.get("referrer-policy")], path).toEqual([
+        csp,
+        "nosniff",
+        "no-referrer",
+      ]);
+    }
+    // The header file is configuration, not something to serve.
+    expect((await fetch(`${h.server.url}/_headers`)).status).toBe(404);
+
+    const violations: string[] = [];
+    const watch = async (context: BrowserContext) => {
+      context.on("console", (m) => {
+        if (/Content Security Policy|Refused to/i.test(m.text())) violations.push(`console: ${m.text()}`);
+      });
+      await context.exposeBinding("reportViolation", (_source, what: string) => void violations.push(what));
+      await context.addInitScript(() => {
+        const report = (window as unknown as { reportViolation: (what: string) => void }).reportViolation;
+        document.addEventListener("securitypolicyviolation", (e) => report(`${e.effectiveDirective} blocked ${e.blockedURI}`));
+      });
+    };
+    const room = newRoom();
+    const alice = await person(room, "Alice", { setup: watch });
+    const bob = await person(room, "Bob", { setup: watch });
+    await alice.send("under a strict CSP");
+    await bob.waitForMessage("under a strict CSP");
+    await bob.send("and back");
+    await alice.waitForMessage("and back");
+    await alice.page.locator("#switch-room").click();
+    await alice.page.locator("#room-dialog [data-cancel]").click();
+    await alice.reload();
+    await alice.waitForMessage("and back");
+    expect(violations).toEqual([]);
+  });
+
+  test("another site cannot frame the chat (frame-ancestors 'none')", async () => {
+    // A page on another origin (same host, another port: Chromium's local
+    // network rules would block a public origin for a reason of their own)
+    // that frames the chat and notes when the frame has loaded.
+    const framer = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end(`<iframe src="${h.server.url}/?room=${newRoom()}" onload="document.title='frame loaded'"></iframe>`);
+    });
+    await new Promise<void>((resolve) => framer.listen(0, "127.0.0.1", resolve));
+    const context = await h.browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(`http://127.0.0.1:${(framer.address() as AddressInfo).port}/`);
+      await eventually("the framing page never saw its frame load (or fail to)", async () => (await page.title()) === "frame loaded");
+      const chat = page.frames().find((f) => f !== page.mainFrame());
+      expect(chat, "no child frame").toBeDefined();
+      // Chromium replaces a frame refused by frame-ancestors with its error page.
+      expect(chat!.url()).toBe("chrome-error://chromewebdata/");
+      expect(await chat!.locator("#composer").count(), "the chat rendered inside another site's frame").toBe(0);
+    } finally {
+      await context.close();
+      await new Promise((resolve) => framer.close(resolve));
     }
   });
 
