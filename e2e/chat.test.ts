@@ -302,6 +302,52 @@ describe("web client", () => {
     }
   });
 
+  test("names and text that attack the layout stay in their place", async () => {
+    const room = newRoom();
+    // The room now refuses such names, so Bob's socket plays an older room that let one through.
+    const rewrite = async (context: BrowserContext) => {
+      await context.routeWebSocket(/\/chat\//, (ws) => {
+        const server = ws.connectToServer();
+        ws.onMessage((m) => server.send(m));
+        server.onMessage((m) => ws.send(typeof m === "string" ? m.replaceAll("Mallory-rlo", "\u202eevil") : m));
+      });
+    };
+    const bob = await person(room, "Bob", { setup: rewrite });
+    const mallory = await person(room, "Mallory-rlo");
+    const zalgo = `a${"\u0301".repeat(1999)}`;
+    await mallory.send(zalgo);
+    await bob.waitForMessage(zalgo);
+    await bob.waitForSystem(/evil joined$/);
+
+    // The join line: the name is isolated, so " joined" and the time keep their order.
+    const join = bob.page.locator("#log > .system.presence").last();
+    const [said, time] = [await join.locator(":scope > span").boundingBox(), await join.locator(":scope > time").boundingBox()];
+    expect(said && time, "join line not drawn").toBeTruthy();
+    expect(time!.x, "the time was drawn before the words (reordered by the name)").toBeGreaterThanOrEqual(said!.x + said!.width - 1);
+    expect(await join.locator(":scope > span").evaluate((el) => el.firstElementChild?.tagName)).toBe("BDI");
+
+    // The message: author before time, and the stacked marks do not paint over the header above the bubble.
+    const msg = bob.page.locator("#log > .msg").last();
+    const [author, stamp] = [await msg.locator(".author").boundingBox(), await msg.locator("time").boundingBox()];
+    expect(stamp!.x).toBeGreaterThanOrEqual(author!.x + author!.width - 1);
+    await bob.page.locator("#message").blur();
+    const header = msg.locator(".meta");
+    const shot = () => header.screenshot({ animations: "disabled", caret: "hide" });
+    const withText = await shot();
+    await msg.locator(".text").evaluate((el) => ((el as HTMLElement).style.visibility = "hidden"));
+    const withoutText = await shot();
+    expect(withText.equals(withoutText), "the message's combining marks drew over its header").toBe(true);
+
+    // The client refuses such a name before the server has to.
+    await bob.page.locator("#me").click();
+    for (const bad of ["right\u202eleft", "a\u200bb", "bot"]) {
+      await bob.page.locator("#name-input").fill(bad);
+      expect(await bob.page.locator("#name-input").evaluate((el) => (el as HTMLInputElement).validity.valid), JSON.stringify(bad)).toBe(false);
+    }
+    await bob.page.locator("#name-input").fill("\u{1f469}\u200d\u{1f4bb}");
+    expect(await bob.page.locator("#name-input").evaluate((el) => (el as HTMLInputElement).validity.valid)).toBe(true);
+  });
+
   test("screenshot of two people chatting (docs/screenshot.png)", async () => {
     const room = "ops";
     const alice = await person(room, "Alice", { viewport: { width: 960, height: 620 } });

@@ -7,7 +7,7 @@
 import { Connection } from "./connection.js";
 import { Outbox } from "./outbox.js";
 import { prefs } from "./prefs.js";
-import { LogWriter, el, pendingItem, personItem } from "./render.js";
+import { LogWriter, el, nameNode, pendingItem, personItem } from "./render.js";
 import { DEFAULT_LIMITS, codePointLength, composeText, normalizeName, normalizeRoom, roomFromLocation, roomUrl } from "./rules.js";
 import { StickyScroll } from "./scroll.js";
 
@@ -112,11 +112,11 @@ function onFrame(frame) {
       if (online.has(frame.user.id)) return;
       online.set(frame.user.id, frame.user);
       renderPeople();
-      return scroll.append(() => log.system(`${frame.user.name} joined`, frame.ts), 0);
+      return scroll.append(() => log.system([nameNode(frame.user.name), " joined"], frame.ts), 0);
     case "leave":
       online.delete(frame.user.id);
       renderPeople();
-      return scroll.append(() => log.system(`${frame.user.name} left`, frame.ts), 0);
+      return scroll.append(() => log.system([nameNode(frame.user.name), " left"], frame.ts), 0);
     case "error":
       return serverError(frame.code, frame.message);
   }
@@ -404,7 +404,7 @@ function askName() {
 }
 ui.nameInput.addEventListener("input", () => {
   ui.nameInput.setCustomValidity(
-    normalizeName(ui.nameInput.value) === null ? "Use 1 to 32 characters, no control characters." : "",
+    normalizeName(ui.nameInput.value) === null ? "Use 1 to 32 characters, no control or invisible characters, and not “bot”." : "",
   );
 });
 ui.nameDialog.addEventListener("close", () => {
