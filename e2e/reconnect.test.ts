@@ -151,7 +151,10 @@ describe("delivery across broken connections", () => {
       await p.waitForMessage("after the restart", 30_000);
       await p.waitForMessage("typed while offline", 30_000);
     }
-    await alice.page.waitForTimeout(500);
+    // Alice's outbox sends in order, one at a time: once this arrives, any
+    // second copy of what she sent before it would already be on screen.
+    await alice.send("barrier");
+    for (const p of [alice, bob]) await p.waitForMessage("barrier", 30_000);
     for (const p of [alice, bob]) {
       for (const text of ["before the crash", "typed while offline", "after the restart"]) {
         expect(await countIn(p, text), `${p.name} shows ${JSON.stringify(text)} once\n${await p.describe()}`).toBe(1);
