@@ -48,3 +48,21 @@ describe("bearerMatches", () => {
     }
   });
 });
+
+describe("token spelling", () => {
+  const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+  it("has exactly one: setting the spare bits of the last character fails", async () => {
+    const id = newUserId();
+    const token = await signToken(id, "s");
+    const sig = token.split(".")[1] ?? "";
+    expect(sig).toHaveLength(43);
+    const last = ALPHABET.indexOf(sig.at(-1) ?? "");
+    // 43 characters carry 258 bits for a 256-bit MAC: the low 2 bits of the last one are spare.
+    expect(last & 0b11).toBe(0);
+    for (const spare of [1, 2, 3]) {
+      const respelled = `${id}.${sig.slice(0, -1)}${ALPHABET[last | spare]}`;
+      expect(await verifyToken(respelled, "s"), respelled).toBeNull();
+    }
+  });
+});
