@@ -1,8 +1,11 @@
 // Hardening at the edge (issue 8): what a hostile client can do before or
 // around the room.
 
+import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { freshRoom, join } from "./helpers.ts";
+import type { HistoryPage } from "../src/protocol.ts";
+import type { ChatRoom } from "../src/room.ts";
+import { freshRoom, join, publish, request, roomStub } from "./helpers.ts";
 
 const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -19,5 +22,59 @@ describe("token spelling", () => {
     expect(other.welcome.you.id).toMatch(/^u_[0-9a-f]{24}$/);
     expect(other.welcome.you.id).not.toBe(first.welcome.you.id);
     for (const c of [first, canonical, other]) c.client.close();
+    await Promise.all([first, canonical, other].map((c) => c.client.closed));
+  });
+});
+
+/** The tables in a room's SQLite database, read without creating any. */
+function tables(room: string): Promise<string[]> {
+  return runInDurableObject(roomStub(room), (_: ChatRoom, state) =>
+    state.storage.sql
+      .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+      .toArray()
+      .map((row) => row.name),
+  );
+}
+
+async function history(room: string, query = ""): Promise<unknown> {
+  const res = await request(`/api/rooms/${room}/messages${query}`);
+  expect(res.status).toBe(200);
+  return res.json();
+}
+
+describe("a room nobody wrote to", () => {
+  // workerd opens every SQLite-backed object's database file when the object
+  // starts (the file is there even for one that never touches storage), so
+  // the proof is the schema: the room must not have created its table.
+  it("answers its empty history without creating storage", async () => {
+    const room = freshRoom();
+    const empty: HistoryPage = { room, messages: [], gap: false };
+    expect(await history(room)).toEqual(empty);
+    expect(await history(room, "?after=0")).toEqual(empty);
+    // v1: `after` beyond the last id the room issued (none) is a gap.
+    expect(await history(room, "?after=5")).toEqual({ ...empty, gap: true });
+    expect(await tables(room)).toEqual([]);
+  });
+
+  it("creates its table with the first message, also after a read", async () => {
+    const room = freshRoom();
+    await history(room);
+    const res = await publish(room, { text: "first" });
+    expect(res.status).toBe(201);
+    const message = await res.json();
+    expect(message).toMatchObject({ id: 1, text: "first" });
+    expect(await history(room)).toEqual({ room, messages: [message], gap: false });
+    expect(await tables(room)).toContain("messages");
+  });
+
+  it("lets a socket that joined it before anyone wrote send the first message", async () => {
+    const room = freshRoom();
+    const { client, welcome } = await join(room);
+    expect(welcome.history).toEqual([]);
+    expect(await tables(room)).not.toContain("messages");
+    client.say("hello");
+    expect(await client.message()).toMatchObject({ id: 1, text: "hello" });
+    client.close();
+    await client.closed;
   });
 });
