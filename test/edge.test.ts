@@ -2,10 +2,11 @@
 // around the room.
 
 import { runInDurableObject } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { MAX_LOG_STRING, createLogger } from "../src/log.ts";
 import type { HistoryPage } from "../src/protocol.ts";
 import type { ChatRoom } from "../src/room.ts";
-import { freshRoom, join, publish, request, roomStub } from "./helpers.ts";
+import { freshRoom, join, publish, request, roomStub, upgradeHeaders } from "./helpers.ts";
 
 const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -76,5 +77,38 @@ describe("a room nobody wrote to", () => {
     expect(await client.message()).toMatchObject({ id: 1, text: "hello" });
     client.close();
     await client.closed;
+  });
+});
+
+describe("log lines", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it("cut every string field, never splitting a character", () => {
+    const lines = vi.spyOn(console, "log").mockImplementation(() => undefined);
+    const log = createLogger("info", { component: "x".repeat(5000) });
+    const emoji = "a" + "😀".repeat(3000);
+    log.info("test", { origin: "o".repeat(12 * 1024), emoji, short: "kept", n: 7 });
+    const line = String(lines.mock.calls[0]?.[0]);
+    expect(line.length).toBeLessThan(4 * MAX_LOG_STRING);
+    const entry = JSON.parse(line) as Record<string, unknown>;
+    expect(entry).toMatchObject({ level: "info", event: "test", short: "kept", n: 7 });
+    expect(entry.origin).toBe(`${"o".repeat(MAX_LOG_STRING)}…[${12 * 1024} chars]`);
+    expect(entry.component).toBe(`${"x".repeat(MAX_LOG_STRING)}…[5000 chars]`);
+    // 200 code units would end inside a surrogate pair: the pair is dropped whole.
+    expect(entry.emoji).toBe(`a${"😀".repeat(99)}…[${emoji.length} chars]`);
+    expect(line).not.toMatch(/\\ud83d"|\\ud83d…/i);
+  });
+
+  it("stay small when a request carries a 12 KB Origin", async () => {
+    const lines = vi.spyOn(console, "log");
+    const origin = `https://${"a".repeat(12 * 1024)}.example`;
+    const res = await request(`/chat/${freshRoom()}`, { headers: upgradeHeaders({ Origin: origin }) });
+    expect(res.status).toBe(403);
+    const refused = lines.mock.calls.map(([line]) => String(line)).find((line) => line.includes('"origin_refused"'));
+    expect(refused).toBeDefined();
+    expect(refused!.length).toBeLessThan(1024);
+    expect(JSON.parse(refused!)).toMatchObject({ origin: `${origin.slice(0, MAX_LOG_STRING)}…[${origin.length} chars]` });
   });
 });
