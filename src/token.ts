@@ -78,8 +78,10 @@ export async function verifyToken(token: string, secret: string): Promise<string
  * the length of the secret leaks through timing.
  */
 export async function bearerMatches(header: string | null, expected: string): Promise<boolean> {
-  const given = header?.startsWith("Bearer ") ? header.slice("Bearer ".length) : null;
-  if (given === null) return false;
+  // RFC 7235: the scheme is case-insensitive and one or more spaces end it.
+  const scheme = header === null ? null : /^bearer +/i.exec(header);
+  if (header === null || scheme === null) return false;
+  const given = header.slice(scheme[0].length);
   const [a, b] = await Promise.all([
     crypto.subtle.digest("SHA-256", encoder.encode(given)),
     crypto.subtle.digest("SHA-256", encoder.encode(expected)),

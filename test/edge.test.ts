@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { MAX_LOG_STRING, createLogger } from "../src/log.ts";
 import type { HistoryPage } from "../src/protocol.ts";
 import type { ChatRoom } from "../src/room.ts";
-import { freshRoom, join, publish, request, roomStub, upgradeHeaders } from "./helpers.ts";
+import { PUBLISH_TOKEN, freshIp, freshRoom, join, publish, request, roomStub, upgradeHeaders } from "./helpers.ts";
 
 const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -110,5 +110,19 @@ describe("log lines", () => {
     expect(refused).toBeDefined();
     expect(refused!.length).toBeLessThan(1024);
     expect(JSON.parse(refused!)).toMatchObject({ origin: `${origin.slice(0, MAX_LOG_STRING)}…[${origin.length} chars]` });
+  });
+});
+
+describe("the bearer scheme", () => {
+  it("is matched without regard to case (RFC 7235)", async () => {
+    const room = freshRoom();
+    for (const scheme of ["bearer", "BEARER", "Bearer"]) {
+      const res = await request(`/api/rooms/${room}/messages`, {
+        method: "POST",
+        headers: { Authorization: `${scheme} ${PUBLISH_TOKEN}`, "CF-Connecting-IP": freshIp() },
+        body: JSON.stringify({ text: scheme }),
+      });
+      expect(res.status, scheme).toBe(201);
+    }
   });
 });

@@ -41,9 +41,11 @@ describe("tokens", () => {
 });
 
 describe("bearerMatches", () => {
-  it("matches only the exact bearer token", async () => {
-    expect(await bearerMatches("Bearer s3cret", "s3cret")).toBe(true);
-    for (const header of [null, "", "s3cret", "Bearer", "Bearer ", "Bearer s3cre", "Bearer s3cret ", "bearer s3cret", "Basic s3cret"]) {
+  it("matches only the exact bearer token, under any case of the scheme", async () => {
+    for (const header of ["Bearer s3cret", "bearer s3cret", "BEARER s3cret", "bEaReR  s3cret"]) {
+      expect(await bearerMatches(header, "s3cret"), header).toBe(true);
+    }
+    for (const header of [null, "", "s3cret", "Bearer", "Bearer ", "Bearer s3cre", "Bearer s3cret ", "Bearer S3CRET", "Bearers3cret", "Bearer\ts3cret", "Basic s3cret"]) {
       expect(await bearerMatches(header, "s3cret"), String(header)).toBe(false);
     }
   });
