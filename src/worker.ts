@@ -3,11 +3,13 @@
 // connections from one IP, bad publish requests) before any Durable Object is
 // billed, decides who the user is, and forwards to the room.
 
+import { addressKey } from "./address.ts";
 import { readConfig, type Config } from "./config.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
 import {
   DEFAULT_ROOM,
   MAX_FRAME_BYTES,
+  PUBLISH_FAILURES_PER_MIN,
   normalizeName,
   normalizeRoom,
   parseAfter,
@@ -167,7 +169,20 @@ async function messages(request: Request, url: URL, room: string, env: Env, log:
   if (env.PUBLISH_TOKEN === undefined || env.PUBLISH_TOKEN === "") {
     return error(404, "not_found", "publishing over HTTP is not enabled");
   }
-  if (!(await bearerMatches(request.headers.get("Authorization"), env.PUBLISH_TOKEN))) {
+  const authorized = await bearerMatches(request.headers.get("Authorization"), env.PUBLISH_TOKEN);
+  // Requests without an address come from no edge (a test, a local proxy)
+  // and share one count.
+  const address = addressKey(request) ?? "none";
+  const limiter = env.CONNECT_LIMITER.get(env.CONNECT_LIMITER.idFromName(address));
+  const wait = await limiter.publishAttempt(!authorized, PUBLISH_FAILURES_PER_MIN);
+  if (wait > 0) {
+    log.info("publish_throttled", { room, wait });
+    return error(429, "too_many_requests", `too many failed attempts; at most ${PUBLISH_FAILURES_PER_MIN} a minute`, {
+      "Retry-After": String(wait),
+    });
+  }
+  if (!authorized) {
+    log.info("publish_unauthorized", { room });
     return error(401, "unauthorized", "a valid bearer token is required", { "WWW-Authenticate": "Bearer" });
   }
   const raw = await readCapped(request, MAX_FRAME_BYTES);

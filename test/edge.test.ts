@@ -3,8 +3,9 @@
 
 import { runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { addressKey } from "../src/address.ts";
 import { MAX_LOG_STRING, createLogger } from "../src/log.ts";
-import type { HistoryPage } from "../src/protocol.ts";
+import { PUBLISH_FAILURES_PER_MIN, type HistoryPage } from "../src/protocol.ts";
 import type { ChatRoom } from "../src/room.ts";
 import { PUBLISH_TOKEN, freshIp, freshRoom, join, publish, request, roomStub, upgradeHeaders } from "./helpers.ts";
 
@@ -124,5 +125,71 @@ describe("the bearer scheme", () => {
       });
       expect(res.status, scheme).toBe(201);
     }
+  });
+});
+
+describe("failed PUBLISH_TOKEN attempts", () => {
+  function attempt(room: string, token: string, address: string): Promise<Response> {
+    return request(`/api/rooms/${room}/messages`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${token}`, "CF-Connecting-IP": address, "Content-Type": "application/json" },
+      body: JSON.stringify({ text: "x" }),
+    });
+  }
+
+  async function expectThrottled(res: Response): Promise<void> {
+    expect(res.status).toBe(429);
+    expect(await res.json()).toEqual({ error: "too_many_requests", message: expect.any(String) });
+    const wait = Number(res.headers.get("Retry-After"));
+    expect(Number.isInteger(wait) && wait >= 1 && wait <= 60, `Retry-After ${wait}`).toBe(true);
+  }
+
+  it(`are throttled per address: ${PUBLISH_FAILURES_PER_MIN} a minute, then 429 with Retry-After, the right token too`, async () => {
+    const room = freshRoom();
+    const address = freshIp();
+    for (let i = 0; i < PUBLISH_FAILURES_PER_MIN; i++) expect((await attempt(room, `guess-${i}`, address)).status).toBe(401);
+    await expectThrottled(await attempt(room, "one more", address));
+    // A right guess must not stand out while the address is throttled.
+    await expectThrottled(await attempt(room, PUBLISH_TOKEN, address));
+    // Another address is not affected, and nothing was stored.
+    expect((await attempt(room, PUBLISH_TOKEN, freshIp())).status).toBe(201);
+    expect(await (await request(`/api/rooms/${room}/messages`)).json()).toMatchObject({ messages: [{ id: 1 }] });
+  });
+
+  it("count an IPv6 address by its /64", async () => {
+    const room = freshRoom();
+    const net = `2001:db8:${Array.from(crypto.getRandomValues(new Uint16Array(2)), (n) => n.toString(16)).join(":")}`;
+    for (let i = 0; i < PUBLISH_FAILURES_PER_MIN; i++) {
+      expect((await attempt(room, "wrong", `${net}::${(i + 1).toString(16)}`)).status).toBe(401);
+    }
+    await expectThrottled(await attempt(room, "wrong", `${net}:0:0:0:ffff`));
+  });
+
+  it("are the only ones counted: publishing with the right token is not throttled", async () => {
+    const room = freshRoom();
+    const address = freshIp();
+    for (let i = 0; i < PUBLISH_FAILURES_PER_MIN + 2; i++) expect((await attempt(room, PUBLISH_TOKEN, address)).status).toBe(201);
+    for (let i = 0; i < PUBLISH_FAILURES_PER_MIN; i++) expect((await attempt(room, "wrong", address)).status).toBe(401);
+    await expectThrottled(await attempt(room, "wrong", address));
+  });
+});
+
+describe("addressKey", () => {
+  const key = (ip: string | null, host = "https://chat.example") =>
+    addressKey(new Request(`${host}/api/rooms/a/messages`, { headers: ip === null ? {} : { "CF-Connecting-IP": ip } }));
+
+  it.each([
+    ["203.0.113.7", "203.0.113.7"],
+    ["2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"],
+    ["2001:0DB8:0001:0002::ffff", "2001:db8:1:2::/64"],
+    ["2001:db8::1", "2001:db8:0:0::/64"],
+    ["::ffff:198.51.100.1", "198.51.100.1"],
+  ])("keys %s as %s", (ip, expected) => {
+    expect(key(ip)).toBe(expected);
+  });
+
+  it("gives a request without an address a key only on a loopback host", () => {
+    expect(key(null, "http://127.0.0.1:8787")).toBe("loopback");
+    expect(key(null)).toBeNull();
   });
 });
