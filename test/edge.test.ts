@@ -39,7 +39,7 @@ function tables(room: string): Promise<string[]> {
 }
 
 async function history(room: string, query = ""): Promise<unknown> {
-  const res = await request(`/api/rooms/${room}/messages${query}`);
+  const res = await request(`/api/rooms/${room}/messages${query}`, { headers: { "CF-Connecting-IP": freshIp() } });
   expect(res.status).toBe(200);
   return res.json();
 }

@@ -5,7 +5,7 @@ import { exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { HistoryPage } from "../../src/protocol.ts";
 import { DEVELOPMENT_SECRET, verifyToken } from "../../src/token.ts";
-import { Client, freshRoom, upgradeHeaders } from "../helpers.ts";
+import { Client, freshIp, freshRoom, upgradeHeaders } from "../helpers.ts";
 
 function upgrade(base: string): Promise<Response> {
   return exports.default.fetch(new Request(`${base}/chat/${freshRoom()}`, { headers: upgradeHeaders() }));
@@ -45,7 +45,8 @@ describe("without SESSION_SECRET", () => {
 
   it("still answers the HTTP API, which signs nothing", async () => {
     const room = freshRoom();
-    const res = await exports.default.fetch(new Request(`https://chat.example/api/rooms/${room}/messages`));
+    const req = new Request(`https://chat.example/api/rooms/${room}/messages`, { headers: { "CF-Connecting-IP": freshIp() } });
+    const res = await exports.default.fetch(req);
     expect(res.status).toBe(200);
     const page: HistoryPage = { room, messages: [], gap: false };
     expect(await res.json()).toEqual(page);
