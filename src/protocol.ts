@@ -11,6 +11,8 @@ export const DEFAULT_ROOM = "lobby";
 export const DEFAULT_HISTORY_SIZE = 100;
 export const DEFAULT_RATE_BURST = 10;
 export const DEFAULT_RATE_PER_SEC = 5;
+/** Failed PUBLISH_TOKEN attempts one address may make in a minute; then `429` until the oldest is a minute old. */
+export const PUBLISH_FAILURES_PER_MIN = 10;
 
 /** A connection that draws this many `error` frames within the window is closed with 1008. */
 export const MAX_ERRORS_PER_WINDOW = 20;
