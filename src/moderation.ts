@@ -36,15 +36,18 @@
 //     is the guest's address key (IPv6 by /64), null for a verified user, so
 //     a verified user is never refused for sharing a guest's network. A hit
 //     answers `403` with `bannedError(ban, now)`.
-//   - `delete` frame / `DELETE /messages/{id}`: allowed to the author
-//     (`from.id`) or a moderator. The history ring row is updated in place
-//     by slot: `text = ''`, `nonce = NULL` (1 row read, 1 written). A valid
-//     message can never have empty text, so `text = ''` marks a tombstone
-//     without a new column. A tombstone deleted again is a silent no-op
-//     (0 rows); an id not in the ring is `not_found`. Broadcast
-//     `{"type":"delete","id","by","ts"}`.
+//   - `delete` frame / `DELETE /messages/{id}`: `mayDelete(user, message)`
+//     (the author or a moderator), else `forbidden`. The history ring row is
+//     updated in place by slot, `UPDATE messages SET text = '', nonce = NULL
+//     WHERE slot = ? AND id = ?` (1 row read, 1 written), and the cached
+//     ring entry replaced by `tombstone(message)`. A valid message never has
+//     empty text, so `text = ''` marks a tombstone without a new column
+//     (history's row mapping adds `deleted: true` for it). A tombstone
+//     deleted again is a silent no-op (0 rows); an id not in the ring is
+//     `not_found`. Broadcast `{"type":"delete","id","by","ts"}`; over HTTP
+//     with ADMIN_TOKEN, `by` is a fixed `{"id":"admin","name":"admin"}`.
 //   - `ban` frame / `PUT /bans/{user}`: `ban(...)` (see rows above), then
-//     close every socket of that user with 4003 and `banCloseReason(...)`;
+//     close every socket of that user with 4003 and `banCloseReason(ban)`;
 //     for a guest also every guest socket from its address. `purge`: one
 //     tombstone update per kept message of that user (1 read + 1 written
 //     each, at most HISTORY_SIZE) and one `delete` broadcast each.
@@ -337,9 +340,16 @@ export function bannedError(ban: Ban): BannedError {
   return body;
 }
 
-/** The reason of a 4003 close: "banned", then the moderator's reason cut to fit a close frame. */
-export function banCloseReason(reason: string | null): string {
-  return truncateUtf8(reason === null ? "banned" : `banned: ${reason}`, MAX_CLOSE_REASON_BYTES);
+/**
+ * The reason of a 4003 close: `banned`, `until <ISO time>` for a timed ban,
+ * then `: ` and the moderator's reason cut to fit a close frame. A browser
+ * never sees the body of a refused upgrade (only a 1006 close), so this is
+ * the one place a banned web user can learn why and for how long; the time
+ * comes first so it survives the cut.
+ */
+export function banCloseReason(ban: Pick<Ban, "until" | "reason">): string {
+  const head = ban.until === null ? "banned" : `banned until ${new Date(ban.until).toISOString().replace(/\.\d{3}Z$/, "Z")}`;
+  return truncateUtf8(ban.reason === null ? head : `${head}: ${ban.reason}`, MAX_CLOSE_REASON_BYTES);
 }
 
 const encoder = new TextEncoder();

@@ -70,10 +70,6 @@ export interface User {
   roles?: string[];
 }
 
-/** Moderators are verified users with the `moderator` role; a guest can never be one. */
-export function isModerator(user: User): boolean {
-  return user.verified === true && user.roles !== undefined && user.roles.includes(MODERATOR_ROLE);
-}
 
 export interface Limits {
   history: number;
@@ -94,6 +90,25 @@ export interface Message {
   nonce?: string;
   /** v1.1: a tombstone. It keeps `id`, `ts` and `from`; `text` is "" and there is no `nonce`. */
   deleted?: true;
+}
+
+/** Moderators are verified users with the `moderator` role; a guest can never be one. */
+export function isModerator(user: User): boolean {
+  return user.verified === true && user.roles !== undefined && user.roles.includes(MODERATOR_ROLE);
+}
+
+/** Who may delete a message: its author or a moderator. */
+export function mayDelete(user: User, message: Message): boolean {
+  return message.from.id === user.id || isModerator(user);
+}
+
+/**
+ * The tombstone of a message: it keeps its place (`id`, `ts`, `from`) and
+ * loses what was said. A stored message's text is never empty (a blank one
+ * is refused), so storage can mark a tombstone with `text = ''` alone.
+ */
+export function tombstone(message: Message): Message {
+  return { type: "message", id: message.id, ts: message.ts, from: message.from, text: "", deleted: true };
 }
 
 export interface WelcomeFrame {

@@ -9,12 +9,15 @@ import {
   MAX_SLOW_MODE_SECONDS,
   MAX_USER_ID_LENGTH,
   isModerator,
+  mayDelete,
+  tombstone,
   isSendableCloseCode,
   parseClientFrame,
   parseUserId,
   validateBanFields,
   validateSettingsFields,
   type ClientFrame,
+  type Message,
   type User,
 } from "../src/protocol.ts";
 
@@ -154,6 +157,22 @@ describe("roles and close codes", () => {
     ["a guest claiming the role", { id: "u_1", name: "m", roles: ["moderator"] }, false],
   ];
   it.each(users)("%s: moderator %#", (_, user, expected) => expect(isModerator(user)).toBe(expected));
+
+  it("lets the author or a moderator delete, nobody else", () => {
+    const author: User = { id: "u_a", name: "a" };
+    const message: Message = { type: "message", id: 3, ts: 1, from: author, text: "hi", nonce: "n" };
+    expect(mayDelete(author, message)).toBe(true);
+    expect(mayDelete({ id: "u_b", name: "a" }, message)).toBe(false);
+    expect(mayDelete({ id: "u_b", name: "a", roles: ["moderator"] }, message)).toBe(false);
+    expect(mayDelete({ id: "v_m", name: "m", verified: true, roles: ["moderator"] }, message)).toBe(true);
+  });
+
+  it("turns a message into a tombstone that keeps id, ts and from, and drops text and nonce", () => {
+    const from: User = { id: "v_a", name: "a", verified: true };
+    const message: Message = { type: "message", id: 3, ts: 1, from, text: "hi", nonce: "n" };
+    expect(tombstone(message)).toEqual({ type: "message", id: 3, ts: 1, from, text: "", deleted: true });
+    expect(tombstone(tombstone(message))).toEqual(tombstone(message));
+  });
 
   it("closes a banned socket with 4003, a legal code", () => {
     expect(CloseCode.banned).toBe(4003);

@@ -268,14 +268,18 @@ describe("ban answers", () => {
     });
   });
 
-  it("fits the reason into a close frame without splitting a character", () => {
-    expect(banCloseReason(null)).toBe("banned");
-    expect(banCloseReason("spam")).toBe("banned: spam");
-    const long = banCloseReason("😀".repeat(200));
-    const bytes = new TextEncoder().encode(long).length;
-    expect(bytes).toBeLessThanOrEqual(123);
+  it("fits when and why into a close frame without splitting a character", () => {
+    expect(banCloseReason({ until: null, reason: null })).toBe("banned");
+    expect(banCloseReason({ until: null, reason: "spam" })).toBe("banned: spam");
+    expect(banCloseReason({ until: T0 + MINUTE, reason: null })).toBe("banned until 2026-11-29T12:01:00Z");
+    expect(banCloseReason({ until: T0 + MINUTE, reason: "spam" })).toBe("banned until 2026-11-29T12:01:00Z: spam");
+    const long = banCloseReason({ until: null, reason: "😀".repeat(200) });
+    expect(new TextEncoder().encode(long).length).toBeLessThanOrEqual(123);
     // "banned: " is 8 bytes, each emoji 4, the ellipsis 3: 28 emoji fit.
     expect(long).toBe(`banned: ${"😀".repeat(28)}…`);
+    const timed = banCloseReason({ until: T0 + MINUTE, reason: "é".repeat(200) });
+    // 35 bytes of head, 42 two-byte characters, the ellipsis: 122, since a 43rd would make 124.
+    expect(timed).toBe(`banned until 2026-11-29T12:01:00Z: ${"é".repeat(42)}…`);
     expect(truncateUtf8("x".repeat(123), 123)).toBe("x".repeat(123));
     expect(truncateUtf8("x".repeat(124), 123)).toBe(`${"x".repeat(120)}…`);
   });
