@@ -274,6 +274,11 @@ export class ChatRoom extends DurableObject<Env> {
       ws.serializeAttachment(session);
       return;
     }
+    if (frame.value.type !== "message") {
+      // Moderation frames (v1.1) parse, but this room does not act on them yet.
+      this.#reject(ws, session, "forbidden", "moderation is not available in this room", frame.value.nonce);
+      return;
+    }
     const now = Date.now();
     const { allowed, bucket } = take(session.bucket, now, this.#config.rateBurst, this.#config.ratePerSec);
     session.bucket = bucket;
