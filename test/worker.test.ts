@@ -4,11 +4,11 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Message } from "../src/protocol.ts";
 import worker from "../src/worker.ts";
-import { Client, ORIGIN, PUBLISH_TOKEN, freshIp, freshRoom, join, publish, request, upgradeHeaders } from "./helpers.ts";
+import { Client, ORIGIN, PUBLISH_TOKEN, edgeRequest, freshIp, freshRoom, join, publish, request, upgradeHeaders } from "./helpers.ts";
 
 /** Calls the Worker with some settings changed, as a deployment with other vars would. */
 function withEnv(overrides: Partial<Env>, path: string, init: RequestInit = {}): Promise<Response> {
-  const req = new Request(`${ORIGIN}${path}`, init) as Parameters<typeof worker.fetch>[0];
+  const req = edgeRequest(path, init) as Parameters<typeof worker.fetch>[0];
   return worker.fetch(req, { ...env, ...overrides });
 }
 
