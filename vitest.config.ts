@@ -68,6 +68,10 @@ export default defineConfig({
         ],
         test: { name: "limits-off", include: ["test/limits-off/*.test.ts"], testTimeout: 60_000 },
       },
+      {
+        // The web client's DOM-free modules (public/js) in plain Node.
+        test: { name: "client", include: ["test/client/*.test.ts"], environment: "node" },
+      },
     ],
   },
 });
