@@ -90,9 +90,9 @@ function allowAddress(env: Env, address: string, purpose: Purpose, perMinute: nu
 
 /** The per-address limit of the HTTP API; null when the request may go on. */
 async function limitApi(request: Request, room: string, env: Env, config: Config, log: Logger): Promise<Response | null> {
-  if (config.apiPerMin === 0) return null;
   const address = addressKey(request);
   if (address === null) return noAddress(room, log);
+  if (config.apiPerMin === 0) return null;
   if (await allowAddress(env, address, "api", config.apiPerMin)) return null;
   log.info("api_limited", { room });
   // The bucket refills one request every 60 / API_PER_MIN seconds.

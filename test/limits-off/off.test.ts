@@ -3,10 +3,10 @@
 // and IP_CONNECT_PER_MIN are 0). Each test would fail if 0 fell back to the
 // default: it goes past the default, or past an allowance already used up.
 
-import { env } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Purpose } from "../../src/limiter.ts";
-import { freshIp, freshRoom, join, request, upgradeHeaders } from "../helpers.ts";
+import { ORIGIN, freshIp, freshRoom, join, request, upgradeHeaders } from "../helpers.ts";
 
 /** Uses up the address's allowance for `purpose` in the limiter, so any consultation of it would refuse. */
 async function exhaust(ip: string, purpose: Purpose): Promise<void> {
@@ -50,5 +50,17 @@ describe("limits set to 0", () => {
     const seen = [];
     for (let i = 0; i < 40; i++) seen.push((await watcher.client.message(`message ${i + 1} of 40`)).text);
     expect(seen.sort()).toEqual(users.flatMap((_, u) => Array.from({ length: 10 }, (_, i) => `u${u}-${i}`)).sort());
+  });
+});
+
+describe("a request without CF-Connecting-IP, with the limits off", () => {
+  it("is still refused with 400 on a public host: what it means does not depend on the limits", async () => {
+    const upgrade = new Request(`${ORIGIN}/chat/${freshRoom()}`, { headers: { Upgrade: "websocket" } });
+    const api = new Request(`${ORIGIN}/api/rooms/${freshRoom()}/messages`);
+    for (const req of [upgrade, api]) {
+      const res = await exports.default.fetch(req);
+      expect(res.status).toBe(400);
+      expect(await res.json()).toEqual({ error: "no_client_address", message: expect.any(String) });
+    }
   });
 });
