@@ -120,6 +120,16 @@ describe("per-IP connect limit", () => {
     expect((await withEnv(vars, `/chat/${freshRoom()}`, { headers: upgradeHeaders() })).status).toBe(101);
   });
 
+  it("counts an IPv6 address by its /64", async () => {
+    const b = crypto.getRandomValues(new Uint16Array(2));
+    const prefix = `2001:db8:${b[0]!.toString(16)}:${b[1]!.toString(16)}`;
+    const vars = { IP_CONNECT_PER_MIN: "3" };
+    const from = (ip: string) => withEnv(vars, `/chat/${freshRoom()}`, { headers: upgradeHeaders({ "CF-Connecting-IP": ip }) });
+    for (const ip of [`${prefix}::1`, `${prefix}:aaaa:bbbb:cccc:dddd`, `${prefix.toUpperCase()}:0:0:0:3`]) expect((await from(ip)).status).toBe(101);
+    await expectError(await from(`${prefix}::4`), 429, "too_many_connections");
+    expect((await from(`2001:db8:${b[0]!.toString(16)}:${(b[1]! ^ 1).toString(16)}::1`)).status).toBe(101);
+  });
+
   it("is off when IP_CONNECT_PER_MIN is 0: the limiter is not consulted", async () => {
     const ip = freshIp();
     const headers = upgradeHeaders({ "CF-Connecting-IP": ip });
