@@ -69,6 +69,13 @@ export default defineConfig({
         test: { name: "limits-off", include: ["test/limits-off/*.test.ts"], testTimeout: 60_000 },
       },
       {
+        // A deployment that forgot SESSION_SECRET.
+        plugins: [
+          cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: { PUBLISH_TOKEN: secrets.PUBLISH_TOKEN } } }),
+        ],
+        test: { name: "unconfigured", include: ["test/unconfigured/*.test.ts"], testTimeout: 60_000 },
+      },
+      {
         // The web client's DOM-free modules (public/js) in plain Node.
         test: { name: "client", include: ["test/client/*.test.ts"], environment: "node" },
       },

@@ -11,6 +11,10 @@ import type { Message, User } from "./protocol.ts";
 // Changing HISTORY_SIZE on a room that already has messages is safe for ids
 // (they never repeat) but the new ring fills over the next `size` messages,
 // during which fewer than `size` may be kept.
+//
+// The table is created by the first message, not when the room starts: a room
+// nobody wrote to answers its empty history without writing anything, so
+// reading the history of any number of random room names creates no storage.
 
 const SCHEMA = `CREATE TABLE IF NOT EXISTS messages (
   slot INTEGER PRIMARY KEY,
@@ -61,11 +65,12 @@ export class History {
   // wake; afterwards every append keeps it equal to the table.
   #kept: Message[] | null = null;
   #lastId = 0;
+  // Whether the messages table is known to exist.
+  #created = false;
 
   constructor(sql: SqlStorage, size: number) {
     this.#sql = sql;
     this.size = size;
-    sql.exec(SCHEMA);
   }
 
   /** The last id this room issued; 0 before the first message. Call `load()` first after a wake. */
@@ -82,12 +87,30 @@ export class History {
     if (this.#kept !== null) return { kept: this.#kept, cost: { rowsRead: 0, rowsWritten: 0 } };
     // A plain scan, sorted here: the table holds only the ring, and SQLite's
     // ORDER BY id ... LIMIT (no index on id) reads every row twice.
-    const cursor = this.#sql.exec<Row>("SELECT id, ts, from_id, from_name, text, nonce FROM messages");
+    const cursor = this.#scan();
+    if (cursor === null) {
+      this.#kept = [];
+      this.#lastId = 0;
+      return { kept: this.#kept, cost: { rowsRead: 0, rowsWritten: 0 } };
+    }
+    this.#created = true;
     const rows = cursor.toArray().sort((a, b) => a.id - b.id);
     const kept = rows.slice(Math.max(0, rows.length - this.size)).map(toMessage);
     this.#kept = kept;
     this.#lastId = kept.at(-1)?.id ?? 0;
     return { kept, cost: { rowsRead: cursor.rowsRead, rowsWritten: cursor.rowsWritten } };
+  }
+
+  /** Every row of the table; null when the room was never written and has no table. */
+  #scan(): SqlStorageCursor<Row> | null {
+    try {
+      return this.#sql.exec<Row>("SELECT id, ts, from_id, from_name, text, nonce FROM messages");
+    } catch (err) {
+      // Only a missing table is an empty room; sqlite_master is read on this
+      // path alone, so a room with messages pays nothing for the check.
+      if (this.#sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages'").toArray().length > 0) throw err;
+      return null;
+    }
   }
 
   /**
@@ -108,6 +131,10 @@ export class History {
   /** Stores a message under the next id and returns it; memory is left untouched if the write throws. */
   append(from: User, text: string, nonce: string | undefined, ts: number): { message: Message; cost: RowCost } {
     const { kept, cost } = this.#ring();
+    if (!this.#created) {
+      this.#sql.exec(SCHEMA);
+      this.#created = true;
+    }
     const id = this.#lastId + 1;
     const cursor = this.#sql.exec(
       `INSERT INTO messages (slot, id, ts, from_id, from_name, text, nonce) VALUES (?, ?, ?, ?, ?, ?, ?)

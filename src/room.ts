@@ -284,6 +284,11 @@ export class ChatRoom extends DurableObject<Env> {
       this.#ack(ws, session, frame.value.id);
       return;
     }
+    if (frame.value.type !== "message") {
+      // Moderation frames (v1.1) parse, but this room does not act on them yet.
+      this.#reject(ws, session, "forbidden", "moderation is not available in this room", frame.value.nonce);
+      return;
+    }
     const now = Date.now();
     if (!this.#quota.take(session, now)) {
       this.#reject(ws, session, "rate_limited", "too many messages; this one was dropped", frame.value.nonce);

@@ -2,12 +2,12 @@
 
 import { describe, expect, it } from "vitest";
 import { BatchQueue } from "../src/batch.ts";
-import type { Message, PresenceFrame } from "../src/protocol.ts";
+import type { BroadcastFrame } from "../src/protocol.ts";
 import { type Client, freshRoom, join } from "./helpers.ts";
 
 /** Reads batch frames until `count` broadcasts have arrived; fails on anything else. */
-async function broadcasts(client: Client, count: number): Promise<{ frames: (Message | PresenceFrame)[]; batches: number }> {
-  const frames: (Message | PresenceFrame)[] = [];
+async function broadcasts(client: Client, count: number): Promise<{ frames: BroadcastFrame[]; batches: number }> {
+  const frames: BroadcastFrame[] = [];
   let batches = 0;
   while (frames.length < count) {
     const frame = await client.next(`a batch with broadcast ${frames.length + 1} of ${count}`);
