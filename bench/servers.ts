@@ -39,6 +39,9 @@ function benchVars(logLevel: string): string[] {
     "RATE_BURST:1000000",
     "RATE_PER_SEC:1000000",
     "IP_CONNECT_PER_MIN:0",
+    "ADDRESS_RATE_BURST:0",
+    "ADDRESS_SOCKETS_PER_ROOM:0",
+    "API_PER_MIN:0",
     "MAX_CONNECTIONS:100000",
     `LOG_LEVEL:${logLevel}`,
   ];

@@ -17,11 +17,19 @@ import { fuzz } from "./fuzz.ts";
 import { DevServer } from "./server.ts";
 import { soak, type SoakResult } from "./soak.ts";
 
-// All clients share 127.0.0.1, so the per-IP connect limit is off. The
+// All clients share 127.0.0.1, so the per-address limits are off. The
 // per-connection rate limit is raised from 5/s to 20/s: 2000 messages from 10
 // senders in 25 s is 8/s per sender. Senders pace themselves at 70% of what
 // `welcome.limits` announces, and the fuzz run reads the limits the same way.
-const VARS: Record<string, string> = { IP_CONNECT_PER_MIN: "0", RATE_BURST: "20", RATE_PER_SEC: "20", LOG_LEVEL: "warn" };
+const VARS: Record<string, string> = {
+  IP_CONNECT_PER_MIN: "0",
+  ADDRESS_RATE_BURST: "0",
+  ADDRESS_SOCKETS_PER_ROOM: "0",
+  API_PER_MIN: "0",
+  RATE_BURST: "20",
+  RATE_PER_SEC: "20",
+  LOG_LEVEL: "warn",
+};
 
 const { values } = parseArgs({
   options: {

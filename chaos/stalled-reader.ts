@@ -109,7 +109,7 @@ async function startServer(): Promise<Server> {
   }
   symlinkSync(join(ROOT, "node_modules"), join(app, "node_modules"));
   const port = await freePort();
-  const vars = ["IP_CONNECT_PER_MIN:0", "RATE_BURST:100000", "RATE_PER_SEC:100000"];
+  const vars = ["IP_CONNECT_PER_MIN:0", "ADDRESS_RATE_BURST:0", "ADDRESS_SOCKETS_PER_ROOM:0", "API_PER_MIN:0", "RATE_BURST:100000", "RATE_PER_SEC:100000"];
   const varArgs = vars.flatMap((v) => ["--var", v]);
   const persist = join(dir, "state");
   let cmd: string;
