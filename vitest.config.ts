@@ -76,6 +76,12 @@ export default defineConfig({
         test: { name: "unconfigured", include: ["test/unconfigured/*.test.ts"], testTimeout: 60_000 },
       },
       {
+        // A large room's ordering core (sequencer, roster, part stream) in
+        // plain Node: it uses no Workers APIs, and the random-schedule model
+        // runs thousands of schedules in seconds.
+        test: { name: "model", include: ["test/model/*.test.ts"], environment: "node" },
+      },
+      {
         // The web client's DOM-free modules (public/js) in plain Node.
         test: { name: "client", include: ["test/client/*.test.ts"], environment: "node" },
       },

@@ -488,3 +488,14 @@ export function parseClientFrame(raw: string): Parsed<ClientFrame> {
   const nonce = field(obj, "nonce");
   return isNonce(nonce) ? { ...fields, nonce } : fields;
 }
+
+/**
+ * v1.1, large rooms: above PRESENCE_LIMIT users online, the count instead of
+ * `join`/`leave`, at most once a second; with `online`, the whole list once
+ * the count is back at the limit or below, and `join`/`leave` resume.
+ */
+export interface PresenceCountFrame {
+  type: "presence";
+  count: number;
+  online?: User[];
+}

@@ -1,0 +1,303 @@
+// The sequencer of a large room: the room's side of every part's channel
+// (see link.ts and docs/LARGE-ROOMS.md).
+//
+// It gives every message its id (through the store, which writes it before
+// anything is sent), puts every event the parts must see into one order, and
+// keeps, per part, a numbered stream of what it sent with the last `window`
+// frames, so a part that missed some asks for them again. What a part sends
+// up is numbered too, and handled once, in order: a repeat is answered with a
+// beat that tells the part how far the room got. A publish repeated after the
+// sequencer restarted (its memory of the numbers gone) is recognised by the
+// origin stored with the message.
+//
+// No Workers APIs: the ChatRoom wires it to sockets and storage, and the model
+// test drives it through a lossy network.
+
+import {
+  LINK_VERSION,
+  originOf,
+  type Downstream,
+  type PendingPublish,
+  type Rejection,
+  type RejectCode,
+  type StreamEvent,
+  type StreamId,
+  type Upstream,
+  type UpstreamOp,
+} from "./link.ts";
+import type { Message, User } from "./protocol.ts";
+import type { Roster } from "./roster.ts";
+
+/** The room's history as the sequencer needs it; the ChatRoom backs it with SQLite (history.ts). */
+export interface Store {
+  readonly lastId: number;
+  /** The kept messages, ascending. */
+  ring(): Message[];
+  /** Whether a kept message was stored from this origin (see originOf). */
+  hasOrigin(origin: string): boolean;
+  /** Stores the next message durably and returns it. */
+  append(from: User, text: string, nonce: string | undefined, ts: number, origin: string | null): Message;
+}
+
+/** The room's verdict on a publish: rate limits, slow mode and bans live in the room, not in the parts. */
+export type Decide = (
+  op: Extract<UpstreamOp, { kind: "publish" }>,
+  now: number,
+) => { ok: true } | { ok: false; code: RejectCode; message: string };
+
+export interface SequencerOptions {
+  /** Frames each part's stream keeps for a refill; older misses get a fresh sync. */
+  window: number;
+  /** Beats sent after the last change of a part's stream, one per tick, to catch a lost tail. */
+  beats: number;
+}
+
+/** One frame for one part. */
+export interface Send {
+  part: string;
+  frame: Downstream;
+}
+
+interface Link {
+  incarnation: string;
+  stream: StreamId;
+  seq: number;
+  /** The last upstream number handled. */
+  acked: number;
+  /** The last `window` event frames, oldest first; outbox[i] has seq `seq - outbox.length + 1 + i`. */
+  outbox: Downstream[];
+  /** Upstream frames that came before the one due, by number; at most `window`. */
+  early: Map<number, UpstreamOp>;
+  beatsLeft: number;
+}
+
+export class Sequencer {
+  readonly epoch: number;
+  readonly #store: Store;
+  readonly #roster: Roster;
+  readonly #decide: Decide;
+  readonly #options: SequencerOptions;
+  readonly #links = new Map<string, Link>();
+  // Stream generations already used for each part in this epoch: a part that
+  // detaches and attaches again must never see an old (epoch, gen) again.
+  readonly #gens = new Map<string, number>();
+  // The latest refusals of each part's incarnation, oldest first, at most `window`.
+  readonly #rejects = new Map<string, { incarnation: string; list: Map<number, Rejection> }>();
+  // The last attach of each part, and of which incarnation.
+  readonly #handled = new Map<string, { incarnation: string; attach: number }>();
+
+  constructor(epoch: number, store: Store, roster: Roster, decide: Decide, options: SequencerOptions) {
+    this.epoch = epoch;
+    this.#store = store;
+    this.#roster = roster;
+    this.#decide = decide;
+    this.#options = options;
+  }
+
+  /** Parts with a live stream. */
+  get attached(): string[] {
+    return Array.from(this.#links.keys());
+  }
+
+  /** Handles one frame from a part. */
+  receive(frame: Upstream, now: number): Send[] {
+    if (frame.v !== LINK_VERSION) return [];
+    switch (frame.type) {
+      case "attach":
+        return this.#attach(frame, now);
+      case "op":
+        return this.#op(frame.part, frame.incarnation, frame.u, frame.op, now);
+      case "refill":
+        return this.#refill(frame.part, frame.incarnation, frame.stream, frame.from);
+    }
+  }
+
+  /**
+   * A part's channel is gone (evicted, or the socket broke). Its users stay
+   * online until `drop`: its clients are reconnecting to other parts, and a
+   * leave and join for each would be noise.
+   */
+  detach(part: string): void {
+    this.#links.delete(part);
+  }
+
+  /** The grace period after a detach is over: the part's users leave unless they are elsewhere. */
+  drop(part: string, now: number): Send[] {
+    if (this.#links.has(part)) return [];
+    return this.#broadcast(this.#roster.drop(part, now));
+  }
+
+  /** A message from outside the parts (the HTTP API, the room's own sockets). */
+  post(from: User, text: string, nonce: string | undefined, ts: number): { message: Message; sends: Send[] } {
+    const message = this.#store.append(from, text, nonce, ts, null);
+    return { message, sends: this.#broadcast([{ kind: "message", message }]) };
+  }
+
+  /** Presence counts that came due and beats for streams that changed lately. */
+  tick(now: number): Send[] {
+    const sends = this.#broadcast(this.#roster.tick(now));
+    for (const [part, link] of this.#links) {
+      if (link.beatsLeft === 0) continue;
+      link.beatsLeft--;
+      sends.push(this.#beat(part, link));
+    }
+    return sends;
+  }
+
+  #attach(frame: Extract<Upstream, { type: "attach" }>, now: number): Send[] {
+    const handled = this.#handled.get(frame.part);
+    if (handled?.incarnation === frame.incarnation && frame.n <= handled.attach) return [];
+    // Off the old stream first: what the roster says about this part's own
+    // change reaches the part through the sync, not as events.
+    this.#links.delete(frame.part);
+    const sends = this.#broadcast(this.#roster.replace(frame.part, frame.users, now));
+    const link = this.#open(frame.part, frame.incarnation, frame.upTo);
+    const ringStart = this.#store.ring()[0]?.id ?? this.#store.lastId + 1;
+    const unknown: number[] = [];
+    const fresh: PendingPublish[] = [];
+    for (const p of frame.pending.toSorted((a, b) => a.u - b.u)) {
+      // Stored already: the sync's history brings it to the part if it needs it.
+      if (this.#store.hasOrigin(originOf(frame.part, frame.incarnation, p.u))) continue;
+      // Refused already: the sync repeats the refusal.
+      if (this.#refusals(frame.part, frame.incarnation).has(p.u)) continue;
+      // Not among the kept ids above its floor, so never stored: decide it now.
+      if (p.floor !== null && p.floor >= ringStart - 1) fresh.push(p);
+      else unknown.push(p.u);
+    }
+    sends.push(this.#sync(frame.part, link, unknown, fresh.length));
+    for (const { u, op } of fresh) sends.push(...this.#publish(frame.part, frame.incarnation, u, op, now));
+    this.#handled.set(frame.part, { incarnation: frame.incarnation, attach: frame.n });
+    return sends;
+  }
+
+  #open(part: string, incarnation: string, acked: number): Link {
+    const gen = (this.#gens.get(part) ?? 0) + 1;
+    this.#gens.set(part, gen);
+    const link: Link = {
+      incarnation,
+      stream: { epoch: this.epoch, gen },
+      seq: 0,
+      acked,
+      outbox: [],
+      early: new Map(),
+      beatsLeft: this.#options.beats,
+    };
+    this.#links.set(part, link);
+    return link;
+  }
+
+  #sync(part: string, link: Link, unknown: number[] = [], answered = 0): Send {
+    return {
+      part,
+      frame: {
+        v: LINK_VERSION,
+        type: "sync",
+        stream: link.stream,
+        acked: link.acked,
+        ring: this.#store.ring(),
+        lastId: this.#store.lastId,
+        presence: this.#roster.snapshot(),
+        unknown,
+        answered,
+        rejected: Array.from(this.#refusals(part, link.incarnation).values()),
+      },
+    };
+  }
+
+  #op(part: string, incarnation: string, u: number, op: UpstreamOp, now: number): Send[] {
+    const link = this.#links.get(part);
+    // A part this sequencer does not know (it restarted) attaches again on
+    // its own when its frames stay unanswered.
+    if (link === undefined || link.incarnation !== incarnation) return [];
+    // A repeat: the beat tells the part how far the room got.
+    if (u <= link.acked) return [this.#beat(part, link)];
+    // One that overtook another: held until the gap is filled by the
+    // part's resend (it resends everything not acknowledged).
+    if (u > link.acked + 1) {
+      if (link.early.size < this.#options.window) link.early.set(u, op);
+      return [];
+    }
+    const sends = this.#handle(part, link, u, op, now);
+    for (let next = link.early.get(link.acked + 1); next !== undefined; next = link.early.get(link.acked + 1)) {
+      link.early.delete(link.acked + 1);
+      sends.push(...this.#handle(part, link, link.acked + 1, next, now));
+    }
+    for (const held of link.early.keys()) if (held <= link.acked) link.early.delete(held);
+    return sends;
+  }
+
+  #handle(part: string, link: Link, u: number, op: UpstreamOp, now: number): Send[] {
+    link.acked = u;
+    link.beatsLeft = this.#options.beats;
+    switch (op.kind) {
+      case "arrive":
+        return [...this.#broadcast(this.#roster.arrive(part, op.user, now)), this.#emit(part, link, { kind: "admit", u })];
+      case "depart":
+        return this.#broadcast(this.#roster.depart(part, op.userId, now));
+      case "publish":
+        return this.#publish(part, link.incarnation, u, op, now);
+    }
+  }
+
+  #publish(part: string, incarnation: string, u: number, op: Extract<UpstreamOp, { kind: "publish" }>, now: number): Send[] {
+    const verdict = this.#decide(op, now);
+    if (!verdict.ok) {
+      const rejection: Rejection = { u, code: verdict.code, message: verdict.message };
+      const refusals = this.#refusals(part, incarnation);
+      refusals.set(u, rejection);
+      for (const old of refusals.keys()) {
+        if (refusals.size <= this.#options.window) break;
+        refusals.delete(old);
+      }
+      const link = this.#links.get(part);
+      return link === undefined ? [] : [this.#emit(part, link, { kind: "reject", ...rejection })];
+    }
+    const message = this.#store.append(op.from, op.text, op.nonce, op.ts, originOf(part, incarnation, u));
+    return this.#broadcast([{ kind: "message", message }]);
+  }
+
+  #refusals(part: string, incarnation: string): Map<number, Rejection> {
+    const entry = this.#rejects.get(part);
+    if (entry?.incarnation === incarnation) return entry.list;
+    const list = new Map<number, Rejection>();
+    this.#rejects.set(part, { incarnation, list });
+    return list;
+  }
+
+  #refill(part: string, incarnation: string, stream: StreamId, from: number): Send[] {
+    const link = this.#links.get(part);
+    if (link === undefined || link.incarnation !== incarnation) return [];
+    // A part still asking in an older stream missed the sync of the newer one.
+    const stale = link.stream.epoch !== stream.epoch || link.stream.gen !== stream.gen;
+    const oldest = link.seq - link.outbox.length + 1;
+    if (!stale && from > link.seq) return [this.#beat(part, link)];
+    if (stale || from < oldest) {
+      // Beyond the window: a new stream from a sync, which carries the whole
+      // kept history and the presence as it is now.
+      const fresh = this.#open(part, incarnation, link.acked);
+      return [this.#sync(part, fresh)];
+    }
+    return link.outbox.slice(from - oldest).map((frame) => ({ part, frame }));
+  }
+
+  #broadcast(events: readonly StreamEvent[]): Send[] {
+    const sends: Send[] = [];
+    for (const event of events) {
+      for (const [part, link] of this.#links) sends.push(this.#emit(part, link, event));
+    }
+    return sends;
+  }
+
+  #emit(part: string, link: Link, event: StreamEvent): Send {
+    link.seq++;
+    const frame: Downstream = { v: LINK_VERSION, type: "event", stream: link.stream, seq: link.seq, acked: link.acked, event };
+    link.outbox.push(frame);
+    if (link.outbox.length > this.#options.window) link.outbox.shift();
+    link.beatsLeft = this.#options.beats;
+    return { part, frame };
+  }
+
+  #beat(part: string, link: Link): Send {
+    return { part, frame: { v: LINK_VERSION, type: "beat", stream: link.stream, seq: link.seq, acked: link.acked } };
+  }
+}
