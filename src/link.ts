@@ -100,7 +100,9 @@ export type Downstream =
     }
   | { v: typeof LINK_VERSION; type: "event"; stream: StreamId; seq: number; acked: number; event: StreamEvent }
   /** The last `seq` sent in this stream: catches a lost tail. */
-  | { v: typeof LINK_VERSION; type: "beat"; stream: StreamId; seq: number; acked: number };
+  | { v: typeof LINK_VERSION; type: "beat"; stream: StreamId; seq: number; acked: number }
+  /** The sequencer (of this epoch) does not know this part's incarnation: attach. */
+  | { v: typeof LINK_VERSION; type: "reattach"; epoch: number };
 
 /** What a part asks of the room, numbered `u` in the part's upstream order. */
 export type UpstreamOp =

@@ -52,6 +52,14 @@ export interface SequencerOptions {
   beats: number;
 }
 
+/**
+ * Refusals and undecidable publishes remembered per part, to repeat in
+ * every sync. A part has at most this many publishes outstanding (it stops
+ * taking frames from its sockets beyond that), so none is forgotten before
+ * its answer arrives.
+ */
+export const ANSWER_MEMORY = 1024;
+
 /** One frame for one part. */
 export interface Send {
   part: string;
@@ -81,10 +89,12 @@ export class Sequencer {
   // Stream generations already used for each part in this epoch: a part that
   // detaches and attaches again must never see an old (epoch, gen) again.
   readonly #gens = new Map<string, number>();
-  // The latest refusals of each part's incarnation, oldest first, at most `window`.
-  readonly #rejects = new Map<string, { incarnation: string; list: Map<number, Rejection> }>();
-  // The last attach of each part, and of which incarnation.
-  readonly #handled = new Map<string, { incarnation: string; attach: number }>();
+  // Answers a part may have lost with a stream, for its incarnation: the
+  // latest refusals and the publishes the room could not decide (see
+  // #attach), oldest first, at most ANSWER_MEMORY of each. Every sync repeats them.
+  readonly #answers = new Map<string, { incarnation: string; refused: Map<number, Rejection>; unknown: Set<number> }>();
+  // Of each part: which incarnation, its last attach and the last upstream number handled.
+  readonly #handled = new Map<string, { incarnation: string; attach: number; u: number }>();
 
   constructor(epoch: number, store: Store, roster: Roster, decide: Decide, options: SequencerOptions) {
     this.epoch = epoch;
@@ -146,27 +156,30 @@ export class Sequencer {
 
   #attach(frame: Extract<Upstream, { type: "attach" }>, now: number): Send[] {
     const handled = this.#handled.get(frame.part);
-    if (handled?.incarnation === frame.incarnation && frame.n <= handled.attach) return [];
+    // A late copy of an older attach, or one the part sent before frames
+    // this sequencer has handled since: its users are out of date, and the
+    // part has a stream already.
+    if (handled?.incarnation === frame.incarnation && (frame.n <= handled.attach || frame.upTo < handled.u)) return [];
     // Off the old stream first: what the roster says about this part's own
     // change reaches the part through the sync, not as events.
     this.#links.delete(frame.part);
     const sends = this.#broadcast(this.#roster.replace(frame.part, frame.users, now));
     const link = this.#open(frame.part, frame.incarnation, frame.upTo);
     const ringStart = this.#store.ring()[0]?.id ?? this.#store.lastId + 1;
-    const unknown: number[] = [];
+    const answers = this.#answersOf(frame.part, frame.incarnation);
     const fresh: PendingPublish[] = [];
     for (const p of frame.pending.toSorted((a, b) => a.u - b.u)) {
       // Stored already: the sync's history brings it to the part if it needs it.
       if (this.#store.hasOrigin(originOf(frame.part, frame.incarnation, p.u))) continue;
       // Refused already: the sync repeats the refusal.
-      if (this.#refusals(frame.part, frame.incarnation).has(p.u)) continue;
+      if (answers.refused.has(p.u) || answers.unknown.has(p.u)) continue;
       // Not among the kept ids above its floor, so never stored: decide it now.
       if (p.floor !== null && p.floor >= ringStart - 1) fresh.push(p);
-      else unknown.push(p.u);
+      else remember(answers.unknown, p.u);
     }
-    sends.push(this.#sync(frame.part, link, unknown, fresh.length));
+    sends.push(this.#sync(frame.part, link, fresh.length));
     for (const { u, op } of fresh) sends.push(...this.#publish(frame.part, frame.incarnation, u, op, now));
-    this.#handled.set(frame.part, { incarnation: frame.incarnation, attach: frame.n });
+    this.#handled.set(frame.part, { incarnation: frame.incarnation, attach: frame.n, u: frame.upTo });
     return sends;
   }
 
@@ -186,7 +199,8 @@ export class Sequencer {
     return link;
   }
 
-  #sync(part: string, link: Link, unknown: number[] = [], answered = 0): Send {
+  #sync(part: string, link: Link, answered = 0): Send {
+    const answers = this.#answersOf(part, link.incarnation);
     return {
       part,
       frame: {
@@ -197,18 +211,16 @@ export class Sequencer {
         ring: this.#store.ring(),
         lastId: this.#store.lastId,
         presence: this.#roster.snapshot(),
-        unknown,
+        unknown: Array.from(answers.unknown),
         answered,
-        rejected: Array.from(this.#refusals(part, link.incarnation).values()),
+        rejected: Array.from(answers.refused.values()),
       },
     };
   }
 
   #op(part: string, incarnation: string, u: number, op: UpstreamOp, now: number): Send[] {
     const link = this.#links.get(part);
-    // A part this sequencer does not know (it restarted) attaches again on
-    // its own when its frames stay unanswered.
-    if (link === undefined || link.incarnation !== incarnation) return [];
+    if (link === undefined || link.incarnation !== incarnation) return [this.#reattach(part)];
     // A repeat: the beat tells the part how far the room got.
     if (u <= link.acked) return [this.#beat(part, link)];
     // One that overtook another: held until the gap is filled by the
@@ -228,6 +240,8 @@ export class Sequencer {
 
   #handle(part: string, link: Link, u: number, op: UpstreamOp, now: number): Send[] {
     link.acked = u;
+    const handled = this.#handled.get(part);
+    if (handled !== undefined) handled.u = u;
     link.beatsLeft = this.#options.beats;
     switch (op.kind) {
       case "arrive":
@@ -243,11 +257,11 @@ export class Sequencer {
     const verdict = this.#decide(op, now);
     if (!verdict.ok) {
       const rejection: Rejection = { u, code: verdict.code, message: verdict.message };
-      const refusals = this.#refusals(part, incarnation);
-      refusals.set(u, rejection);
-      for (const old of refusals.keys()) {
-        if (refusals.size <= this.#options.window) break;
-        refusals.delete(old);
+      const { refused } = this.#answersOf(part, incarnation);
+      refused.set(u, rejection);
+      for (const old of refused.keys()) {
+        if (refused.size <= ANSWER_MEMORY) break;
+        refused.delete(old);
       }
       const link = this.#links.get(part);
       return link === undefined ? [] : [this.#emit(part, link, { kind: "reject", ...rejection })];
@@ -256,17 +270,17 @@ export class Sequencer {
     return this.#broadcast([{ kind: "message", message }]);
   }
 
-  #refusals(part: string, incarnation: string): Map<number, Rejection> {
-    const entry = this.#rejects.get(part);
-    if (entry?.incarnation === incarnation) return entry.list;
-    const list = new Map<number, Rejection>();
-    this.#rejects.set(part, { incarnation, list });
-    return list;
+  #answersOf(part: string, incarnation: string): { refused: Map<number, Rejection>; unknown: Set<number> } {
+    const entry = this.#answers.get(part);
+    if (entry?.incarnation === incarnation) return entry;
+    const fresh = { incarnation, refused: new Map<number, Rejection>(), unknown: new Set<number>() };
+    this.#answers.set(part, fresh);
+    return fresh;
   }
 
   #refill(part: string, incarnation: string, stream: StreamId, from: number): Send[] {
     const link = this.#links.get(part);
-    if (link === undefined || link.incarnation !== incarnation) return [];
+    if (link === undefined || link.incarnation !== incarnation) return [this.#reattach(part)];
     // A part still asking in an older stream missed the sync of the newer one.
     const stale = link.stream.epoch !== stream.epoch || link.stream.gen !== stream.gen;
     const oldest = link.seq - link.outbox.length + 1;
@@ -297,7 +311,24 @@ export class Sequencer {
     return { part, frame };
   }
 
+  /**
+   * To a part this sequencer has no stream for: it restarted since the
+   * part's attach, or the attach was lost. The link closing tells a part
+   * the first; this tells it both.
+   */
+  #reattach(part: string): Send {
+    return { part, frame: { v: LINK_VERSION, type: "reattach", epoch: this.epoch } };
+  }
+
   #beat(part: string, link: Link): Send {
     return { part, frame: { v: LINK_VERSION, type: "beat", stream: link.stream, seq: link.seq, acked: link.acked } };
+  }
+}
+
+function remember(set: Set<number>, value: number): void {
+  set.add(value);
+  for (const old of set) {
+    if (set.size <= ANSWER_MEMORY) break;
+    set.delete(old);
   }
 }

@@ -20,6 +20,7 @@ import {
   compareStreams,
   type Downstream,
   type PartUser,
+  type PendingPublish,
   type PresenceSnapshot,
   type RejectCode,
   type StreamEvent,
@@ -27,6 +28,7 @@ import {
   type Upstream,
   type UpstreamOp,
 } from "./link.ts";
+import { ANSWER_MEMORY } from "./sequencer.ts";
 import type { BroadcastFrame, ErrorCode, Message, PresenceCountFrame, User } from "./protocol.ts";
 
 /** What the part must do, in this order. */
@@ -66,9 +68,9 @@ interface Sent {
   u: number;
   op: UpstreamOp;
   at: number;
-  /** The last id delivered when it was first sent (see PendingPublish). */
-  floor: number | null;
 }
+
+type PublishOp = Extract<UpstreamOp, { kind: "publish" }>;
 
 /** The close code that sends a client back to resume with `after` (contract: the room goes away). */
 export const RESUME_CLOSE_CODE = 1001;
@@ -103,7 +105,9 @@ export class PartStream {
   #attachAt: number | null = null;
 
   readonly #sockets = new Map<number, Socket>();
-  readonly #publishes = new Map<number, { socket: number; nonce: string | undefined }>();
+  // Publishes still waiting for their answer (their message, or a refusal),
+  // by upstream number: an attach repeats them.
+  readonly #publishes = new Map<number, { socket: number; pending: PendingPublish }>();
 
   constructor(part: string, incarnation: string, options: PartStreamOptions) {
     this.part = part;
@@ -130,8 +134,7 @@ export class PartStream {
       if (entry === undefined) users.set(user.id, { user, sockets: 1 });
       else entry.sockets++;
     }
-    const pending: Extract<Upstream, { type: "attach" }>["pending"] = [];
-    for (const { u, op, floor } of this.#unacked) if (op.kind === "publish") pending.push({ u, op, floor });
+    const pending = Array.from(this.#publishes.values(), (p) => p.pending);
     // Arrivals and departures are in `users`; they stay unacknowledged here
     // all the same: if this attach is lost and a refill's sync opens the
     // next stream instead, they are sent again, in order.
@@ -172,8 +175,15 @@ export class PartStream {
   publish(socket: number, text: string, nonce: string | undefined, now: number): PartAction[] {
     const s = this.#sockets.get(socket);
     if (s === undefined) return [];
-    this.#publishes.set(this.#nextU, { socket, nonce });
-    const op: UpstreamOp = nonce === undefined ? { kind: "publish", from: s.user, text, ts: now } : { kind: "publish", from: s.user, text, nonce, ts: now };
+    // The room remembers this many answers per part (see ANSWER_MEMORY); a
+    // part that far behind its room is overloaded anyway.
+    if (this.#publishes.size >= ANSWER_MEMORY) {
+      const busy: PartAction = { kind: "error", socket, code: "rate_limited", message: "the room is busy; this message was dropped" };
+      if (nonce !== undefined) busy.nonce = nonce;
+      return [busy];
+    }
+    const op: PublishOp = nonce === undefined ? { kind: "publish", from: s.user, text, ts: now } : { kind: "publish", from: s.user, text, nonce, ts: now };
+    this.#publishes.set(this.#nextU, { socket, pending: { u: this.#nextU, op, floor: this.#lastId } });
     return this.#send(op, now);
   }
 
@@ -196,6 +206,10 @@ export class PartStream {
   receive(frame: Downstream, now: number): PartAction[] {
     if (frame.v !== LINK_VERSION) return [];
     if (frame.type === "sync") return this.#sync(frame, now);
+    if (frame.type === "reattach") {
+      const stale = this.#stream !== null && frame.epoch < this.#stream.epoch;
+      return stale || this.#attachAt !== null ? [] : this.attach(now);
+    }
     const order = this.#stream === null ? 1 : compareStreams(frame.stream, this.#stream);
     // An older stream is over. A newer one whose sync never came: attach again.
     if (order < 0) return [];
@@ -227,7 +241,7 @@ export class PartStream {
   }
 
   #queue(op: UpstreamOp, now: number): Sent {
-    const sent = { u: this.#nextU++, op, at: now, floor: this.#lastId };
+    const sent = { u: this.#nextU++, op, at: now };
     this.#unacked.push(sent);
     return sent;
   }
@@ -382,7 +396,7 @@ export class PartStream {
     this.#publishes.delete(u);
     if (publish === undefined || !this.#sockets.has(publish.socket)) return [];
     const error: PartAction = { kind: "error", socket: publish.socket, code, message };
-    if (publish.nonce !== undefined) error.nonce = publish.nonce;
+    if (publish.pending.op.nonce !== undefined) error.nonce = publish.pending.op.nonce;
     return [error];
   }
 
