@@ -79,7 +79,7 @@ export default defineConfig({
         // A large room's ordering core (sequencer, roster, part stream) in
         // plain Node: it uses no Workers APIs, and the random-schedule model
         // runs thousands of schedules in seconds.
-        test: { name: "model", include: ["test/model/*.test.ts"], environment: "node" },
+        test: { name: "model", include: ["test/model/*.test.ts"], environment: "node", testTimeout: 300_000 },
       },
       {
         // The web client's DOM-free modules (public/js) in plain Node.

@@ -108,7 +108,8 @@ export type Downstream =
 export type UpstreamOp =
   | { kind: "arrive"; user: User }
   | { kind: "depart"; userId: string }
-  | { kind: "publish"; from: User; text: string; nonce?: string; ts: number };
+  /** No time: a message's `ts` is the sequencer's clock, so it never goes backwards in id order. */
+  | { kind: "publish"; from: User; text: string; nonce?: string };
 
 /**
  * A publish an attach repeats. `floor` is the part's last delivered id when

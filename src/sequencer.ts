@@ -266,7 +266,7 @@ export class Sequencer {
       const link = this.#links.get(part);
       return link === undefined ? [] : [this.#emit(part, link, { kind: "reject", ...rejection })];
     }
-    const message = this.#store.append(op.from, op.text, op.nonce, op.ts, originOf(part, incarnation, u));
+    const message = this.#store.append(op.from, op.text, op.nonce, now, originOf(part, incarnation, u));
     return this.#broadcast([{ kind: "message", message }]);
   }
 

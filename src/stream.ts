@@ -62,7 +62,12 @@ interface Socket {
   /** The upstream number of its `arrive`. */
   u: number;
   welcomed: boolean;
+  /** What it sent before its welcome: published after it, so the echo comes live. */
+  early: { text: string; nonce: string | undefined }[];
 }
+
+/** Messages a socket may send before its welcome; beyond it they are refused. */
+export const EARLY_LIMIT = 16;
 
 interface Sent {
   u: number;
@@ -159,7 +164,7 @@ export class PartStream {
   /** A socket was upgraded; its welcome waits for the room. */
   open(socket: number, user: User, after: number | null, now: number): PartAction[] {
     const u = this.#nextU;
-    this.#sockets.set(socket, { user, after, u, welcomed: false });
+    this.#sockets.set(socket, { user, after, u, welcomed: false, early: [] });
     return this.#send({ kind: "arrive", user }, now);
   }
 
@@ -175,6 +180,18 @@ export class PartStream {
   publish(socket: number, text: string, nonce: string | undefined, now: number): PartAction[] {
     const s = this.#sockets.get(socket);
     if (s === undefined) return [];
+    // Sent before its welcome, a message would be stored before the
+    // welcome's history is taken, and a history of the last N messages may
+    // not reach back to it: the sender would never see its own message.
+    if (!s.welcomed) {
+      if (s.early.length < EARLY_LIMIT) {
+        s.early.push({ text, nonce });
+        return [];
+      }
+      const refused: PartAction = { kind: "error", socket, code: "rate_limited", message: "wait for the welcome; this message was dropped" };
+      if (nonce !== undefined) refused.nonce = nonce;
+      return [refused];
+    }
     // The room remembers this many answers per part (see ANSWER_MEMORY); a
     // part that far behind its room is overloaded anyway.
     if (this.#publishes.size >= ANSWER_MEMORY) {
@@ -182,7 +199,7 @@ export class PartStream {
       if (nonce !== undefined) busy.nonce = nonce;
       return [busy];
     }
-    const op: PublishOp = nonce === undefined ? { kind: "publish", from: s.user, text, ts: now } : { kind: "publish", from: s.user, text, nonce, ts: now };
+    const op: PublishOp = nonce === undefined ? { kind: "publish", from: s.user, text } : { kind: "publish", from: s.user, text, nonce };
     this.#publishes.set(this.#nextU, { socket, pending: { u: this.#nextU, op, floor: this.#lastId } });
     return this.#send(op, now);
   }
@@ -225,10 +242,10 @@ export class PartStream {
       if (this.#held.size < this.#options.holdLimit) this.#held.set(frame.seq, frame);
       return this.#askRefill(now);
     }
-    const actions = this.#apply(frame);
+    const actions = this.#apply(frame, now);
     for (let next = this.#held.get(this.#seq + 1); next !== undefined; next = this.#held.get(this.#seq + 1)) {
       this.#held.delete(next.seq);
-      actions.push(...this.#apply(next));
+      actions.push(...this.#apply(next, now));
     }
     for (const seq of this.#held.keys()) if (seq <= this.#seq) this.#held.delete(seq);
     return actions;
@@ -313,7 +330,7 @@ export class PartStream {
     // Every socket the attach reported is in the roster now, and what the
     // room handled of this part's frames came before this sync.
     for (const [socket, s] of this.#sockets) {
-      if (!s.welcomed && s.u <= frame.acked) actions.push(this.#welcome(socket, s));
+      if (!s.welcomed && s.u <= frame.acked) actions.push(...this.#welcome(socket, s, now));
     }
     for (const { u, code, message } of frame.rejected) actions.push(...this.#reject(u, code, message));
     this.#answeredAt = frame.answered;
@@ -348,14 +365,14 @@ export class PartStream {
     return actions;
   }
 
-  #apply(frame: Extract<Downstream, { type: "event" }>): PartAction[] {
+  #apply(frame: Extract<Downstream, { type: "event" }>, now: number): PartAction[] {
     this.#seq = frame.seq;
-    const actions = this.#event(frame.event);
+    const actions = this.#event(frame.event, now);
     this.#retire(frame.acked, true);
     return actions;
   }
 
-  #event(event: StreamEvent): PartAction[] {
+  #event(event: StreamEvent, now: number): PartAction[] {
     switch (event.kind) {
       case "message": {
         const { message } = event;
@@ -382,7 +399,7 @@ export class PartStream {
         this.#count = event.count;
         return [{ kind: "deliver", frame: { type: "presence", count: event.count, online: event.online } }];
       case "admit": {
-        for (const [socket, s] of this.#sockets) if (s.u === event.u && !s.welcomed) return [this.#welcome(socket, s)];
+        for (const [socket, s] of this.#sockets) if (s.u === event.u && !s.welcomed) return this.#welcome(socket, s, now);
         return [];
       }
       case "reject":
@@ -400,7 +417,7 @@ export class PartStream {
     return [error];
   }
 
-  #welcome(socket: number, s: Socket): PartAction {
+  #welcome(socket: number, s: Socket, now: number): PartAction[] {
     s.welcomed = true;
     const lastId = this.#lastId ?? 0;
     const { after } = s;
@@ -416,7 +433,11 @@ export class PartStream {
       history = this.#ring.filter((m) => m.id > after);
       gap = history.length < lastId - after;
     }
-    return { kind: "welcome", socket, history, gap, online: this.#welcomeOnline(s.user), onlineCount: this.#count };
+    const actions: PartAction[] = [
+      { kind: "welcome", socket, history, gap, online: this.#welcomeOnline(s.user), onlineCount: this.#count },
+    ];
+    for (const { text, nonce } of s.early.splice(0)) actions.push(...this.publish(socket, text, nonce, now));
+    return actions;
   }
 
   /** The whole list while it is short; above the limit, this part's own users (all surely online), the newcomer first. */
