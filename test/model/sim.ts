@@ -4,7 +4,7 @@
 // parts and the sequencer evicted at random. Simulated clients check every
 // frame they get against the contract as they get it.
 
-import { LINK_VERSION, type Downstream, type Upstream } from "../../src/link.ts";
+import type { Downstream, Upstream } from "../../src/link.ts";
 import type { BroadcastFrame, Message, PresenceCountFrame, User } from "../../src/protocol.ts";
 import { Roster } from "../../src/roster.ts";
 import { Sequencer, type Decide, type Store } from "../../src/sequencer.ts";
@@ -67,7 +67,11 @@ export interface SimOptions {
   /** Chances per step. */
   evictPart: number;
   evictRoom: number;
-  /** Sees every internal frame as it is delivered, for debugging one seed. */
+  /**
+   * Sees every internal frame as it is delivered, and every eviction: to
+   * debug a failing seed, run it alone with a trace that prints (FULL=1 in
+   * the environment keeps whole frames).
+   */
   trace?: (line: string) => void;
 }
 
@@ -462,19 +466,4 @@ export class Sim {
       }
     }
   }
-
-  debugRoster(): unknown {
-    return [this.#roster.parts(), this.#roster.online().map((u) => u.id), this.#seq.attached];
-  }
-
-  debugParts(): Map<string, Part> {
-    return this.#parts;
-  }
-
-  /** Sockets whose publishes must each have had one answer: those open at the end. */
-  get openSockets(): number {
-    return this.sessions.filter((s) => s.open).length;
-  }
 }
-
-export const LINK = LINK_VERSION;
