@@ -7,10 +7,13 @@ import { SignJWT, importJWK, type JWK } from "jose";
 import { describe, expect, it } from "vitest";
 import { verifiedUserId } from "../../src/auth.ts";
 import { parseSession } from "../../src/session.ts";
+import { signToken } from "../../src/token.ts";
 import { Client, freshRoom, join, publish, request, roomStub, upgradeHeaders } from "../helpers.ts";
 import { AUDIENCE, ES256_PRIVATE, ISSUER, JWT_SECRET, PUBLIC_JWKS, RS256_PRIVATE } from "./keys.ts";
 
 const GUEST_ID = /^u_[0-9a-f]{24}$/;
+// vitest.config.ts
+const SESSION_SECRET = "test-session-secret";
 const now = () => Math.floor(Date.now() / 1000);
 
 interface Claims {
@@ -120,6 +123,10 @@ describe("verified users through the upgrade", () => {
     expect(first.welcome.you).toEqual({ id: expect.stringMatching(GUEST_ID), name: "gus" });
     const again = await enter(freshRoom(), { name: "gus", token: first.welcome.token });
     expect(again.welcome.you).toEqual(first.welcome.you);
+    // Even a correctly signed session token cannot name a verified id: tokens carry guest ids only.
+    const forged = await signToken(await verifiedUserId("alice"), SESSION_SECRET);
+    const impostor = await enter(freshRoom(), { name: "alice", token: forged });
+    expect(impostor.welcome.you).toEqual({ id: expect.stringMatching(GUEST_ID), name: "alice" });
   });
 });
 
@@ -191,7 +198,10 @@ describe("verified user objects everywhere", () => {
     await evictDurableObject(roomStub(room));
     alice.client.say("after the wake", "w1");
     expect(await bob.client.message()).toEqual({ type: "message", id: 1, ts: expect.any(Number), from: aliceSeen, text: "after the wake", nonce: "w1" });
+    await evictDurableObject(roomStub(room));
     const carol = await enter(room, { auth: await es256({ sub: "carol" }), name: "Carol" });
+    // History read back from storage after the wake keeps the mark too.
+    expect(carol.welcome.history).toEqual([{ type: "message", id: 1, ts: expect.any(Number), from: aliceSeen, text: "after the wake", nonce: "w1" }]);
     // A wake rebuilds presence in the runtime's order of sockets.
     const byId = (a: { id: string }, b: { id: string }) => a.id.localeCompare(b.id);
     expect(carol.welcome.online.toSorted(byId)).toEqual([aliceSeen, bobSeen, { id: carol.welcome.you.id, name: "Carol", verified: true }].toSorted(byId));
