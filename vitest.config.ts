@@ -81,11 +81,22 @@ export default defineConfig({
         test: { name: "limits-off", include: ["test/limits-off/*.test.ts"], testTimeout: 60_000 },
       },
       {
-        plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: { ...identity, GUESTS: "read" } } })],
+        // The page may be framed by two hosts; the third entry is no origin and must not reach the CSP.
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: { ...identity, GUESTS: "read", ALLOWED_ORIGINS: "https://host.example, http://127.0.0.1:8080,https://bad.example/path" },
+            },
+          }),
+        ],
         test: { name: "identity", include: ["test/identity/*.test.ts"], testTimeout: 60_000 },
       },
       {
-        plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: { ...identity, GUESTS: "off" } } })],
+        // Any site may embed this one.
+        plugins: [
+          cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: { ...identity, GUESTS: "off", ALLOWED_ORIGINS: "*" } } }),
+        ],
         test: { name: "members-only", include: ["test/members-only/*.test.ts"], testTimeout: 60_000 },
       },
       {

@@ -9,6 +9,7 @@ import { readAuthSettings, roomAllowed, verifyHostJwt, type AuthSettings, type I
 import { readConfig, type Config } from "./config.ts";
 import type { Purpose } from "./limiter.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
+import { servePage } from "./page.ts";
 import {
   DEFAULT_ROOM,
   MAX_FRAME_BYTES,
@@ -32,6 +33,7 @@ type Route =
   | { kind: "chat"; room: string }
   | { kind: "messages"; room: string }
   | { kind: "not_found" }
+  | { kind: "page" }
   | { kind: "asset" };
 
 const MESSAGES = /^\/api\/rooms\/([^/]+)\/messages$/;
@@ -46,6 +48,7 @@ function route(pathname: string): Route {
     const match = MESSAGES.exec(pathname);
     return match?.[1] === undefined ? { kind: "not_found" } : { kind: "messages", room: match[1] };
   }
+  if (pathname === "/" || pathname === "/index.html") return { kind: "page" };
   return { kind: "asset" };
 }
 
@@ -293,6 +296,7 @@ export default {
     const url = new URL(request.url);
     const target = route(url.pathname);
     if (target.kind === "asset") return env.ASSETS.fetch(request);
+    if (target.kind === "page") return servePage(request, env.ASSETS, readConfig(env));
     if (target.kind === "not_found") return error(404, "not_found", "no such endpoint");
     const room = normalizeRoom(target.room);
     if (room === null) {

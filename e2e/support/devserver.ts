@@ -33,17 +33,20 @@ export class DevServer {
   readonly port: number;
   readonly persistTo: string;
   readonly url: string;
+  readonly #vars: Record<string, string>;
   #child: ChildProcess | null = null;
   #log: string[] = [];
 
-  private constructor(port: number, persistTo: string) {
+  private constructor(port: number, persistTo: string, vars: Record<string, string>) {
     this.port = port;
     this.persistTo = persistTo;
+    this.#vars = vars;
     this.url = `http://127.0.0.1:${port}`;
   }
 
-  static async start(): Promise<DevServer> {
-    const server = new DevServer(await freePort(), mkdtempSync(join(tmpdir(), "edge-chat-e2e-")));
+  /** `vars` override wrangler.toml's [vars] (wrangler's `--var NAME:VALUE`). */
+  static async start(vars: Record<string, string> = {}): Promise<DevServer> {
+    const server = new DevServer(await freePort(), mkdtempSync(join(tmpdir(), "edge-chat-e2e-")), vars);
     await server.restart();
     return server;
   }
@@ -66,6 +69,7 @@ export class DevServer {
         "--persist-to", this.persistTo,
         "--show-interactive-dev-session=false",
         "--log-level", "warn",
+        ...Object.entries(this.#vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
       ],
       {
         cwd: ROOT,
