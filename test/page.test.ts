@@ -3,6 +3,7 @@
 
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { BASE_CSP } from "../src/page.ts";
 import { pageHeaders } from "./page-helpers.ts";
 
 describe("the page without ALLOWED_ORIGINS", () => {
@@ -24,5 +25,12 @@ describe("conditional requests for the page", () => {
     const etag = file.headers.get("ETag");
     expect(etag).not.toBeNull();
     expect(await pageHeaders("/", { headers: { "If-None-Match": etag! } })).toMatchObject({ status: 200, etag: null, meta: [""] });
+  });
+});
+
+describe("one CSP", () => {
+  it("the static files' CSP (public/_headers) is the page's, with frame-ancestors 'none'", async () => {
+    const file = await env.ASSETS.fetch("https://chat.example/js/app.js");
+    expect(file.headers.get("Content-Security-Policy")).toBe(`${BASE_CSP}; frame-ancestors 'none'`);
   });
 });
