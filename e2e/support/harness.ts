@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import type { Browser } from "playwright-core";
 import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { ChatPage, launchBrowser } from "./chat.ts";
-import { DevServer } from "./devserver.ts";
+import { DevServer } from "../../tools/harness/devserver.ts";
 
 export interface Harness {
   readonly server: DevServer;
@@ -25,7 +25,8 @@ export function useHarness(): Harness {
   const open: ChatPage[] = [];
 
   beforeAll(async () => {
-    [server, browser] = await Promise.all([DevServer.start(), launchBrowser()]);
+    // Ready when the page is served: the static assets are up, not just the Worker.
+    [server, browser] = await Promise.all([DevServer.start({ name: "wrangler dev (e2e)", ready: { path: "/", status: 200 }, readyTimeoutMs: 120_000 }), launchBrowser()]);
   });
 
   afterAll(async () => {
