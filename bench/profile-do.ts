@@ -14,16 +14,13 @@ import { Fleet } from "./load.ts";
 import { sleep, waitUntil } from "../tools/harness/wait.ts";
 import type { Client } from "./load.ts";
 import { isEdgeChat, startServer } from "./servers.ts";
-import { choiceList, numberFlag, parseCli } from "../tools/harness/cli.ts";
+import { choiceList, numberFlag, parseCli, stringFlags } from "../tools/harness/cli.ts";
 import { ROOT, freePort, stopServersOnExit } from "../tools/harness/devserver.ts";
 
 const flags = parseCli(
   {
     server: { type: "string", default: "edge-chat" },
-    clients: { type: "string" },
-    rate: { type: "string" },
-    seconds: { type: "string" },
-    out: { type: "string" },
+    ...stringFlags("clients", "rate", "seconds", "out"),
   },
   "node bench/profile-do.ts [--server edge-chat|edge-chat+batch|do-raw] [--clients 100] [--rate 200] [--seconds 8] [--out FILE]",
 );

@@ -20,7 +20,7 @@ import { SERVER_NAMES, isEdgeChat, startServer } from "./servers.ts";
 import type { HostName, ServerName, ServerSpec } from "./servers.ts";
 import { median } from "./stats.ts";
 import { HISTORY_MESSAGES as HISTORY_SIZE } from "./fixture.ts";
-import { choiceList, listFlag, numberFlag, parseCli } from "../tools/harness/cli.ts";
+import { choiceList, listFlag, numberFlag, parseCli, stringFlags } from "../tools/harness/cli.ts";
 import { ROOT, stopServersOnExit } from "../tools/harness/devserver.ts";
 
 // ---- options ------------------------------------------------------------------
@@ -29,15 +29,9 @@ const USAGE = "node bench/run.ts [--full] [--runs N] [--servers LIST] [--hosts L
 const flags = parseCli(
   {
     full: { type: "boolean", default: false },
-    runs: { type: "string" },
-    servers: { type: "string" },
-    hosts: { type: "string" },
+    ...stringFlags("runs", "servers", "hosts", "clients", "storm", "step-seconds", "from"),
     wrangler: { type: "boolean", default: false },
-    clients: { type: "string" },
-    storm: { type: "string" },
-    "step-seconds": { type: "string" },
     "no-cost": { type: "boolean", default: false },
-    from: { type: "string" },
   },
   USAGE,
 );

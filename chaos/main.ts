@@ -12,7 +12,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { resolve } from "node:path";
-import { numberFlag, parseCli } from "../tools/harness/cli.ts";
+import { numberFlag, parseCli, stringFlags } from "../tools/harness/cli.ts";
 import { DevServer, ROOT, stopServersOnExit } from "../tools/harness/devserver.ts";
 import { seeded } from "../tools/harness/random.ts";
 import { Findings } from "./findings.ts";
@@ -36,12 +36,7 @@ const values = parseCli(
     soak: { type: "boolean", default: false },
     fuzz: { type: "boolean", default: false },
     kill: { type: "boolean", default: false },
-    messages: { type: "string" },
-    window: { type: "string" },
-    clients: { type: "string", default: "50" },
-    senders: { type: "string", default: "10" },
-    seed: { type: "string" },
-    config: { type: "string" },
+    ...stringFlags("messages", "window", "clients", "senders", "seed", "config"),
     keep: { type: "boolean", default: false },
     verbose: { type: "boolean", default: false },
   },

@@ -36,7 +36,7 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import WebSocket from "ws";
-import { numberFlag, parseCli } from "../tools/harness/cli.ts";
+import { numberFlag, parseCli, stringFlags } from "../tools/harness/cli.ts";
 import { DevServer, stopServersOnExit } from "../tools/harness/devserver.ts";
 import { narrowServerFrame } from "../tools/harness/frames.ts";
 import { rssKiB, socketInodes, tcpRows, type TcpRow } from "../tools/harness/proc.ts";
@@ -155,16 +155,8 @@ export async function stalledReader(args: string[]): Promise<number> {
   const flags = parseCli(
     {
       host: { type: "string", default: "wrangler" },
-      rate: { type: "string" },
-      text: { type: "string" },
-      pad: { type: "string" },
-      senders: { type: "string" },
-      listeners: { type: "string" },
-      base: { type: "string" },
-      stall: { type: "string" },
-      drain: { type: "string" },
-      tail: { type: "string" },
-      keep: { type: "boolean", default: false },
+      ...stringFlags("rate", "text", "pad", "senders", "listeners", "base", "stall", "drain", "tail"),
+                        keep: { type: "boolean", default: false },
       // The same run with nobody stalled: the RSS the room grows anyway at this load.
       control: { type: "boolean", default: false },
     },

@@ -12,6 +12,13 @@ export function parseCli<const T extends ParseArgsOptionsConfig>(options: T, usa
   }
 }
 
+/** Value flags (`--name VALUE`), read as strings and checked by numberFlag or listFlag. */
+export function stringFlags<const K extends string>(...names: K[]): Record<K, { type: "string" }> {
+  const out: Partial<Record<K, { type: "string" }>> = {};
+  for (const name of names) out[name] = { type: "string" };
+  return out as Record<K, { type: "string" }>;
+}
+
 /** A number flag, `fallback` when absent; at least `min`. */
 export function numberFlag(raw: string | undefined, fallback: number, name: string, min = 0): number {
   if (raw === undefined) return fallback;

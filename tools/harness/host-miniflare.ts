@@ -15,16 +15,14 @@ import { build } from "esbuild";
 import { Log, LogLevel, Miniflare, convertV4MiniflareOptions } from "miniflare";
 import type { Json, V4WorkerOptions } from "miniflare";
 import { unstable_getMiniflareWorkerOptions } from "wrangler";
-import { numberFlag, parseCli } from "./cli.ts";
+import { numberFlag, parseCli, stringFlags } from "./cli.ts";
 
 const USAGE = "host-miniflare.ts --config FILE --port P --persist DIR [--var K:V]… [--inspector-port P]";
 const flags = parseCli(
   {
     config: { type: "string", default: "wrangler.toml" },
-    port: { type: "string" },
-    persist: { type: "string" },
+    ...stringFlags("port", "persist", "inspector-port"),
     var: { type: "string", multiple: true, default: [] },
-    "inspector-port": { type: "string" },
   },
   USAGE,
 );
