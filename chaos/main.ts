@@ -90,8 +90,8 @@ async function cleanup(keepDir: boolean): Promise<void> {
   await server.dispose();
   if (!keepDir && !values.keep) rmSync(dir, { recursive: true, force: true });
 }
-// Interrupted: the work folder stays, for a look at what was going on.
-stopServersOnExit(() => server.dispose());
+// Interrupted: the server stops, the work folder stays for a look at what was going on.
+stopServersOnExit(() => log(`chaos: interrupted; work dir ${dir} kept`));
 
 async function main(): Promise<number> {
   const t0 = Date.now();

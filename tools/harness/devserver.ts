@@ -352,7 +352,7 @@ let exitHooked = false;
 /**
  * Stops every server and exits when the tool is interrupted (Ctrl-C,
  * SIGTERM, SIGHUP) or what reads its output goes away (EPIPE: `| head`).
- * `beforeExit` runs first, once (e.g. to keep a work folder for a post-mortem).
+ * `beforeExit` runs first, once (e.g. to say where the run's files are).
  * Node ignores SIGPIPE, so a broken pipe shows as an `error` on the stream;
  * unhandled, it would end the process without stopping anything.
  */
