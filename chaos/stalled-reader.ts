@@ -199,12 +199,6 @@ export async function stalledReader(args: string[]): Promise<number> {
   let counting = false;
 
   const t0 = Date.now();
-  const hard = setTimeout(() => {
-    console.error("hard time limit reached; stopping");
-    void server.dispose().finally(() => process.exit(3));
-  }, HARD_LIMIT_MS + 60_000);
-  hard.unref();
-
   stopServersOnExit();
   process.stderr.write(`starting ${host} …\n`);
   const server = new DevServer({
@@ -216,6 +210,11 @@ export async function stalledReader(args: string[]): Promise<number> {
     readyTimeoutMs: 60_000,
     keep: KEEP,
   });
+  const hard = setTimeout(() => {
+    console.error("hard time limit reached; stopping");
+    void server.dispose().finally(() => process.exit(3));
+  }, HARD_LIMIT_MS + 60_000);
+  hard.unref();
   let exitCode = 0;
   const stalled: Stalled[] = [];
   const healthy: Healthy[] = [];
