@@ -256,14 +256,16 @@ export async function stalledReader(args: string[]): Promise<number> {
       draining: false,
       drainStart: 0,
     };
-    const s: Stalled = Object.assign(counts, { client: await open(roomUrl(label), label, true, (text: string, at: number) => {
-      s.readBytes += wireSize(Buffer.byteLength(text));
-      s.frames++;
+    // Frames that came in one read with the welcome arrive before open() resolves.
+    const client = await open(roomUrl(label), label, true, (text, at) => {
+      counts.readBytes += wireSize(Buffer.byteLength(text));
+      counts.frames++;
       const m = STAMP.exec(text.slice(0, 200));
       if (m === null) return;
-      s.messages++;
-      if (s.draining && s.caughtUpAt === null && at - Number(m[3]) < 250) s.caughtUpAt = at;
-    }) });
+      counts.messages++;
+      if (counts.draining && counts.caughtUpAt === null && at - Number(m[3]) < 250) counts.caughtUpAt = at;
+    });
+    const s: Stalled = Object.assign(counts, { client });
     const ws = s.client.ws;
     ws.on("close", (code: number, reason: Buffer) => {
       // 1006: the TCP connection ended without a close frame; 1005: a close frame without a code.
