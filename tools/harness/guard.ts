@@ -9,9 +9,12 @@
 // server (wrangler and its workerd, or Miniflare's) is never a member of the
 // tool's own group and never outlives it.
 import { spawn } from "node:child_process";
+import { readStat } from "./proc.ts";
 
 const [command, ...args] = process.argv.slice(2);
 if (command === undefined) throw new Error("usage: guard.ts COMMAND [ARG]…");
+// Ending "this group" is only safe in a group of its own (spawn with `detached: true`).
+if (readStat(process.pid)?.pgrp !== process.pid) throw new Error("guard.ts must lead its own process group");
 
 function endGroup(): void {
   try {
