@@ -26,6 +26,10 @@ export default defineConfig({
         ],
         test: { name: "settings", include: ["test/config/*.test.ts"], testTimeout: 60_000 },
       },
+      {
+        // The web client's DOM-free modules (public/js) in plain Node.
+        test: { name: "client", include: ["test/client/*.test.ts"], environment: "node" },
+      },
     ],
   },
 });

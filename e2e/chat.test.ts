@@ -1,8 +1,11 @@
 // The web client against the real Worker: chatting, presence, identity
-// across a reload, text-only rendering, the narrow layout, and the
-// screenshot for the README (written to docs/ only with UPDATE_SCREENSHOT=1,
-// so a test run leaves the working tree as it was).
+// across a reload, text-only rendering, the narrow layout, the page's
+// security headers and layout defences. (The README's screenshot is a
+// script: `npm run screenshot`.)
 
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { BrowserContext } from "playwright-core";
 import { describe, expect, test } from "vitest";
 import { type ChatPage, eventually } from "./support/chat.ts";
 import { newRoom, useHarness } from "./support/harness.ts";
@@ -106,8 +109,10 @@ describe("web client", () => {
     const message = (await bob.messages()).find((m) => m.text === payload);
     expect(message?.author).toBe("<i>Mallory</i>");
     await bob.waitForOnline(["<i>Mallory</i>", "Bob"]);
-    // Give a deferred onerror a moment to run, if anything had made it an element.
-    await bob.page.waitForTimeout(500);
+    // A round trip after the payload: a deferred onerror, had anything made it
+    // an element, would have run before this later message is drawn.
+    await mallory.send("after the payload");
+    await bob.waitForMessage("after the payload");
     expect(bob.dialogs).toEqual([]);
   });
 
@@ -213,39 +218,136 @@ describe("web client", () => {
     }
   });
 
-  test("screenshot of two people chatting (docs/screenshot.png)", async () => {
-    const room = "ops";
-    const alice = await person(room, "Alice", { viewport: { width: 960, height: 620 } });
-    const bob = await person(room, "Bob", { viewport: { width: 390, height: 620 }, colorScheme: "dark" });
-    const carol = await person(room, "Carol");
-    const script: [ChatPage, string][] = [
-      [alice, "Morning! Is the new build on the edge yet?"],
-      [bob, "Rolled out to every region at 09:12.\np50 latency went from 41 ms to 18 ms."],
-      [alice, "Nice. Any errors in the logs?"],
-      [carol, "Nothing on my side, the dashboards are all green."],
-      [bob, "None so far. I'll keep an eye on it through lunch."],
-      [alice, "Perfect, thanks both!"],
-    ];
-    for (const [who, text] of script) {
-      await who.send(text);
-      await alice.waitForMessage(text);
-      await bob.waitForMessage(text);
+  test("a link with a broken escape (/#%E0%A4%A) is an invalid room, not a dead page", async () => {
+    const context = await h.browser.newContext();
+    try {
+      const page = await context.newPage();
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(e.message));
+      await page.goto(`${h.server.url}/#%E0%A4%A`);
+      await page.locator("#name-input").fill("Linker", { timeout: 20_000 });
+      await page.locator("#name-dialog button[value=save]").click();
+      await eventually("the page opened via a malformed hash never got online", async () =>
+        (await page.locator("#status").getAttribute("data-state")) === "online", {
+        state: async () => `status: ${await page.locator("#status").innerText()}, errors: ${JSON.stringify(errors)}`,
+      });
+      expect(await page.locator("#room-name").textContent()).toBe("lobby");
+      expect(await page.locator("#notice").textContent()).toBe("“%E0%A4%A” is not a valid room name, so you are in #lobby.");
+      expect(errors).toEqual([]);
+    } finally {
+      await context.close();
     }
-    const shots: string[] = [];
-    for (const p of [alice, bob]) {
-      await p.page.locator("#message").blur();
-      await p.page.waitForTimeout(200);
-      shots.push((await p.page.screenshot()).toString("base64"));
-    }
-    // Both views side by side: Alice on a desktop in light mode, Bob on a phone in dark mode.
-    const frame = await h.browser.newPage({ viewport: { width: 1430, height: 700 } });
-    await frame.setContent(`<body style="margin:0;display:flex;gap:24px;align-items:center;justify-content:center;height:100vh;background:linear-gradient(135deg,#e9e7ff,#dff5f1)">
-      ${shots.map((b64) => `<img src="data:image/png;base64,${b64}" style="border-radius:14px;box-shadow:0 10px 40px rgb(30 30 80/25%)">`).join("")}</body>`);
-    await frame.waitForFunction(() => Array.from(document.images).every((i) => i.complete && i.naturalWidth > 0));
-    const shot = await frame.screenshot(
-      process.env.UPDATE_SCREENSHOT === "1" ? { path: new URL("../docs/screenshot.png", import.meta.url).pathname } : {},
-    );
-    expect(shot.byteLength).toBeGreaterThan(10_000);
-    await frame.close();
   });
+
+  test("the page and its files carry a CSP, nosniff and no-referrer; chatting under it violates nothing", async () => {
+    const csp =
+      "default-src 'self'; connect-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+    for (const path of ["/", "/js/app.js", "/js/rules.js", "/style.css", "/favicon.svg"]) {
+      const res = await fetch(`${h.server.url}${path}`);
+      expect(res.status, path).toBe(200);
+      expect([res.headers.get("content-security-policy"), res.headers.get("x-content-type-options"), res.headers.get("referrer-policy")], path).toEqual([
+        csp,
+        "nosniff",
+        "no-referrer",
+      ]);
+    }
+    // The header file is configuration, not something to serve.
+    expect((await fetch(`${h.server.url}/_headers`)).status).toBe(404);
+
+    const violations: string[] = [];
+    const watch = async (context: BrowserContext) => {
+      context.on("console", (m) => {
+        if (/Content Security Policy|Refused to/i.test(m.text())) violations.push(`console: ${m.text()}`);
+      });
+      await context.exposeBinding("reportViolation", (_source, what: string) => void violations.push(what));
+      await context.addInitScript(() => {
+        const report = (window as unknown as { reportViolation: (what: string) => void }).reportViolation;
+        document.addEventListener("securitypolicyviolation", (e) => report(`${e.effectiveDirective} blocked ${e.blockedURI}`));
+      });
+    };
+    const room = newRoom();
+    const alice = await person(room, "Alice", { setup: watch });
+    const bob = await person(room, "Bob", { setup: watch });
+    await alice.send("under a strict CSP");
+    await bob.waitForMessage("under a strict CSP");
+    await bob.send("and back");
+    await alice.waitForMessage("and back");
+    await alice.page.locator("#switch-room").click();
+    await alice.page.locator("#room-dialog [data-cancel]").click();
+    await alice.reload();
+    await alice.waitForMessage("and back");
+    expect(violations).toEqual([]);
+  });
+
+  test("another site cannot frame the chat (frame-ancestors 'none')", async () => {
+    // A page on another origin (same host, another port: Chromium's local
+    // network rules would block a public origin for a reason of their own)
+    // that frames the chat and notes when the frame has loaded.
+    const framer = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end(`<iframe src="${h.server.url}/?room=${newRoom()}" onload="document.title='frame loaded'"></iframe>`);
+    });
+    await new Promise<void>((resolve) => framer.listen(0, "127.0.0.1", resolve));
+    const context = await h.browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(`http://127.0.0.1:${(framer.address() as AddressInfo).port}/`);
+      await eventually("the framing page never saw its frame load (or fail to)", async () => (await page.title()) === "frame loaded");
+      const chat = page.frames().find((f) => f !== page.mainFrame());
+      expect(chat, "no child frame").toBeDefined();
+      // Chromium replaces a frame refused by frame-ancestors with its error page.
+      expect(chat!.url()).toBe("chrome-error://chromewebdata/");
+      expect(await chat!.locator("#composer").count(), "the chat rendered inside another site's frame").toBe(0);
+    } finally {
+      await context.close();
+      await new Promise((resolve) => framer.close(resolve));
+    }
+  });
+
+  test("names and text that attack the layout stay in their place", async () => {
+    const room = newRoom();
+    // The room now refuses such names, so Bob's socket plays an older room that let one through.
+    const rewrite = async (context: BrowserContext) => {
+      await context.routeWebSocket(/\/chat\//, (ws) => {
+        const server = ws.connectToServer();
+        ws.onMessage((m) => server.send(m));
+        server.onMessage((m) => ws.send(typeof m === "string" ? m.replaceAll("Mallory-rlo", "\u202eevil") : m));
+      });
+    };
+    const bob = await person(room, "Bob", { setup: rewrite });
+    const mallory = await person(room, "Mallory-rlo");
+    const zalgo = `a${"\u0301".repeat(1999)}`;
+    await mallory.send(zalgo);
+    await bob.waitForMessage(zalgo);
+    await bob.waitForSystem(/evil joined$/);
+
+    // The join line: the name is isolated, so " joined" and the time keep their order.
+    const join = bob.page.locator("#log > .system.presence").last();
+    const [said, time] = [await join.locator(":scope > span").boundingBox(), await join.locator(":scope > time").boundingBox()];
+    expect(said && time, "join line not drawn").toBeTruthy();
+    expect(time!.x, "the time was drawn before the words (reordered by the name)").toBeGreaterThanOrEqual(said!.x + said!.width - 1);
+    expect(await join.locator(":scope > span").evaluate((el) => el.firstElementChild?.tagName)).toBe("BDI");
+
+    // The message: author before time, and the stacked marks do not paint over the header above the bubble.
+    const msg = bob.page.locator("#log > .msg").last();
+    const [author, stamp] = [await msg.locator(".author").boundingBox(), await msg.locator("time").boundingBox()];
+    expect(stamp!.x).toBeGreaterThanOrEqual(author!.x + author!.width - 1);
+    await bob.page.locator("#message").blur();
+    const header = msg.locator(".meta");
+    const shot = () => header.screenshot({ animations: "disabled", caret: "hide" });
+    const withText = await shot();
+    await msg.locator(".text").evaluate((el) => ((el as HTMLElement).style.visibility = "hidden"));
+    const withoutText = await shot();
+    expect(withText.equals(withoutText), "the message's combining marks drew over its header").toBe(true);
+
+    // The client refuses such a name before the server has to.
+    await bob.page.locator("#me").click();
+    for (const bad of ["right\u202eleft", "a\u200bb", "bot"]) {
+      await bob.page.locator("#name-input").fill(bad);
+      expect(await bob.page.locator("#name-input").evaluate((el) => (el as HTMLInputElement).validity.valid), JSON.stringify(bad)).toBe(false);
+    }
+    await bob.page.locator("#name-input").fill("\u{1f469}\u200d\u{1f4bb}");
+    expect(await bob.page.locator("#name-input").evaluate((el) => (el as HTMLInputElement).validity.valid)).toBe(true);
+  });
+
 });

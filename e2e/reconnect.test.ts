@@ -50,6 +50,20 @@ async function sendRaw(room: string, texts: string[]): Promise<void> {
   ws.close();
 }
 
+/** Every page of the context throws on `localStorage` and `sessionStorage`, as with cookies blocked. */
+async function blockStorage(context: BrowserContext): Promise<void> {
+  await context.addInitScript(() => {
+    for (const name of ["localStorage", "sessionStorage"]) {
+      Object.defineProperty(window, name, {
+        configurable: true,
+        get() {
+          throw new DOMException("The operation is insecure.", "SecurityError");
+        },
+      });
+    }
+  });
+}
+
 /**
  * Routes every socket of a context through the test. `cut` arms a trap: the
  * next frame (in the given direction) whose text contains `marker` is dropped
@@ -137,7 +151,10 @@ describe("delivery across broken connections", () => {
       await p.waitForMessage("after the restart", 30_000);
       await p.waitForMessage("typed while offline", 30_000);
     }
-    await alice.page.waitForTimeout(500);
+    // Alice's outbox sends in order, one at a time: once this arrives, any
+    // second copy of what she sent before it would already be on screen.
+    await alice.send("barrier");
+    for (const p of [alice, bob]) await p.waitForMessage("barrier", 30_000);
     for (const p of [alice, bob]) {
       for (const text of ["before the crash", "typed while offline", "after the restart"]) {
         expect(await countIn(p, text), `${p.name} shows ${JSON.stringify(text)} once\n${await p.describe()}`).toBe(1);
@@ -169,6 +186,47 @@ describe("delivery across broken connections", () => {
     expect(await countIn(bob, "echo gets lost")).toBe(1);
     expect((await stored(room)).filter((t) => t === "echo gets lost"), "stored twice: the client resent a stored message").toHaveLength(1);
     expect(await alice.page.locator("#pending > *").count()).toBe(0);
+    expect(proxy.connections).toBeGreaterThanOrEqual(2);
+  });
+
+  test("with browser storage blocked, a message whose echo was lost is still stored once", async () => {
+    const room = newRoom();
+    const proxy = new Proxy();
+    const alice = await person(room, "Alice", async (context) => {
+      await blockStorage(context);
+      await proxy.install(context);
+    });
+    expect(await alice.page.evaluate(() => {
+      try {
+        localStorage.getItem("x");
+        return "storage works";
+      } catch {
+        return "blocked";
+      }
+    })).toBe("blocked");
+    const bob = await person(room, "Bob");
+    await alice.send("first, to learn who I am");
+    await alice.waitForMessage("first, to learn who I am");
+
+    proxy.arm("down", "echo lost, storage blocked");
+    await alice.send("echo lost, storage blocked");
+    await eventually("the proxy never saw the echo to drop", async () => proxy.sprung);
+    await alice.waitOnline(30_000);
+    await alice.waitForMessage("echo lost, storage blocked");
+    await alice.send("after it");
+    await bob.waitForMessage("after it");
+    await alice.waitForMessage("after it");
+
+    expect((await stored(room)).filter((t) => t === "echo lost, storage blocked"), "stored twice: the client resent a stored message").toHaveLength(1);
+    expect(await countIn(bob, "echo lost, storage blocked")).toBe(1);
+    expect(await alice.page.locator("#pending > *").count()).toBe(0);
+    // The same user across the reconnect: Bob sees one Alice, and all three are Alice's own.
+    await bob.waitForOnline(["Alice", "Bob"]);
+    expect((await alice.messages()).map((m) => [m.text, m.own])).toEqual([
+      ["first, to learn who I am", true],
+      ["echo lost, storage blocked", true],
+      ["after it", true],
+    ]);
     expect(proxy.connections).toBeGreaterThanOrEqual(2);
   });
 

@@ -133,6 +133,14 @@ const CONTROL = /\p{Cc}/u;
 // With the `u` flag a lone surrogate is one code point of category Cs; a
 // well-formed pair is a single astral code point and does not match.
 const LONE_SURROGATE = /\p{Cs}/u;
+// v1.1 "Display names": characters that reorder or hide what is drawn next
+// to a name (a U+202E in a name reversed the timestamp beside it) or make
+// two different names look alike. Joiners (U+200C, U+200D) and variation
+// selectors are not here: emoji sequences need them.
+const BIDI_CONTROL = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+const INVISIBLE = /[\u00ad\u200b\u2060\ufeff\u115f\u1160\u3164\uffa0]/u;
+/** The name the HTTP publish API posts under; no one connecting may take it. */
+const BOT_NAME = "bot";
 const ROOM = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
 const DECIMAL = /^[0-9]+$/;
 
@@ -172,13 +180,22 @@ export function normalizeRoom(raw: string): string | null {
   return raw.toLowerCase();
 }
 
-/** A display name after trimming, or null when it breaks a rule (the caller then picks a guest name). */
+/**
+ * A display name after trimming, or null when it breaks a rule (the caller
+ * then picks a guest name): 1 to 32 code points, well-formed, no control,
+ * bidirectional formatting or invisible characters, and not `bot` in any
+ * letter case.
+ */
 export function normalizeName(raw: string | null | undefined): string | null {
   if (typeof raw !== "string") return null;
+  // Checked before trimming: trim() also strips U+FEFF, and a name that came
+  // with one is refused whole rather than quietly repaired.
+  if (BIDI_CONTROL.test(raw) || INVISIBLE.test(raw)) return null;
   const name = raw.trim();
   const length = codePointLength(name);
   if (length < 1 || length > MAX_NAME_LENGTH) return null;
   if (!isWellFormed(name) || CONTROL.test(name)) return null;
+  if (name.toLowerCase() === BOT_NAME) return null;
   return name;
 }
 

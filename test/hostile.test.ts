@@ -155,14 +155,18 @@ describe("restarts", () => {
 });
 
 describe("names", () => {
-  it("turns a name with control characters or HTML-looking text into the rules' result, never an error", async () => {
+  it("turns a name with control, bidirectional or invisible characters or HTML-looking text into the rules' result, never an error", async () => {
     const room = freshRoom();
     const cases: [string, string | RegExp][] = [
       ["<img src=x onerror=alert(1)>", "<img src=x onerror=alert(1)>"],
       ["a\u0000b", /^guest-[a-z0-9]{4}$/],
       ["\u001b[31mred", /^guest-[a-z0-9]{4}$/],
       ["\u0085next", /^guest-[a-z0-9]{4}$/],
-      ["right\u202eleft", "right\u202eleft"],
+      // v1.1: bidirectional controls and invisible characters make a name invalid.
+      ["right\u202eleft", /^guest-[a-z0-9]{4}$/],
+      ["a\u200bb", /^guest-[a-z0-9]{4}$/],
+      ["bot", /^guest-[a-z0-9]{4}$/],
+      ["\u{1f469}\u200d\u{1f4bb}", "\u{1f469}\u200d\u{1f4bb}"],
     ];
     for (const [name, expected] of cases) {
       const res = await request(`/chat/${room}?name=${encodeURIComponent(name)}`, { headers: upgradeHeaders() });

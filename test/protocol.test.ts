@@ -121,6 +121,43 @@ describe("normalizeName", () => {
     "rejects %j",
     (raw) => expect(normalizeName(raw)).toBeNull(),
   );
+  // v1.1 "Display names": what reorders or hides the text beside a name.
+  it.each([
+    ["U+061C arabic letter mark", "a\u061cb"],
+    ["U+200E left-to-right mark", "a\u200eb"],
+    ["U+200F right-to-left mark", "a\u200fb"],
+    ["U+202A left-to-right embedding", "a\u202ab"],
+    ["U+202B right-to-left embedding", "a\u202bb"],
+    ["U+202C pop directional formatting", "a\u202cb"],
+    ["U+202D left-to-right override", "a\u202db"],
+    ["U+202E right-to-left override", "right\u202eleft"],
+    ["U+2066 left-to-right isolate", "a\u2066b"],
+    ["U+2067 right-to-left isolate", "a\u2067b"],
+    ["U+2068 first strong isolate", "a\u2068b"],
+    ["U+2069 pop directional isolate", "a\u2069b"],
+    ["U+00AD soft hyphen", "a\u00adb"],
+    ["U+200B zero width space", "a\u200bb"],
+    ["U+2060 word joiner", "a\u2060b"],
+    ["U+FEFF zero width no-break space", "a\ufeffb"],
+    ["U+FEFF at the start (trim() would strip it)", "\ufeffalice"],
+    ["U+115F hangul choseong filler", "\u115f"],
+    ["U+1160 hangul jungseong filler", "a\u1160"],
+    ["U+3164 hangul filler", "\u3164"],
+    ["U+FFA0 halfwidth hangul filler", "a\uffa0b"],
+    ["the name bot", "bot"],
+    ["the name bot, padded", "  bot "],
+    ["the name bot in capitals", "BOT"],
+    ["the name bot, mixed case", "Bot"],
+  ])("rejects a name with %s", (_what, raw) => expect(normalizeName(raw)).toBeNull());
+  it.each([
+    ["a zero width non-joiner (U+200C)", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"],
+    ["an emoji ZWJ sequence (U+200D)", "\u{1f469}\u200d\u{1f4bb} dev"],
+    ["a variation selector (U+FE0F)", "\u2764\ufe0f love"],
+    ["a keycap sequence", "1\ufe0f\u20e3 one"],
+    ["right-to-left letters", "\u05e9\u05dc\u05d5\u05dd"],
+    ["bot inside a longer name", "robot"],
+    ["bot with more after it", "bot 2"],
+  ])("keeps a name with %s", (_what, raw) => expect(normalizeName(raw)).toBe(raw));
 });
 
 describe("parseAfter", () => {

@@ -6,7 +6,8 @@ import { randomUUID } from "node:crypto";
 import type { Browser } from "playwright-core";
 import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { ChatPage, launchBrowser } from "./chat.ts";
-import { DevServer } from "../../tools/harness/devserver.ts";
+import type { DevServer } from "../../tools/harness/devserver.ts";
+import { startDevServer } from "./devserver.ts";
 
 export interface Harness {
   readonly server: DevServer;
@@ -25,8 +26,7 @@ export function useHarness(): Harness {
   const open: ChatPage[] = [];
 
   beforeAll(async () => {
-    // Ready when the page is served: the static assets are up, not just the Worker.
-    [server, browser] = await Promise.all([DevServer.start({ name: "wrangler dev (e2e)", ready: { path: "/", status: 200 }, readyTimeoutMs: 120_000 }), launchBrowser()]);
+    [server, browser] = await Promise.all([startDevServer(), launchBrowser()]);
   });
 
   afterAll(async () => {

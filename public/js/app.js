@@ -5,11 +5,11 @@
 // once through the nonce-matched `Outbox`.
 
 import { Connection } from "./connection.js";
-import { Outbox } from "./outbox.js";
 import { prefs } from "./prefs.js";
-import { LogWriter, el, pendingItem, personItem } from "./render.js";
-import { DEFAULT_LIMITS, codePointLength, composeText, normalizeName, normalizeRoom, roomFromLocation, roomUrl } from "./rules.js";
+import { LogWriter, el, nameNode, pendingItem, personItem } from "./render.js";
+import { codePointLength, composeText, normalizeName, normalizeRoom, roomFromLocation, roomUrl } from "./rules.js";
 import { StickyScroll } from "./scroll.js";
+import { ACK_AFTER_MS, RoomState } from "./state.js";
 
 /** @typedef {import("../../src/protocol.ts").ServerFrame} ServerFrame */
 /** @typedef {import("../../src/protocol.ts").WelcomeFrame} WelcomeFrame */
@@ -69,16 +69,8 @@ prefs.visit(room);
 
 /** The display name asked for (sent on every connect); the server's answer is `me.name`. */
 let name = prefs.name;
-/** @type {User | null} */
-let me = null;
-let limits = DEFAULT_LIMITS;
-/** The highest message id seen: the `after` of the next connect. */
-let lastId = 0;
-/** @type {Set<number>} */
-const seen = new Set();
-/** @type {Map<string, User>} */
-const online = new Map();
-const outbox = new Outbox();
+const state = new RoomState();
+const outbox = state.outbox;
 /** @type {Map<string, HTMLElement>} */
 const pendingNodes = new Map();
 const log = new LogWriter(ui.log);
@@ -94,7 +86,7 @@ function socketUrl() {
   if (name !== null) url.searchParams.set("name", name);
   const token = prefs.token;
   if (token !== null) url.searchParams.set("token", token);
-  if (lastId > 0) url.searchParams.set("after", String(lastId));
+  if (state.lastId > 0) url.searchParams.set("after", String(state.lastId));
   // Broadcasts gathered every few tens of ms (a protocol extension): fewer
   // frames for the room to send and for this page to handle in a busy room.
   url.searchParams.set("batch", "1");
@@ -109,14 +101,13 @@ function onFrame(frame) {
     case "message":
       return messages([frame]);
     case "join":
-      if (online.has(frame.user.id)) return;
-      online.set(frame.user.id, frame.user);
+      if (!state.join(frame.user)) return;
       renderPeople();
-      return scroll.append(() => log.system(`${frame.user.name} joined`, frame.ts), 0);
+      return scroll.append(() => log.system([nameNode(frame.user.name), " joined"], frame.ts), 0);
     case "leave":
-      online.delete(frame.user.id);
+      state.leave(frame.user);
       renderPeople();
-      return scroll.append(() => log.system(`${frame.user.name} left`, frame.ts), 0);
+      return scroll.append(() => log.system([nameNode(frame.user.name), " left"], frame.ts), 0);
     case "error":
       return serverError(frame.code, frame.message);
   }
@@ -124,39 +115,23 @@ function onFrame(frame) {
 
 /** @param {WelcomeFrame} w */
 function welcome(w) {
-  me = w.you;
   prefs.token = w.token;
   if (name === null || normalizeName(name) === null) {
     // Dismissed the name dialog, or a name the server would not take: keep the guest name it gave.
     name = w.you.name;
     prefs.name = name;
   }
-  limits = w.limits;
-  bucket.tokens = limits.burst;
+  const got = state.welcome(w, performance.now());
   ui.me.textContent = w.you.name;
-
-  online.clear();
-  for (const u of w.online) online.set(u.id, u);
   renderPeople();
-
-  const history = w.history;
-  if (w.gap && lastId > 0) {
-    if (history.length === 0 || history[0].id <= lastId) {
-      // Ids went backwards: the room's storage was reset. What we show is no longer the room's past.
-      seen.clear();
-      lastId = 0;
-      log.clear();
-      log.system("This room's history was reset", Date.now(), "gap");
-    } else {
-      scroll.append(() => log.system("Some messages were missed while you were away — they are no longer kept", Date.now(), "gap"), 0);
-    }
+  if (got.history === "reset") {
+    log.clear();
+    log.system("This room's history was reset", Date.now(), "gap");
+  } else if (got.history === "gap") {
+    scroll.append(() => log.system("Some messages were missed while you were away — they are no longer kept", Date.now(), "gap"), 0);
   }
-  // Whatever was in flight on the old socket is either in this history (stored) or must be sent again.
-  outbox.unsend();
-  messages(history);
-  // Ids start at 1 and have no holes: a first id above 1 means older messages were trimmed.
-  const first = ui.log.querySelector(".msg");
-  if (first instanceof HTMLElement && Number(first.dataset.id) > 1) ui.logStart.textContent = `Older messages in #${room} are no longer kept.`;
+  render(got);
+  if (got.trimmed) ui.logStart.textContent = `Older messages in #${room} are no longer kept.`;
   renderPending();
   drain();
   // The first ack tells the room this page acknowledges what it reads.
@@ -169,42 +144,33 @@ function welcome(w) {
 // it reconnects with `after` and loses nothing. Acking every few messages, or
 // a second after the last one, keeps a reading page far from that limit.
 
-const ACK_EVERY = 10;
-const ACK_AFTER_MS = 1000;
-let acked = 0;
 /** @type {ReturnType<typeof setTimeout> | undefined} */
 let ackTimer;
 
 function sendAck() {
   clearTimeout(ackTimer);
   ackTimer = undefined;
-  if (conn.send({ type: "ack", id: lastId })) acked = lastId;
+  if (conn.send({ type: "ack", id: state.lastId })) state.acked = state.lastId;
 }
 
 function ackLater() {
-  if (lastId - acked >= ACK_EVERY) sendAck();
+  if (state.ackDue) sendAck();
   else ackTimer ??= setTimeout(sendAck, ACK_AFTER_MS);
 }
 
 /** @param {Message[]} list */
 function messages(list) {
-  /** @type {Message[]} */
-  const fresh = [];
-  for (const m of list) {
-    if (seen.has(m.id)) continue;
-    seen.add(m.id);
-    if (m.id > lastId) lastId = m.id;
-    fresh.push(m);
-    if (me !== null && m.from.id === me.id) {
-      const p = outbox.confirm(m.nonce);
-      if (p !== undefined) {
-        pendingNodes.get(p.nonce)?.remove();
-        pendingNodes.delete(p.nonce);
-      }
-    }
+  render(state.messages(list));
+}
+
+/** @param {import("./state.js").Received} got */
+function render({ fresh, confirmed }) {
+  for (const p of confirmed) {
+    pendingNodes.get(p.nonce)?.remove();
+    pendingNodes.delete(p.nonce);
   }
   if (fresh.length === 0) return;
-  scroll.append(() => log.messages(fresh, me?.id), fresh.length);
+  scroll.append(() => log.messages(fresh, state.me?.id), fresh.length);
   ackLater();
   drain();
 }
@@ -217,10 +183,9 @@ function serverError(code, message) {
   const p = outbox.inFlight;
   if (code === "rate_limited") {
     // Dropped by the server, so sending it again cannot duplicate it.
-    if (p !== undefined) p.state = "queued";
-    bucket.tokens = 0;
+    state.rateLimited();
     showNotice("Slow down a little — your message will be sent in a moment.");
-    setTimeout(drain, 1000 / limits.perSec);
+    setTimeout(drain, 1000 / state.limits.perSec);
     return;
   }
   if (code === "invalid_message" && p !== undefined) {
@@ -238,8 +203,6 @@ function serverError(code, message) {
 
 // ---- sending ---------------------------------------------------------------
 
-/** Mirrors the room's per-connection token bucket so we rarely hit `rate_limited`. */
-const bucket = { tokens: DEFAULT_LIMITS.burst, at: performance.now() };
 /** @type {ReturnType<typeof setTimeout> | undefined} */
 let drainTimer;
 
@@ -247,17 +210,14 @@ function drain() {
   if (conn.state.kind !== "online") return;
   const p = outbox.next();
   if (p === undefined) return;
-  const now = performance.now();
-  bucket.tokens = Math.min(limits.burst, bucket.tokens + ((now - bucket.at) / 1000) * limits.perSec);
-  bucket.at = now;
-  if (bucket.tokens < 1) {
+  const wait = state.sendWait(performance.now());
+  if (wait > 0) {
     clearTimeout(drainTimer);
-    drainTimer = setTimeout(drain, ((1 - bucket.tokens) / limits.perSec) * 1000);
+    drainTimer = setTimeout(drain, wait);
     return;
   }
   if (conn.send({ type: "message", text: p.text, nonce: p.nonce })) {
-    bucket.tokens -= 1;
-    p.state = "sending";
+    state.sent(p);
     renderPending();
   }
 }
@@ -265,8 +225,8 @@ function drain() {
 function submit() {
   const text = composeText(ui.input.value);
   if (text.trim() === "") return;
-  if (codePointLength(text) > limits.text) {
-    showNotice(`Messages can be at most ${limits.text} characters.`);
+  if (codePointLength(text) > state.limits.text) {
+    showNotice(`Messages can be at most ${state.limits.text} characters.`);
     return;
   }
   const p = outbox.add(text);
@@ -300,13 +260,9 @@ function renderPending() {
 // ---- presence & status ------------------------------------------------------
 
 function renderPeople() {
-  const people = [...online.values()].sort((a, b) => {
-    if (a.id === me?.id) return -1;
-    if (b.id === me?.id) return 1;
-    return a.name.localeCompare(b.name);
-  });
+  const people = state.people();
   const frag = document.createDocumentFragment();
-  for (const u of people) frag.append(personItem(u, u.id === me?.id));
+  for (const u of people) frag.append(personItem(u, u.id === state.me?.id));
   ui.online.replaceChildren(frag);
   const n = String(people.length);
   ui.onlineCount.textContent = n;
@@ -353,7 +309,7 @@ function onState(s) {
 
 function updateCounter() {
   const n = codePointLength(ui.input.value);
-  const left = limits.text - n;
+  const left = state.limits.text - n;
   ui.counter.hidden = left > COUNTER_FROM;
   ui.counter.textContent = left >= 0 ? `${left} left` : `${-left} over the limit`;
   ui.counter.classList.toggle("over", left < 0);
@@ -406,7 +362,7 @@ function askName() {
 }
 ui.nameInput.addEventListener("input", () => {
   ui.nameInput.setCustomValidity(
-    normalizeName(ui.nameInput.value) === null ? "Use 1 to 32 characters, no control characters." : "",
+    normalizeName(ui.nameInput.value) === null ? "Use 1 to 32 characters, no control or invisible characters, and not “bot”." : "",
   );
 });
 ui.nameDialog.addEventListener("close", () => {

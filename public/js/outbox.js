@@ -1,8 +1,15 @@
 // @ts-check
 // Messages the user typed that the room has not yet confirmed. Each one has
 // a nonce; the server echoes it in the `message` frame, which is the only
-// proof a message was stored. Stop-and-wait: at most one is in flight, so an
-// `error` frame (which names no nonce) always belongs to that one.
+// proof a message was stored. A pending message is matched by its nonce
+// alone, never by the sender's id: that id changes when the page loses its
+// token (storage blocked, a new token after a reset), and a stored message
+// matched by nothing would be sent twice. Nonces are broadcast to everyone
+// in the room, so each is drawn at random: nobody can post ahead with the
+// nonce of a message this page has not sent yet.
+//
+// Stop-and-wait: at most one is in flight, so an `error` frame (which names
+// no nonce) always belongs to that one.
 //
 // After a reconnect the in-flight message may or may not have been stored.
 // `welcome.history` (asked with `after`) holds it with its nonce if it was;
@@ -17,11 +24,10 @@
 
 export const MAX_PENDING = 50;
 
-const session = (() => {
-  const bytes = crypto.getRandomValues(new Uint8Array(8));
-  return Array.from(bytes, (b) => b.toString(36).padStart(2, "0")).join("");
-})();
-let counter = 0;
+/** 128 random bits as 32 hex digits, well under the protocol's 64. */
+function randomNonce() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 export class Outbox {
   /** @type {Pending[]} */
@@ -38,7 +44,7 @@ export class Outbox {
   add(text) {
     if (this.full) return null;
     /** @type {Pending} */
-    const p = { nonce: `${session}-${++counter}`, text, state: "queued" };
+    const p = { nonce: randomNonce(), text, state: "queued" };
     this.items.push(p);
     return p;
   }

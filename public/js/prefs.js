@@ -2,19 +2,25 @@
 // What the browser remembers between visits: the display name, the identity
 // token from `welcome` (global: one token keeps the same user id in every
 // room) and recently visited rooms. Storage can be unavailable (disabled
-// cookies, some private modes); the chat then still works, it just forgets.
+// cookies, some private modes, a sandboxed frame); then everything is kept in
+// memory for the life of the page. The token above all: without it every
+// reconnect would make this page a new user, whose own messages it could not
+// tell apart from anyone else's.
 
 const NAME = "edge-chat:name";
 const TOKEN = "edge-chat:token";
 const ROOMS = "edge-chat:rooms";
 const MAX_RECENT = 8;
 
+/** @type {Map<string, string>} */
+const memory = new Map();
+
 /** @param {string} key */
 function read(key) {
   try {
-    return localStorage.getItem(key);
+    return localStorage.getItem(key) ?? memory.get(key) ?? null;
   } catch {
-    return null;
+    return memory.get(key) ?? null;
   }
 }
 
@@ -23,6 +29,7 @@ function read(key) {
  * @param {string} value
  */
 function write(key, value) {
+  memory.set(key, value);
   try {
     localStorage.setItem(key, value);
   } catch {

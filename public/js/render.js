@@ -28,6 +28,17 @@ export function el(tag, className, text) {
   return node;
 }
 
+/**
+ * A display name as its own bidirectional island: a right-to-left name (or
+ * any direction control an older server let through) cannot reorder the
+ * words and the time drawn next to it.
+ * @param {string} name
+ * @param {string} [className]
+ */
+export function nameNode(name, className) {
+  return el("bdi", className, name);
+}
+
 /** Hues that stay apart from each other and from the accent. */
 const HUES = [205, 160, 28, 340, 190, 95, 12, 290, 45, 130];
 
@@ -130,7 +141,7 @@ export class LogWriter {
     if (m.nonce !== undefined) item.dataset.nonce = m.nonce;
 
     const meta = el("header", "meta");
-    const author = el("span", "author", m.from.name);
+    const author = nameNode(m.from.name, "author");
     meta.append(author);
     if (own) meta.append(el("span", "you", "(you)"));
     meta.append(" ", timeNode(m.ts));
@@ -152,7 +163,7 @@ export class LogWriter {
 
   /**
    * A quiet line: someone joined or left, a gap, a reset.
-   * @param {string} text
+   * @param {string | (string | Node)[]} text  names go in as nameNode()
    * @param {number} ts
    * @param {string} [kind]
    */
@@ -160,7 +171,9 @@ export class LogWriter {
     const frag = document.createDocumentFragment();
     this.#day(frag, ts);
     const line = el("div", `system ${kind}`);
-    line.append(el("span", "", text), " ", timeNode(ts));
+    const span = el("span");
+    span.append(...(typeof text === "string" ? [text] : text));
+    line.append(span, " ", timeNode(ts));
     frag.append(line);
     this.#log.append(frag);
     this.#last = { from: null, ts, day: dayKey(ts) };
@@ -187,7 +200,7 @@ export function pendingItem(text, nonce) {
 export function personItem(user, own) {
   const item = el("li", own ? "person own" : "person");
   item.dataset.id = user.id;
-  item.append(avatar(user), el("span", "name", user.name));
+  item.append(avatar(user), nameNode(user.name, "name"));
   if (own) item.append(el("span", "you", "(you)"));
   return item;
 }

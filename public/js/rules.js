@@ -14,6 +14,9 @@ export const DEFAULT_LIMITS = { history: 100, text: 2000, name: 32, burst: 10, p
 const ROOM = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
 const CONTROL = /\p{Cc}/u;
 const LONE_SURROGATE = /\p{Cs}/u;
+const BIDI_CONTROL = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+const INVISIBLE = /[\u00ad\u200b\u2060\ufeff\u115f\u1160\u3164\uffa0]/u;
+const BOT_NAME = "bot";
 
 /** Length in Unicode code points, the unit of every text limit. */
 export function codePointLength(/** @type {string} */ s) {
@@ -36,9 +39,11 @@ export function normalizeRoom(raw) {
  * @returns {string | null}
  */
 export function normalizeName(raw) {
+  if (BIDI_CONTROL.test(raw) || INVISIBLE.test(raw)) return null;
   const name = raw.trim();
   const n = codePointLength(name);
   if (n < 1 || n > MAX_NAME_LENGTH || LONE_SURROGATE.test(name) || CONTROL.test(name)) return null;
+  if (name.toLowerCase() === BOT_NAME) return null;
   return name;
 }
 
@@ -48,10 +53,23 @@ export function normalizeName(raw) {
  * @returns {{ room: string, invalid: string | null }}
  */
 export function roomFromLocation(loc) {
-  const raw = new URLSearchParams(loc.search).get("room") ?? decodeURIComponent(loc.hash.slice(1));
+  const raw = new URLSearchParams(loc.search).get("room") ?? decodeHash(loc.hash.slice(1));
   if (raw === "") return { room: DEFAULT_ROOM, invalid: null };
   const room = normalizeRoom(raw);
   return room === null ? { room: DEFAULT_ROOM, invalid: raw } : { room, invalid: null };
+}
+
+/**
+ * A hash is whatever the link said; a broken escape (`#%E0%A4%A`) makes
+ * decodeURIComponent throw, and such a link names no valid room.
+ * @param {string} hash
+ */
+function decodeHash(hash) {
+  try {
+    return decodeURIComponent(hash);
+  } catch {
+    return hash;
+  }
 }
 
 /**
