@@ -59,8 +59,9 @@ export async function startServer(spec: ServerSpec, options: StartOptions = {}):
     config: CONFIG[spec.server],
     vars: isEdgeChat(spec.server) ? benchVars(logLevel) : {},
     // wrangler's own log level decides whether the Worker's console lines are
-    // printed at all: the room logs debug/info lines through console.log.
-    logLevel: logLevel === "warn" ? "warn" : "info",
+    // printed at all: the room logs debug/info lines through console.log,
+    // which wrangler prints at its level `log` (not at `info`).
+    logLevel: logLevel === "warn" ? "warn" : "log",
     // Any HTTP answer means the server is up; for the Workers this also loads
     // the Worker (426: no upgrade).
     ready: { path: "/chat/ready" },

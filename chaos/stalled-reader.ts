@@ -205,7 +205,8 @@ export async function stalledReader(args: string[]): Promise<number> {
     name: `stalled-reader-${host}`,
     host,
     snapshot: true,
-    logLevel: "info",
+    // The room's log lines (idle_closed, disconnect, …) are read for the report.
+    logLevel: "log",
     vars: { IP_CONNECT_PER_MIN: "0", RATE_BURST: "100000", RATE_PER_SEC: "100000" },
     readyTimeoutMs: 60_000,
     keep: KEEP,

@@ -43,8 +43,11 @@ export interface DevServerOptions {
   dir?: string;
   /** Storage folder; default `state` in the work folder. */
   persistTo?: string;
-  /** wrangler's own log level: the Worker's console.log lines are printed at `info`, not at `warn`. */
-  logLevel?: "info" | "warn";
+  /**
+   * wrangler's own log level (default `warn`). The Worker's console.log lines
+   * are printed at `log` (wrangler's default), not at `info` or `warn`.
+   */
+  logLevel?: "log" | "warn";
   /** Every line the server prints, as it prints it. */
   onLine?: (line: string) => void;
   inspectorPort?: number;
