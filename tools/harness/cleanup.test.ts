@@ -5,6 +5,7 @@
 //   npm run test:tools
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { ROOT } from "./devserver.ts";
@@ -73,14 +74,26 @@ test("a broken output pipe stops the stalled-reader's server", { timeout: 180_00
   await assertGone(groups);
 });
 
-test("SIGKILL of the tool still ends its server (the guard)", { timeout: 180_000 }, async () => {
+/** The work folders the guards of these groups were told to remove. */
+function workDirs(groups: number[]): string[] {
+  return groups.flatMap((g) => {
+    const args = readFileSync(`/proc/${g}/cmdline`, "utf8").split("\0");
+    const i = args.indexOf("--remove");
+    return i >= 0 && args[i + 1] !== undefined ? [args[i + 1] ?? ""] : [];
+  });
+}
+
+test("SIGKILL of the tool still ends its server and removes its work folder (the guard)", { timeout: 180_000 }, async () => {
   // The benchmark's server prints nothing at LOG_LEVEL=warn: no write to the
   // dead tool's pipe (EPIPE) ends it by chance.
   const tool = startTool(bench);
   const groups = await serverGroups(tool);
+  const dirs = workDirs(groups);
+  assert.equal(dirs.length, groups.length, "each server has a work folder to remove");
   await sleep(500);
   tool.child.kill("SIGKILL");
   const { signal } = await tool.exited;
   assert.equal(signal, "SIGKILL");
   await assertGone(groups);
+  assert.deepEqual(dirs.filter((d) => existsSync(d)), [], "work folders left behind");
 });

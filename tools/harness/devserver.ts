@@ -234,7 +234,8 @@ export class DevServer {
     const command = this.#command(config, inspectorPort);
     this.#log ??= createWriteStream(this.logFile, { flags: "a" });
     this.#log.write(`\n=== start #${this.starts + 1}: ${command.join(" ")}\n`);
-    const child = spawn(process.execPath, [GUARD, ...command], {
+    const remove = this.#ownsDir && this.#o.keep !== true ? ["--remove", this.dir] : [];
+    const child = spawn(process.execPath, [GUARD, ...remove, ...command], {
       cwd: dirname(config),
       detached: true,
       // stdin is the guard's lifeline: it closes when this process dies.
