@@ -7,7 +7,8 @@ import type { AddressInfo } from "node:net";
 import type { Browser, Frame } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { eventually, launchBrowser } from "./support/chat.ts";
-import { DevServer } from "./support/devserver.ts";
+import type { DevServer } from "../tools/harness/devserver.ts";
+import { startDevServer } from "./support/devserver.ts";
 import { newRoom } from "./support/harness.ts";
 
 /** A page on another origin (same host, another port) that frames `src`. */
@@ -35,7 +36,7 @@ let stranger: Awaited<ReturnType<typeof framer>> | undefined;
 beforeAll(async () => {
   // The framing sites first: the chat's ALLOWED_ORIGINS names one of them.
   [host, stranger] = await Promise.all([framer(), framer()]);
-  [chat, browser] = await Promise.all([DevServer.start({ ALLOWED_ORIGINS: host.origin }), launchBrowser()]);
+  [chat, browser] = await Promise.all([startDevServer({ ALLOWED_ORIGINS: host.origin }), launchBrowser()]);
 });
 
 afterAll(async () => {
