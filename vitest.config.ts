@@ -107,6 +107,17 @@ export default defineConfig({
         test: { name: "unconfigured", include: ["test/unconfigured/*.test.ts"], testTimeout: 60_000 },
       },
       {
+        // A large room spread over several Durable Objects: three sockets per
+        // object, and history and presence small enough to overflow.
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: { bindings: { ...secrets, SHARD_SIZE: "3", HISTORY_SIZE: "5", PRESENCE_LIMIT: "4" } },
+          }),
+        ],
+        test: { name: "shards", include: ["test/shards/*.test.ts"], testTimeout: 60_000 },
+      },
+      {
         // A large room's ordering core (sequencer, roster, part stream) in
         // plain Node: it uses no Workers APIs, and the random-schedule model
         // runs thousands of schedules in seconds.

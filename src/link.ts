@@ -54,8 +54,12 @@ export type StreamEvent =
   | { kind: "count"; count: number }
   /** Back at or below PRESENCE_LIMIT: the whole list again. */
   | { kind: "list"; count: number; online: User[] }
-  /** The part's upstream frame `u` (an `arrive`) is admitted: welcome that socket now. */
-  | { kind: "admit"; u: number }
+  /**
+   * The part's upstream frame `u` (an `arrive`) is admitted: welcome that
+   * socket now. `count` is the users online now: above the limit, the
+   * counts every part hears may lag by up to a second, a welcome need not.
+   */
+  | { kind: "admit"; u: number; count: number }
   /** The part's upstream `publish` number `u` was refused. */
   | { kind: "reject"; u: number; code: RejectCode; message: string };
 

@@ -53,6 +53,9 @@ import {
 import { RoomQuota } from "./quota.ts";
 import { recordStrike } from "./ratelimit.ts";
 import { parseSession, sessionRoles, type Session } from "./session.ts";
+import type { StreamEvent } from "./link.ts";
+import type { Store } from "./sequencer.ts";
+import { ShardHub } from "./shards.ts";
 
 /** What the Worker has already checked and decided for a new connection. */
 export interface Admission {
@@ -101,7 +104,7 @@ export function admissionRequest(admission: Admission): Request {
   return new Request(url, { headers: { Upgrade: "websocket" } });
 }
 
-function readAdmission(request: Request): Admission | null {
+export function readAdmission(request: Request): Admission | null {
   const url = new URL(request.url);
   const q = url.searchParams;
   const room = q.get("room");
@@ -145,6 +148,11 @@ export class ChatRoom extends DurableObject<Env> {
   // here can be lost to a hibernation; an eviction closes the sockets too.
   readonly #batches = new BatchQueue();
   #flushTimer: ReturnType<typeof setTimeout> | null = null;
+  // Once the room's own sockets reach SHARD_SIZE: the sequencer of its
+  // parts (see shards.ts, docs/LARGE-ROOMS.md). Null: exactly a single room.
+  #hub: ShardHub | null = null;
+  // The socket whose own arrival is being told, so it does not hear its join.
+  #joining: WebSocket | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -176,6 +184,7 @@ export class ChatRoom extends DurableObject<Env> {
     const admission = readAdmission(request);
     if (admission === null) return jsonResponse(400, { error: "bad_request", message: "not an admitted connection" });
     try {
+      if (this.#members().size >= this.#config.shardSize) return await this.#toPart(admission);
       return this.#connect(admission);
     } catch (err) {
       this.#log.error("fault", { room: admission.room, where: "connect", error: describeError(err) });
@@ -226,12 +235,13 @@ export class ChatRoom extends DurableObject<Env> {
       room,
       you: user,
       token,
-      online: this.#online(),
+      ...this.#welcomeOnline(session.user),
       history: messages,
       gap,
       limits: this.#limits,
     });
-    if (first) this.#broadcast({ type: "join", user: publicUser(user), ts: now }, server);
+    if (this.#hub !== null) this.#hubArrive(session.user, server);
+    else if (first) this.#broadcast({ type: "join", user: publicUser(user), ts: now }, server);
     if (!this.#sweepArmed) {
       this.#armSweep(now).catch((err) => this.#log.error("fault", { room, where: "alarm", error: describeError(err) }));
     }
@@ -330,6 +340,10 @@ export class ChatRoom extends DurableObject<Env> {
    * durable, so no peer can see a message that a crash could still lose.
    */
   #publish(room: string, from: User, text: string, nonce: string | undefined, now: number): Message {
+    if (this.#hub !== null) {
+      this.#usage.messages++;
+      return this.#hub.post(from, text, nonce);
+    }
     const { message, cost } = this.#history.append(from, text, nonce, now);
     this.#count(cost);
     this.#usage.messages++;
@@ -402,7 +416,9 @@ export class ChatRoom extends DurableObject<Env> {
     // event that wakes the room) never was: its user leaves only when no
     // member socket of that user is left.
     const last = member !== undefined ? this.#leave(session.user.id) : !this.#presence.has(session.user.id);
-    if (last) this.#broadcast({ type: "leave", user: publicUser(session.user), ts: Date.now() });
+    if (this.#hub !== null) {
+      if (member !== undefined) this.#hub.depart(session.user.id);
+    } else if (last) this.#broadcast({ type: "leave", user: publicUser(session.user), ts: Date.now() });
     this.#log.info("disconnect", { room: session.room, user: session.user.id, connections: sessions.size, ...detail });
   }
 
@@ -452,6 +468,101 @@ export class ChatRoom extends DurableObject<Env> {
     if (!Number.isFinite(oldest)) return;
     await this.ctx.storage.setAlarm(Math.max(oldest + IDLE_TIMEOUT_MS, now + 1000));
     this.#sweepArmed = true;
+  }
+
+  // ---- large rooms: this room as the sequencer of its parts ------------------
+
+  #ensureHub(): ShardHub {
+    if (this.#hub !== null) return this.#hub;
+    const history = this.#history;
+    this.#count(history.load());
+    // Origins of the kept messages, for repeated publishes. In memory for
+    // now: a restarted sequencer answers "cannot tell" for every repeat.
+    const origins = new Map<number, string>();
+    const store: Store = {
+      get lastId() {
+        return history.lastId;
+      },
+      ring: () => history.since(null).messages,
+      hasOrigin: (origin) => {
+        for (const [id, o] of origins) if (o === origin && id > history.lastId - history.size) return true;
+        return false;
+      },
+      append: (from, text, nonce, ts, origin) => {
+        const { message, cost } = history.append(from, text, nonce, ts);
+        this.#count(cost);
+        if (origin !== null) origins.set(message.id, origin);
+        for (const id of origins.keys()) if (id <= message.id - history.size) origins.delete(id);
+        return message;
+      },
+    };
+    const own = Array.from(this.#members().values(), (s) => publicUser(s.user));
+    this.#hub = new ShardHub(
+      { env: this.env, sql: this.ctx.storage.sql, room: this.#name(), config: this.#config, log: this.#log, store, local: (e) => this.#deliverLocal(e) },
+      own,
+    );
+    return this.#hub;
+  }
+
+  /** The room's name: the Durable Object's, as the Worker addressed it. */
+  #name(): string {
+    for (const session of this.#members().values()) return session.room;
+    return this.ctx.id.name ?? "";
+  }
+
+  /** A connection beyond the room's own SHARD_SIZE: handed to a part, which the room dials first. */
+  async #toPart(admission: Admission): Promise<Response> {
+    const hub = this.#ensureHub();
+    const part = hub.partFor(admission.user.id);
+    await hub.link(part);
+    return this.env.PARTS.get(this.env.PARTS.idFromName(part)).fetch(admissionRequest(admission));
+  }
+
+  /** A part with sockets and no link (this room restarted, or the link broke) asks to be dialled. */
+  async linkPart(part: string): Promise<void> {
+    await this.#ensureHub().link(part);
+  }
+
+  #hubArrive(user: User, ws: WebSocket): void {
+    this.#joining = ws;
+    try {
+      this.#hub?.arrive(publicUser(user));
+    } finally {
+      this.#joining = undefined;
+    }
+  }
+
+  /** An event of the room's one order, for the room's own sockets. */
+  #deliverLocal(event: StreamEvent): void {
+    switch (event.kind) {
+      case "message":
+        this.#broadcast(event.message);
+        break;
+      case "join":
+      case "leave":
+        this.#broadcast({ type: event.kind, user: event.user, ts: event.ts }, this.#joining);
+        break;
+      case "count":
+        this.#broadcast({ type: "presence", count: event.count });
+        break;
+      case "list":
+        this.#broadcast({ type: "presence", count: event.count, online: event.online });
+        break;
+      case "admit":
+      case "reject":
+        break;
+    }
+  }
+
+  /** `welcome.online` (and, in a large room, `onlineCount`), the newcomer included. */
+  #welcomeOnline(you: User): { online: User[]; onlineCount?: number } {
+    if (this.#hub === null) return { online: this.#online() };
+    const roster = this.#hub.roster;
+    const listed = new Map(roster.online().map((u) => [u.id, u] as const));
+    listed.set(you.id, publicUser(you));
+    const count = listed.size;
+    if (count <= this.#config.presenceLimit) return { online: Array.from(listed.values()), onlineCount: count };
+    return { online: [publicUser(you), ...this.#online().filter((u) => u.id !== you.id)].slice(0, this.#config.presenceLimit), onlineCount: count };
   }
 
   // ---- HTTP API, called by the Worker over RPC ------------------------------

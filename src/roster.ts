@@ -54,6 +54,11 @@ export class Roster {
     return new Map(this.#sockets);
   }
 
+  /** The parts where user `userId` has sockets. */
+  partsOf(userId: string): string[] {
+    return Array.from(this.#users.get(userId)?.parts.keys() ?? []);
+  }
+
   has(userId: string): boolean {
     return this.#users.has(userId);
   }
@@ -71,6 +76,16 @@ export class Roster {
     if (this.#listed) return { count: this.count, online: this.online() };
     this.#countSent = -1;
     return { count: this.count, online: null };
+  }
+
+  /**
+   * The count for one newcomer's welcome. In counting mode that client now
+   * knows a count the others may not: the next count goes out to all when
+   * it is due, even if it is back to what they were told last.
+   */
+  welcomeCount(): number {
+    if (!this.#listed && this.count !== this.#countSent) this.#countSent = -1;
+    return this.count;
   }
 
   /** One more socket of `user` on `part`. */

@@ -50,6 +50,8 @@ export interface SequencerOptions {
   window: number;
   /** Beats sent after the last change of a part's stream, one per tick, to catch a lost tail. */
   beats: number;
+  /** Sees every event sent to all parts, in order: the sequencer's own sockets get them from here. */
+  local?: (event: StreamEvent) => void;
 }
 
 /**
@@ -135,6 +137,16 @@ export class Sequencer {
   drop(part: string, now: number): Send[] {
     if (this.#links.has(part)) return [];
     return this.#broadcast(this.#roster.drop(part, now));
+  }
+
+  /** One more socket of `user` on `part`, which has no stream (the sequencer's own sockets). */
+  arrive(part: string, user: User, now: number): Send[] {
+    return this.#broadcast(this.#roster.arrive(part, user, now));
+  }
+
+  /** One socket less on a part without a stream. */
+  depart(part: string, userId: string, now: number): Send[] {
+    return this.#broadcast(this.#roster.depart(part, userId, now));
   }
 
   /** A message from outside the parts (the HTTP API, the room's own sockets). */
@@ -245,7 +257,7 @@ export class Sequencer {
     link.beatsLeft = this.#options.beats;
     switch (op.kind) {
       case "arrive":
-        return [...this.#broadcast(this.#roster.arrive(part, op.user, now)), this.#emit(part, link, { kind: "admit", u })];
+        return [...this.#broadcast(this.#roster.arrive(part, op.user, now)), this.#emit(part, link, { kind: "admit", u, count: this.#roster.welcomeCount() })];
       case "depart":
         return this.#broadcast(this.#roster.depart(part, op.userId, now));
       case "publish":
@@ -297,6 +309,7 @@ export class Sequencer {
   #broadcast(events: readonly StreamEvent[]): Send[] {
     const sends: Send[] = [];
     for (const event of events) {
+      this.#options.local?.(event);
       for (const [part, link] of this.#links) sends.push(this.#emit(part, link, event));
     }
     return sends;

@@ -399,7 +399,7 @@ export class PartStream {
         this.#count = event.count;
         return [{ kind: "deliver", frame: { type: "presence", count: event.count, online: event.online } }];
       case "admit": {
-        for (const [socket, s] of this.#sockets) if (s.u === event.u && !s.welcomed) return this.#welcome(socket, s, now);
+        for (const [socket, s] of this.#sockets) if (s.u === event.u && !s.welcomed) return this.#welcome(socket, s, now, event.count);
         return [];
       }
       case "reject":
@@ -417,7 +417,7 @@ export class PartStream {
     return [error];
   }
 
-  #welcome(socket: number, s: Socket, now: number): PartAction[] {
+  #welcome(socket: number, s: Socket, now: number, count = this.#count): PartAction[] {
     s.welcomed = true;
     const lastId = this.#lastId ?? 0;
     const { after } = s;
@@ -434,7 +434,7 @@ export class PartStream {
       gap = history.length < lastId - after;
     }
     const actions: PartAction[] = [
-      { kind: "welcome", socket, history, gap, online: this.#welcomeOnline(s.user), onlineCount: this.#count },
+      { kind: "welcome", socket, history, gap, online: this.#welcomeOnline(s.user), onlineCount: this.#listed ? this.#count : count },
     ];
     for (const { text, nonce } of s.early.splice(0)) actions.push(...this.publish(socket, text, nonce, now));
     return actions;

@@ -55,6 +55,17 @@ describe("Roster", () => {
     expect(r.tick(2000)).toEqual([{ kind: "count", count: 2 }]);
   });
 
+  it("sends the count again once a welcome told a newcomer a count the others were not told", () => {
+    const r = new Roster(1, 1000);
+    r.arrive("p", u(1), 0);
+    expect(r.arrive("p", u(2), 0)).toEqual([{ kind: "count", count: 2 }]);
+    expect(r.arrive("p", u(3), 10)).toEqual([]);
+    expect(r.welcomeCount()).toBe(3);
+    expect(r.depart("p", "u3", 20)).toEqual([]);
+    // Back at 2, what the others were told; but the newcomer was told 3.
+    expect(r.tick(1000)).toEqual([{ kind: "count", count: 2 }]);
+  });
+
   it("replaces a part's share, telling only what changed", () => {
     const r = new Roster(10);
     r.arrive("p1", u(1), 0);

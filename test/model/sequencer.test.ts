@@ -67,7 +67,7 @@ describe("Sequencer", () => {
     ]);
     expect(framesTo(arrived, "p1")).toEqual([
       { v, type: "event", stream: { epoch: 1, gen: 1 }, seq: 1, acked: 1, event: { kind: "join", user: alice, ts: 10 } },
-      { v, type: "event", stream: { epoch: 1, gen: 1 }, seq: 2, acked: 1, event: { kind: "admit", u: 1 } },
+      { v, type: "event", stream: { epoch: 1, gen: 1 }, seq: 2, acked: 1, event: { kind: "admit", u: 1, count: 1 } },
     ]);
     const published = seq.receive(op("p1", 2, publish(alice, "hi", "c1")), 20);
     const message = { type: "message", id: 1, ts: 20, from: alice, text: "hi", nonce: "c1" };

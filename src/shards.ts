@@ -1,0 +1,152 @@
+// The sequencer's side of a large room, as the ChatRoom runs it once its own
+// sockets reach SHARD_SIZE (docs/LARGE-ROOMS.md): the Sequencer (ordering,
+// streams, repair) wired to one dialled WebSocket per part, a timer for
+// retries, beats and presence counts, and the choice of a part for a new
+// connection. The room's own sockets count as the part LOCAL_PART and get
+// every event through `local`.
+
+import { linkRequest, PART_RETRY_MS } from "./part.ts";
+import type { Upstream, StreamEvent } from "./link.ts";
+import type { Logger } from "./log.ts";
+import { describeError } from "./log.ts";
+import type { Message, User } from "./protocol.ts";
+import { take, type Bucket } from "./ratelimit.ts";
+import { Roster } from "./roster.ts";
+import { Sequencer, type Decide, type Send, type Store } from "./sequencer.ts";
+import type { Config } from "./config.ts";
+
+/** The roster's name for the sequencer's own sockets. */
+export const LOCAL_PART = "";
+/** How long an evicted part's users stay online while its clients reconnect elsewhere. */
+export const PART_GRACE_MS = 10_000;
+const STATE_SCHEMA = "CREATE TABLE IF NOT EXISTS shard_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)";
+
+export interface HubOptions {
+  env: Env;
+  sql: SqlStorage;
+  room: string;
+  config: Config;
+  log: Logger;
+  store: Store;
+  /** Delivers an event to the room's own sockets. */
+  local: (event: StreamEvent) => void;
+}
+
+export class ShardHub {
+  readonly #o: HubOptions;
+  readonly #roster: Roster;
+  readonly #seq: Sequencer;
+  readonly #links = new Map<string, WebSocket>();
+  readonly #dialling = new Map<string, Promise<void>>();
+  readonly #buckets = new Map<string, Bucket>();
+  #ticker: ReturnType<typeof setInterval>;
+
+  constructor(o: HubOptions, own: readonly User[]) {
+    this.#o = o;
+    // A new epoch for every sequencer that starts: one row, once.
+    o.sql.exec(STATE_SCHEMA);
+    const epoch = (o.sql.exec<{ value: number }>("SELECT value FROM shard_state WHERE key = 'epoch'").toArray()[0]?.value ?? 0) + 1;
+    o.sql.exec("INSERT INTO shard_state (key, value) VALUES ('epoch', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", epoch);
+    this.#roster = new Roster(o.config.presenceLimit);
+    const counts = new Map<string, { user: User; sockets: number }>();
+    for (const user of own) {
+      const entry = counts.get(user.id);
+      if (entry === undefined) counts.set(user.id, { user, sockets: 1 });
+      else entry.sockets++;
+    }
+    // The room's own clients know each other already: nothing to tell.
+    this.#roster.replace(LOCAL_PART, Array.from(counts.values()), Date.now());
+    const decide: Decide = (op, now) => this.#decide(op.from, now);
+    this.#seq = new Sequencer(epoch, o.store, this.#roster, decide, { window: 4096, beats: 3, local: o.local });
+    this.#ticker = setInterval(() => this.#send(this.#seq.tick(Date.now())), PART_RETRY_MS);
+  }
+
+  get roster(): Roster {
+    return this.#roster;
+  }
+
+  /** The part a new connection of `user` goes to: where the user already is when it has room, else the first with room. */
+  partFor(userId: string): string {
+    const size = this.#o.config.shardSize;
+    const parts = this.#roster.parts();
+    for (const part of this.#roster.partsOf(userId)) {
+      if (part !== LOCAL_PART && (parts.get(part) ?? 0) < size) return part;
+    }
+    for (let k = 1; ; k++) {
+      const part = `${this.#o.room}/${k}`;
+      if ((parts.get(part) ?? 0) < size) return part;
+    }
+  }
+
+  /** Dials `part` unless a link to it is open or being opened. */
+  link(part: string): Promise<void> {
+    if (this.#links.has(part)) return Promise.resolve();
+    const pending = this.#dialling.get(part);
+    if (pending !== undefined) return pending;
+    const dial = this.#dial(part).finally(() => this.#dialling.delete(part));
+    this.#dialling.set(part, dial);
+    return dial;
+  }
+
+  async #dial(part: string): Promise<void> {
+    const stub = this.#o.env.PARTS.get(this.#o.env.PARTS.idFromName(part));
+    const response = await stub.fetch(linkRequest(this.#o.room, part));
+    const ws = response.webSocket;
+    if (ws === null) throw new Error(`part ${part} refused the link: ${response.status}`);
+    ws.accept();
+    this.#links.set(part, ws);
+    ws.addEventListener("message", (event) => {
+      try {
+        if (typeof event.data !== "string") return;
+        // From a part of this room, over a link no client can reach; the
+        // sequencer drops versions it does not know.
+        this.#send(this.#seq.receive(JSON.parse(event.data) as Upstream, Date.now()));
+      } catch (err) {
+        this.#o.log.error("fault", { room: this.#o.room, part, where: "link", error: describeError(err) });
+      }
+    });
+    ws.addEventListener("close", () => {
+      if (this.#links.get(part) !== ws) return;
+      this.#links.delete(part);
+      this.#seq.detach(part);
+      setTimeout(() => this.#send(this.#seq.drop(part, Date.now())), PART_GRACE_MS);
+    });
+  }
+
+  arrive(user: User): void {
+    this.#send(this.#seq.arrive(LOCAL_PART, user, Date.now()));
+  }
+
+  depart(userId: string): void {
+    this.#send(this.#seq.depart(LOCAL_PART, userId, Date.now()));
+  }
+
+  post(from: User, text: string, nonce: string | undefined): Message {
+    const { message, sends } = this.#seq.post(from, text, nonce, Date.now());
+    this.#send(sends);
+    return message;
+  }
+
+  close(): void {
+    clearInterval(this.#ticker);
+    for (const ws of this.#links.values()) ws.close(1001, "the room went away");
+  }
+
+  #send(sends: Send[]): void {
+    for (const { part, frame } of sends) {
+      try {
+        this.#links.get(part)?.send(JSON.stringify(frame));
+      } catch {
+        // The link broke: its close detaches the part, which attaches again.
+      }
+    }
+  }
+
+  /** The per-user bucket across the whole room (the per-address one is not wired yet). */
+  #decide(from: User, now: number): ReturnType<Decide> {
+    const { rateBurst, ratePerSec } = this.#o.config;
+    const result = take(this.#buckets.get(from.id) ?? { tokens: rateBurst, at: now }, now, rateBurst, ratePerSec);
+    this.#buckets.set(from.id, result.bucket);
+    return result.allowed ? { ok: true } : { ok: false, code: "rate_limited", message: "too many messages; this one was dropped" };
+  }
+}

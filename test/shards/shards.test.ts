@@ -1,0 +1,95 @@
+// A large room in workerd (docs/LARGE-ROOMS.md), with SHARD_SIZE 3: the room
+// holds three sockets itself and hands the next ones to its parts
+// (`${room}/1`, `${room}/2`, …), which it dials. Clients must not be able to
+// tell: one order, every message once, the sender's nonce, exact resume.
+
+import { describe, expect, it } from "vitest";
+import type { Message, ServerFrame, WelcomeFrame } from "../../src/protocol.ts";
+import { freshRoom, join, type Client } from "../helpers.ts";
+
+/** The next `n` messages this client gets, whatever presence frames come between. */
+async function messages(client: Client, n: number): Promise<Message[]> {
+  const got: Message[] = [];
+  while (got.length < n) {
+    const frame: ServerFrame = await client.next(`message ${got.length + 1} of ${n}`);
+    if (frame.type === "message") got.push(frame);
+    else if (frame.type === "batch") for (const f of frame.frames) if (f.type === "message") got.push(f);
+  }
+  return got;
+}
+
+/** Joins `count` clients one after another: the first three stay in the room, the rest go to parts. */
+async function crowd(room: string, count: number): Promise<{ client: Client; welcome: WelcomeFrame }[]> {
+  const joined: { client: Client; welcome: WelcomeFrame }[] = [];
+  for (let i = 0; i < count; i++) joined.push(await join(room, { name: `c${i + 1}` }));
+  return joined;
+}
+
+const summary = (list: Message[]) => list.map((m) => `${m.id}:${m.text}`);
+
+describe("a room over several Durable Objects", () => {
+  it("puts every message from every part into one order that every client sees", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 7);
+    // Past the room's own three, welcomes come from parts and carry the count.
+    expect(joined.map((j) => j.welcome.onlineCount)).toEqual([undefined, undefined, undefined, 4, 5, 6, 7]);
+    // Above PRESENCE_LIMIT (4) a welcome lists the newcomer and its own part's users.
+    expect(joined[6]?.welcome.online.map((u) => u.name)).toEqual(["c7"]);
+    expect(joined[3]?.welcome.online.map((u) => u.name).sort()).toEqual(["c1", "c2", "c3", "c4"]);
+    joined.forEach(({ client }, i) => client.say(`from c${i + 1}`, `n${i + 1}`));
+    const seen = await Promise.all(joined.map(({ client }) => messages(client, 7)));
+    const first = seen[0] ?? [];
+    expect(first.map((m) => m.id)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(new Set(first.map((m) => m.text))).toEqual(new Set(joined.map((_, i) => `from c${i + 1}`)));
+    for (const list of seen) expect(summary(list)).toEqual(summary(first));
+    // Each sender's own message carries its nonce.
+    joined.forEach((_, i) => {
+      const own = first.find((m) => m.text === `from c${i + 1}`);
+      expect(own?.nonce).toBe(`n${i + 1}`);
+      expect(own?.from.name).toBe(`c${i + 1}`);
+    });
+  });
+
+  it("gives a client that joins a part mid-stream every message exactly once", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 4);
+    const talker = joined[0]!.client;
+    for (let i = 1; i <= 5; i++) talker.say(`m${i}`);
+    const late = join(room, { name: "late" });
+    for (let i = 6; i <= 10; i++) talker.say(`m${i}`);
+    const { client, welcome } = await late;
+    expect(welcome.onlineCount).toBe(5);
+    const history = welcome.history.map((m) => m.id);
+    const live = (await messages(client, 10 - history.length)).map((m) => m.id);
+    expect([...history, ...live]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  });
+
+  it("resumes exactly on another part, with no false gap", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 6);
+    const mover = joined[3]!.client;
+    joined[0]!.client.say("one");
+    joined[0]!.client.say("two");
+    const seen = await messages(mover, 2);
+    expect(seen.map((m) => m.id)).toEqual([1, 2]);
+    mover.close();
+    // Fill the mover's old part again, so the resume lands on the next one.
+    await join(room, { name: "filler" });
+    joined[1]!.client.say("three");
+    const { client, welcome } = await join(room, { after: 2, name: "mover" });
+    expect(welcome.onlineCount).toBe(7);
+    expect(welcome.gap).toBe(false);
+    const rest = [...welcome.history, ...(await messages(client, 1 - welcome.history.length))];
+    expect(summary(rest)).toEqual(["3:three"]);
+  });
+
+  it("answers a resume beyond the room's last id with gap, on a part", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 3);
+    joined[0]!.client.say("only");
+    await messages(joined[0]!.client, 1);
+    const { welcome } = await join(room, { after: 99 });
+    expect(welcome.gap).toBe(true);
+    expect(welcome.history.map((m) => m.text)).toEqual(["only"]);
+  });
+});
