@@ -3,9 +3,11 @@
 // (`${room}/1`, `${room}/2`, …), which it dials. Clients must not be able to
 // tell: one order, every message once, the sender's nonce, exact resume.
 
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Message, ServerFrame, WelcomeFrame } from "../../src/protocol.ts";
-import { freshRoom, join, type Client } from "../helpers.ts";
+import { freshRoom, join, roomStub, type Client } from "../helpers.ts";
 
 /** The next `n` messages this client gets, whatever presence frames come between. */
 async function messages(client: Client, n: number): Promise<Message[]> {
@@ -23,6 +25,15 @@ async function crowd(room: string, count: number): Promise<{ client: Client; wel
   const joined: { client: Client; welcome: WelcomeFrame }[] = [];
   for (let i = 0; i < count; i++) joined.push(await join(room, { name: `c${i + 1}` }));
   return joined;
+}
+
+/**
+ * Resets an object as a crash or a deploy would: its memory and its sockets
+ * go. (evictDurableObject waits for an object with no work in flight, and a
+ * sharded room and its parts always have a timer running.)
+ */
+async function restart(stub: DurableObjectStub<Rpc.DurableObjectBranded | undefined>): Promise<void> {
+  await expect(runInDurableObject(stub, (_: unknown, state: DurableObjectState) => state.abort("restart"))).rejects.toThrow();
 }
 
 const summary = (list: Message[]) => list.map((m) => `${m.id}:${m.text}`);
@@ -91,5 +102,41 @@ describe("a room over several Durable Objects", () => {
     const { welcome } = await join(room, { after: 99 });
     expect(welcome.gap).toBe(true);
     expect(welcome.history.map((m) => m.text)).toEqual(["only"]);
+  });
+
+  it("goes on through an eviction of the room: parts re-attach to a new sequencer, ids continue", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 5);
+    const [own, , , onPart, alsoOnPart] = joined.map((j) => j.client);
+    own!.say("before");
+    expect(summary(await messages(onPart!, 1))).toEqual(["1:before"]);
+    await messages(alsoOnPart!, 1);
+    await restart(roomStub(room));
+    expect((await own!.closed).code).toBe(1006);
+    // The part's clients stay connected; the part asks the restarted room to
+    // dial it again, and the next message continues the one order.
+    onPart!.say("after", "n-after");
+    const after = await messages(onPart!, 1);
+    expect(after.map((m) => [m.id, m.text, m.nonce])).toEqual([[2, "after", "n-after"]]);
+    expect(summary(await messages(alsoOnPart!, 1))).toEqual(["2:after"]);
+    const back = await join(room, { after: 1, name: "own again" });
+    expect(back.welcome.gap).toBe(false);
+    expect(summary(back.welcome.history)).toEqual(["2:after"]);
+  });
+
+  it("lets the clients of an evicted part resume on another object with nothing lost", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 5);
+    const talker = joined[0]!.client;
+    const onPart = joined[3]!.client;
+    talker.say("one");
+    await messages(onPart, 1);
+    await restart(env.PARTS.get(env.PARTS.idFromName(`${room}/1`)));
+    expect((await onPart.closed).code).toBe(1006);
+    talker.say("two");
+    const back = await join(room, { after: 1, name: "back" });
+    const rest = [...back.welcome.history, ...(await messages(back.client, 1 - back.welcome.history.length))];
+    expect(back.welcome.gap).toBe(false);
+    expect(summary(rest)).toEqual(["2:two"]);
   });
 });
