@@ -139,4 +139,38 @@ describe("a room over several Durable Objects", () => {
     expect(back.welcome.gap).toBe(false);
     expect(summary(rest)).toEqual(["2:two"]);
   });
+
+  it("turns presence into counts above PRESENCE_LIMIT and back into the list, on the room and on parts", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 4);
+    const own = joined[0]!.client;
+    const onPart = joined[3]!.client;
+    // own saw c2, c3, c4 join; onPart joined last.
+    for (let i = 2; i <= 4; i++) expect(await own.next(`c${i}'s join`)).toMatchObject({ type: "join", user: { name: `c${i}` } });
+    const fifth = await join(room, { name: "c5" });
+    expect(fifth.welcome.onlineCount).toBe(5);
+    expect(await own.next("the count")).toEqual({ type: "presence", count: 5 });
+    expect(await onPart.next("the count")).toEqual({ type: "presence", count: 5 });
+    fifth.client.close();
+    const names = ["c1", "c2", "c3", "c4"];
+    for (const client of [own, onPart]) {
+      const frame = await client.next("the list");
+      expect(frame.type === "presence" ? { count: frame.count, names: frame.online?.map((u) => u.name).sort() } : frame).toEqual({ count: 4, names });
+    }
+    joined[1]!.client.close();
+    expect(await onPart.next("c2's leave")).toMatchObject({ type: "leave", user: { name: "c2" } });
+  });
+
+  it("gives batch clients on parts the same order, in batches", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 4);
+    const batcher = await join(room, { name: "batcher", batch: true });
+    expect(batcher.welcome.onlineCount).toBe(5);
+    joined.forEach(({ client }, i) => client.say(`t${i + 1}`));
+    batcher.client.say("t5", "mine");
+    const seen = await messages(batcher.client, 5);
+    const reference = await messages(joined[0]!.client, 5);
+    expect(summary(seen)).toEqual(summary(reference));
+    expect(seen.find((m) => m.text === "t5")?.nonce).toBe("mine");
+  });
 });
