@@ -498,7 +498,19 @@ export class ChatRoom extends DurableObject<Env> {
     };
     const own = Array.from(this.#members().values(), (s) => publicUser(s.user));
     this.#hub = new ShardHub(
-      { env: this.env, sql: this.ctx.storage.sql, room: this.#name(), config: this.#config, log: this.#log, store, local: (e) => this.#deliverLocal(e) },
+      {
+        env: this.env,
+        sql: this.ctx.storage.sql,
+        room: this.#name(),
+        config: this.#config,
+        log: this.#log,
+        store,
+        local: (e) => this.#deliverLocal(e),
+        idle: () => {
+          this.#hub?.close();
+          this.#hub = null;
+        },
+      },
       own,
     );
     return this.#hub;
@@ -516,6 +528,13 @@ export class ChatRoom extends DurableObject<Env> {
     const part = hub.partFor(admission.user.id);
     await hub.link(part);
     return this.env.PARTS.get(this.env.PARTS.idFromName(part)).fetch(admissionRequest(admission));
+  }
+
+  /** How many objects hold this room's connections, and how many each; for stats and tests. */
+  shards(): { shards: number; sequencing: boolean; parts: { part: string; connections: number }[] } {
+    const own = this.#members().size;
+    const parts = Array.from(this.#hub?.parts() ?? [], ([part, connections]) => ({ part, connections })).filter((p) => p.part !== "");
+    return { shards: 1 + parts.length, sequencing: this.#hub !== null, parts: [{ part: this.#name(), connections: own }, ...parts] };
   }
 
   /** A part with sockets and no link (this room restarted, or the link broke) asks to be dialled. */

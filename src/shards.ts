@@ -19,6 +19,8 @@ import type { Config } from "./config.ts";
 export const LOCAL_PART = "";
 /** How long an evicted part's users stay online while its clients reconnect elsewhere. */
 export const PART_GRACE_MS = 10_000;
+/** How long a part stays linked with no sockets before the room stops paying for it. */
+export const PART_IDLE_MS = 2_000;
 const STATE_SCHEMA = "CREATE TABLE IF NOT EXISTS shard_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)";
 
 export interface HubOptions {
@@ -30,6 +32,8 @@ export interface HubOptions {
   store: Store;
   /** Delivers an event to the room's own sockets. */
   local: (event: StreamEvent) => void;
+  /** No part has sockets any more and every link is closed: the room is a single object again. */
+  idle: () => void;
 }
 
 export class ShardHub {
@@ -39,6 +43,8 @@ export class ShardHub {
   readonly #links = new Map<string, WebSocket>();
   readonly #dialling = new Map<string, Promise<void>>();
   readonly #buckets = new Map<string, Bucket>();
+  // Since when each linked part has had no sockets.
+  readonly #empty = new Map<string, number>();
   #ticker: ReturnType<typeof setInterval>;
 
   constructor(o: HubOptions, own: readonly User[]) {
@@ -58,7 +64,7 @@ export class ShardHub {
     this.#roster.replace(LOCAL_PART, Array.from(counts.values()), Date.now());
     const decide: Decide = (op, now) => this.#decide(op.from, now);
     this.#seq = new Sequencer(epoch, o.store, this.#roster, decide, { window: 4096, beats: 3, local: o.local });
-    this.#ticker = setInterval(() => this.#send(this.#seq.tick(Date.now())), PART_RETRY_MS);
+    this.#ticker = setInterval(() => this.#tick(Date.now()), PART_RETRY_MS);
   }
 
   get roster(): Roster {
@@ -125,6 +131,32 @@ export class ShardHub {
     const { message, sends } = this.#seq.post(from, text, nonce, Date.now());
     this.#send(sends);
     return message;
+  }
+
+  /** Parts and their connections, the room's own under LOCAL_PART. */
+  parts(): Map<string, number> {
+    return this.#roster.parts();
+  }
+
+  #tick(now: number): void {
+    this.#send(this.#seq.tick(now));
+    // Shrinking: a part with no sockets for a while is unlinked; with none
+    // left, the room goes back to being one object.
+    for (const [part, ws] of this.#links) {
+      if (this.#roster.sockets(part) > 0) {
+        this.#empty.delete(part);
+        continue;
+      }
+      const since = this.#empty.get(part) ?? now;
+      this.#empty.set(part, since);
+      if (now - since < PART_IDLE_MS) continue;
+      this.#empty.delete(part);
+      this.#links.delete(part);
+      this.#seq.detach(part);
+      ws.close(1000, "no sockets left");
+    }
+    const remote = Array.from(this.#roster.parts().keys()).some((part) => part !== LOCAL_PART);
+    if (this.#links.size === 0 && this.#dialling.size === 0 && !remote) this.#o.idle();
   }
 
   close(): void {

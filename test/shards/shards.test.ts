@@ -173,4 +173,30 @@ describe("a room over several Durable Objects", () => {
     expect(summary(seen)).toEqual(summary(reference));
     expect(seen.find((m) => m.text === "t5")?.nonce).toBe("mine");
   });
+
+  it("grows into parts as it fills and becomes one object again as it empties", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 7);
+    const stub = roomStub(room);
+    expect(await stub.shards()).toEqual({
+      shards: 3,
+      sequencing: true,
+      parts: [
+        { part: room, connections: 3 },
+        { part: `${room}/1`, connections: 3 },
+        { part: `${room}/2`, connections: 1 },
+      ],
+    });
+    for (const { client } of joined.slice(2)) client.close();
+    // The parts are let go once they have been empty for a while.
+    for (let tries = 0; (await stub.shards()).sequencing; tries++) {
+      if (tries > 100) throw new Error("the room never let its empty parts go");
+      await scheduler.wait(100);
+    }
+    expect(await stub.shards()).toEqual({ shards: 1, sequencing: false, parts: [{ part: room, connections: 2 }] });
+    // A single room again: a welcome exactly as a small room gives it.
+    const next = await join(room, { name: "next" });
+    expect(next.welcome.onlineCount).toBeUndefined();
+    expect(next.welcome.online.map((u) => u.name).sort()).toEqual(["c1", "c2", "next"]);
+  });
 });
