@@ -69,6 +69,23 @@ export default defineConfig({
         test: { name: "limits-off", include: ["test/limits-off/*.test.ts"], testTimeout: 60_000 },
       },
       {
+        // Moderation: ADMIN_TOKEN for the HTTP API and an HS256 key for
+        // moderators' JWTs.
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: {
+                ...secrets,
+                ADMIN_TOKEN: "test-admin-token",
+                AUTH_JWT_SECRET: "test-moderation-jwt-secret-0123456789abcdef",
+              },
+            },
+          }),
+        ],
+        test: { name: "moderation", include: ["test/moderation/*.test.ts"], testTimeout: 60_000 },
+      },
+      {
         // A deployment that forgot SESSION_SECRET.
         plugins: [
           cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: { PUBLISH_TOKEN: secrets.PUBLISH_TOKEN } } }),
