@@ -41,6 +41,7 @@ export default defineConfig({
                 ADDRESS_RATE_PER_SEC: "0.01",
                 ADDRESS_SOCKETS_PER_ROOM: "3",
                 API_PER_MIN: "4",
+                ADMIN_TOKEN: "test-admin-token",
               },
             },
           }),

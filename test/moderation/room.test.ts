@@ -361,3 +361,49 @@ describe("messages", () => {
     expect(after.rowsWritten - before.rowsWritten).toBe(2);
   });
 });
+
+describe("row costs (BENCHMARKS.md)", () => {
+  it("of delete, ban, ban with purge, unban and settings, in a warm room", async () => {
+    const room = freshRoom();
+    const client = await joinAs(room, await moderator());
+    const spammer = await join(room);
+    for (let i = 0; i < 5; i++) spammer.client.say(`s${i}`);
+    for (let i = 0; i < 5; i++) await next(client, "message");
+    client.say("mine");
+    await next(client, "message");
+    const cost = async (frame: unknown, until: () => Promise<unknown>) => {
+      const before = await usage(room);
+      client.send(frame);
+      await until();
+      const after = await usage(room);
+      return [after.rowsRead - before.rowsRead, after.rowsWritten - before.rowsWritten];
+    };
+    const rows = {
+      delete: await cost({ type: "delete", id: 6 }, () => next(client, "delete")),
+      deleteAgain: await cost({ type: "delete", id: 6 }, () => settle(client)),
+      firstBan: await cost({ type: "ban", user: "u_aaaaaaaaaaaaaaaaaaaaaaaa" }, () => settle(client)),
+      ban: await cost({ type: "ban", user: "u_bbbbbbbbbbbbbbbbbbbbbbbb", minutes: 5 }, () => settle(client)),
+      banPurge5: await cost({ type: "ban", user: spammer.welcome.you.id, purge: true }, async () => {
+        for (let i = 0; i < 5; i++) await next(client, "delete");
+      }),
+      unban: await cost({ type: "unban", user: "u_bbbbbbbbbbbbbbbbbbbbbbbb" }, () => settle(client)),
+      unbanNotBanned: await cost({ type: "unban", user: "u_bbbbbbbbbbbbbbbbbbbbbbbb" }, () => settle(client)),
+      firstSettings: await cost({ type: "settings", slowMode: 5 }, () => next(client, "settings")),
+      settings: await cost({ type: "settings", slowMode: 10 }, () => next(client, "settings")),
+      sameSettings: await cost({ type: "settings", slowMode: 10 }, () => next(client, "settings")),
+    };
+    // [rows read, rows written]; the first ban and the first settings change create their table.
+    expect(rows).toEqual({
+      delete: [1, 1],
+      deleteAgain: [0, 0],
+      firstBan: [1, 3],
+      ban: [0, 1],
+      banPurge5: [5, 6],
+      unban: [1, 1],
+      unbanNotBanned: [0, 0],
+      firstSettings: [1, 3],
+      settings: [0, 1],
+      sameSettings: [0, 0],
+    });
+  });
+});
