@@ -13,7 +13,12 @@
 //     departure was already announced, in the socket's attachment
 //     (`serializeAttachment`); the buckets shared by several sockets are
 //     rebuilt from those snapshots (see quota.ts);
-//   - the history and the last issued id in SQLite (see history.ts).
+//   - the history and the last issued id in SQLite (see history.ts), a
+//     deleted message as a tombstone in its own ring row;
+//   - bans and settings in SQLite (see moderation.ts); a ban's end is
+//     compared with the clock at each check, so no alarm lifts it;
+//   - slow mode's "when did this user last post" in memory only, rebuilt
+//     from each socket's `lastPost` and the authors and times in the ring.
 // The maps in memory (sockets to sessions, presence by user id, the history
 // ring) are caches, rebuilt from those on the first event after a wake; only
 // open sockets count, so a close that wakes the room is counted once.
@@ -23,6 +28,9 @@
 // What a message costs: one SQLite row written (an upsert into the ring), no
 // row read once the ring is in memory, one JSON.stringify, and one `send` per
 // connected socket.
+// Moderation adds no row to it: the ban check at connect and the slow-mode
+// check read memory once warm. What moderation itself costs is in
+// BENCHMARKS.md.
 
 import { DurableObject } from "cloudflare:workers";
 import { readConfig, type Config } from "./config.ts";
