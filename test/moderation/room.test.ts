@@ -13,7 +13,7 @@ import { describe, expect, it } from "vitest";
 import { banCloseReason } from "../../src/moderation.ts";
 import type { HistoryPage, Message, ServerFrame, User } from "../../src/protocol.ts";
 import type { ChatRoom } from "../../src/room.ts";
-import { Client, freshRoom, join, request, roomStub, upgradeHeaders } from "../helpers.ts";
+import { Client, freshRoom, join, request, roomStub, seed, upgradeHeaders } from "../helpers.ts";
 import { admit, joinAs, restart, usage, verifiedUser } from "./support.ts";
 
 async function history(room: string): Promise<Message[]> {
@@ -322,18 +322,28 @@ describe("slow mode", () => {
     expect(await client.closed).toEqual({ code: 1008, reason: "too many errors" });
   });
 
-  it("holds across a wake (from the socket's snapshot) and a restart (from the history ring)", async () => {
+  it("holds across a wake from the posting socket's snapshot, even when its post has left the history ring", async () => {
     const room = freshRoom();
-    const { client: modClient } = await setUp(room, 600);
+    await setUp(room, 600);
     const a = await join(room);
     const b = await join(room, { token: a.welcome.token });
     a.client.say("first");
-    await next(a.client, "message");
     await next(b.client, "message");
+    // 100 messages from the HTTP API (not slowed) push "first" out of the ring.
+    await seed(room, 100);
+    for (let i = 0; i < 100; i++) await next(b.client, "message");
+    expect((await history(room)).some((m) => m.from.id === a.welcome.you.id)).toBe(false);
     await evictDurableObject(roomStub(room));
-    b.client.say("after the wake");
-    await b.client.error("slow_mode");
-    modClient.close();
+    b.client.say("after the wake", "w");
+    expect(await next(b.client, "error")).toMatchObject({ code: "slow_mode", nonce: "w" });
+  });
+
+  it("holds across a restart from the history ring, and keeps its setting", async () => {
+    const room = freshRoom();
+    await setUp(room, 600);
+    const a = await join(room);
+    a.client.say("first");
+    await next(a.client, "message");
     await restart(room);
     const c = await join(room, { token: a.welcome.token });
     expect(c.welcome.limits.slowMode).toBe(600);
