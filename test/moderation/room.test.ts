@@ -142,6 +142,8 @@ describe("ban", () => {
     const second = await upgrade(room, "2001:db8:aa:bb::2", welcome.token);
     const twin = new Client(second.webSocket!);
     await twin.welcome();
+    // A verified user on the same network, connected before the ban.
+    const carol = await joinAs(room, await verifiedUser("carol"), { address: "2001:db8:aa:bb::/64" });
     const mod = await moderator();
     const client = await joinAs(room, mod);
     client.send({ type: "ban", user: welcome.you.id, minutes: 30, reason: "spam" });
@@ -164,6 +166,8 @@ describe("ban", () => {
     // A guest from another /64 and a verified user from the banned one get in.
     expect((await upgrade(room, "2001:db8:aa:bc::1")).status).toBe(101);
     expect((await admit(room, await verifiedUser("carol"), { address: "2001:db8:aa:bb::/64" })).status).toBe(101);
+    // carol's socket stayed open through the ban.
+    await settle(carol);
   });
 
   it("bans a verified user by id only, and an offline guest by id only", async () => {
