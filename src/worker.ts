@@ -48,14 +48,11 @@ type ModerationTarget =
   | { kind: "stats" };
 
 const MESSAGES = /^\/api\/rooms\/([^/]+)\/messages$/;
-const MODERATION = /^\/api\/rooms\/([^/]+)\/(?:messages\/([^/]+)|bans|bans\/([^/]+)|settings|stats)$/;
+const MODERATION = /^\/api\/rooms\/([^/]+)\/(?:messages\/([^/]+)|bans\/([^/]+)|(bans|settings|stats))$/;
 
 function moderationRoute(pathname: string): Route {
-  const match = MODERATION.exec(pathname);
-  const room = match?.[1];
-  if (match === null || room === undefined) return { kind: "not_found" };
-  const [, , id, user] = match;
-  const resource = pathname.slice(pathname.lastIndexOf("/") + 1);
+  const [, room, id, user, resource] = MODERATION.exec(pathname) ?? [];
+  if (room === undefined) return { kind: "not_found" };
   if (id !== undefined) return { kind: "moderation", room, target: { kind: "message", id } };
   if (user !== undefined) return { kind: "moderation", room, target: { kind: "ban", user } };
   if (resource === "bans" || resource === "settings" || resource === "stats") {
