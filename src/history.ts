@@ -1,3 +1,4 @@
+import { isVerifiedUserId } from "./auth.ts";
 import { tombstone, type Message, type User } from "./protocol.ts";
 
 // The rolling history is a fixed ring of `size` rows: message `id` lives in
@@ -54,7 +55,11 @@ export interface Slice {
 }
 
 function toMessage(row: Row): Message {
-  const from = { id: row.from_id, name: row.from_name };
+  // Only a verified user's id has the `v_` form (guests are `u_…`, the
+  // publish endpoint `bot`), so the mark needs no column of its own.
+  const from: User = isVerifiedUserId(row.from_id)
+    ? { id: row.from_id, name: row.from_name, verified: true }
+    : { id: row.from_id, name: row.from_name };
   // A valid message never has empty text, so '' marks a tombstone (see `erase`).
   if (row.text === "") return tombstone({ type: "message", id: row.id, ts: row.ts, from, text: "" });
   const message: Message = {

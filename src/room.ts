@@ -58,6 +58,7 @@ import {
   type ClientDelete,
   type ClientSettings,
   type ClientUnban,
+  publicUser,
   type ErrorCode,
   type Limits,
   type Message,
@@ -68,12 +69,13 @@ import {
 import { Moderation, PostClock, banCloseReason, bannedError, type Ban } from "./moderation.ts";
 import { RoomQuota } from "./quota.ts";
 import { recordStrike } from "./ratelimit.ts";
-import { isVerifiedUserId } from "./auth.ts";
-import { parseSession, type Session } from "./session.ts";
+import { isVerifiedUserId, readAuthSettings, type GuestMode } from "./auth.ts";
+import { parseSession, sessionRoles, type Session } from "./session.ts";
 
 /** What the Worker has already checked and decided for a new connection. */
 export interface Admission {
   room: string;
+  /** A verified user carries `verified` and the JWT's `roles` in full. */
   user: User;
   /** The client's address key (see address.ts). */
   address: string;
@@ -185,6 +187,7 @@ export class ChatRoom extends DurableObject<Env> {
   // sockets' `lastPost` and, on the first check, from the history ring.
   readonly #clock = new PostClock();
   #clockWarm = false;
+  readonly #guests: GuestMode;
   // Caches of what the sockets' attachments say; null until the first event
   // after construction (a wake) rebuilds them.
   #sessions: Map<WebSocket, Session> | null = null;
@@ -205,6 +208,9 @@ export class ChatRoom extends DurableObject<Env> {
     this.#history = new History(ctx.storage.sql, this.#config.historySize);
     this.#quota = new RoomQuota(this.#config);
     this.#moderation = new Moderation(ctx.storage.sql);
+    // The Worker logs what is wrong with the auth settings; the room only
+    // needs to know whether guests may post.
+    this.#guests = readAuthSettings(env).settings.guests;
     this.#limits = {
       history: this.#config.historySize,
       text: MAX_TEXT_LENGTH,
@@ -260,7 +266,7 @@ export class ChatRoom extends DurableObject<Env> {
     const { 0: client, 1: server } = new WebSocketPair();
     const session: Session = {
       room,
-      user,
+      user: user.verified === true ? { ...publicUser(user), roles: sessionRoles(user.roles ?? []) } : publicUser(user),
       address,
       ...this.#quota.snapshots(user.id, address, now),
       strikes: [],
@@ -275,7 +281,7 @@ export class ChatRoom extends DurableObject<Env> {
     sessions.set(server, session);
     this.#quota.opened(address);
     if (batch) this.#batches.start(server);
-    const first = this.#arrive(user);
+    const first = this.#arrive(session.user);
     // Nothing is awaited between reading history and sending `welcome`, and
     // the room is single-threaded: every message stored after this snapshot
     // is broadcast after the welcome, so the client sees each one exactly once.
@@ -290,7 +296,7 @@ export class ChatRoom extends DurableObject<Env> {
       gap,
       limits: this.#welcomeLimits(),
     });
-    if (first) this.#broadcast({ type: "join", user, ts: now }, server);
+    if (first) this.#broadcast({ type: "join", user: publicUser(user), ts: now }, server);
     if (!this.#sweepArmed) {
       this.#armSweep(now).catch((err) => this.#log.error("fault", { room, where: "alarm", error: describeError(err) }));
     }
@@ -375,6 +381,12 @@ export class ChatRoom extends DurableObject<Env> {
       case "message":
         break;
     }
+    // After the parse, so a malformed frame from a read-only guest still
+    // gets the error that names what is wrong with it.
+    if (this.#guests === "read" && session.user.verified !== true) {
+      this.#reject(ws, session, "forbidden", "guests may read but not post here; sign in to post", value.nonce);
+      return;
+    }
     const now = Date.now();
     // Before the rate buckets: a message slow mode drops costs no token.
     const wait = this.#slowWait(session, now);
@@ -389,7 +401,7 @@ export class ChatRoom extends DurableObject<Env> {
     session.lastPost = now;
     this.#clock.note(session.user.id, now);
     ws.serializeAttachment(session);
-    this.#publish(session.room, session.user, value.text, value.nonce, now);
+    this.#publish(session.room, publicUser(session.user), value.text, value.nonce, now);
   }
 
   // ---- moderation -------------------------------------------------------------
@@ -433,7 +445,7 @@ export class ChatRoom extends DurableObject<Env> {
     const { erased, cost } = this.#history.erase(id);
     this.#count(cost);
     if (erased === null) return false;
-    this.#broadcast({ type: "delete", id, by, ts: now });
+    this.#broadcast({ type: "delete", id, by: publicUser(by), ts: now });
     this.#log.info("message_deleted", { room, id, by: by.id, rowsRead: cost.rowsRead, rowsWritten: cost.rowsWritten });
     return true;
   }
@@ -594,7 +606,7 @@ export class ChatRoom extends DurableObject<Env> {
     // event that wakes the room) never was: its user leaves only when no
     // member socket of that user is left.
     const last = member !== undefined ? this.#leave(session.user.id) : !this.#presence.has(session.user.id);
-    if (last) this.#broadcast({ type: "leave", user: session.user, ts: Date.now() });
+    if (last) this.#broadcast({ type: "leave", user: publicUser(session.user), ts: Date.now() });
     this.#log.info("disconnect", { room: session.room, user: session.user.id, connections: sessions.size, ...detail });
   }
 
@@ -752,7 +764,7 @@ export class ChatRoom extends DurableObject<Env> {
       entry.sockets++;
       return false;
     }
-    this.#presence.set(user.id, { user, sockets: 1 });
+    this.#presence.set(user.id, { user: publicUser(user), sockets: 1 });
     return true;
   }
 

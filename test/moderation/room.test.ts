@@ -14,7 +14,7 @@ import { banCloseReason } from "../../src/moderation.ts";
 import type { HistoryPage, Message, ServerFrame, User } from "../../src/protocol.ts";
 import type { ChatRoom } from "../../src/room.ts";
 import { Client, freshRoom, join, request, roomStub, seed, upgradeHeaders } from "../helpers.ts";
-import { admit, joinAs, restart, usage, verifiedUser } from "./support.ts";
+import { joinAs, restart, upgradeAs, usage, verifiedUser } from "./support.ts";
 
 async function history(room: string): Promise<Message[]> {
   const res = await request(`/api/rooms/${room}/messages`);
@@ -51,7 +51,7 @@ function upgrade(room: string, ip: string, token?: string): Promise<Response> {
   return request(`/chat/${room}${query}`, { headers: upgradeHeaders({ "CF-Connecting-IP": ip }) });
 }
 
-const moderator = () => verifiedUser("mod", ["moderator"]);
+const MODERATOR = ["moderator"];
 
 describe("delete", () => {
   it("lets the author tombstone a message: one row, a delete frame to plain and batching sockets, tombstones in welcome and HTTP history", async () => {
@@ -112,8 +112,8 @@ describe("delete", () => {
     const ann = await join(room, { name: "ann" });
     ann.client.say("spam");
     await next(ann.client, "message");
-    const mod = await moderator();
-    const client = await joinAs(room, mod);
+    const mod = await verifiedUser("mod");
+    const client = await joinAs(room, "mod", MODERATOR);
     client.send({ type: "delete", id: 1 });
     expect(await next(ann.client, "delete")).toEqual({ type: "delete", id: 1, by: mod, ts: expect.any(Number) });
   });
@@ -143,9 +143,9 @@ describe("ban", () => {
     const twin = new Client(second.webSocket!);
     await twin.welcome();
     // A verified user on the same network, connected before the ban.
-    const carol = await joinAs(room, await verifiedUser("carol"), { address: "2001:db8:aa:bb::/64" });
-    const mod = await moderator();
-    const client = await joinAs(room, mod);
+    const carol = await joinAs(room, "carol", [], { ip: "2001:db8:aa:bb::5" });
+    const mod = await verifiedUser("mod");
+    const client = await joinAs(room, "mod", MODERATOR);
     client.send({ type: "ban", user: welcome.you.id, minutes: 30, reason: "spam" });
     const closes = await Promise.all([target.closed, twin.closed]);
     const reason = closes[0].reason;
@@ -165,20 +165,20 @@ describe("ban", () => {
     expect(await neighbour.json()).toMatchObject({ error: "banned", until: body.until });
     // A guest from another /64 and a verified user from the banned one get in.
     expect((await upgrade(room, "2001:db8:aa:bc::1")).status).toBe(101);
-    expect((await admit(room, await verifiedUser("carol"), { address: "2001:db8:aa:bb::/64" })).status).toBe(101);
+    expect((await upgradeAs(room, "carol", [], { ip: "2001:db8:aa:bb::6" })).status).toBe(101);
     // carol's socket stayed open through the ban.
     await settle(carol);
   });
 
   it("bans a verified user by id only, and an offline guest by id only", async () => {
     const room = freshRoom();
-    const mod = await moderator();
-    const client = await joinAs(room, mod);
+    const mod = await verifiedUser("mod");
+    const client = await joinAs(room, "mod", MODERATOR);
     const dave = await verifiedUser("dave");
-    const daveSocket = await joinAs(room, dave, { address: "198.51.100.7" });
+    const daveSocket = await joinAs(room, "dave", [], { ip: "198.51.100.7" });
     client.send({ type: "ban", user: dave.id });
     expect(await daveSocket.closed).toEqual({ code: 4003, reason: "banned" });
-    expect((await admit(room, dave, { address: "203.0.113.1" })).status).toBe(403);
+    expect((await upgradeAs(room, "dave", [], { ip: "203.0.113.1" })).status).toBe(403);
     // A guest on dave's address is not covered.
     expect((await upgrade(room, "198.51.100.7")).status).toBe(101);
     // A guest banned while offline: its id, and nothing else.
@@ -195,8 +195,8 @@ describe("ban", () => {
     watcher.client.say("b");
     spammer.client.say("c");
     for (let i = 0; i < 3; i++) await next(spammer.client, "message");
-    const mod = await moderator();
-    const client = await joinAs(room, mod);
+    const mod = await verifiedUser("mod");
+    const client = await joinAs(room, "mod", MODERATOR);
     for (let i = 0; i < 3; i++) await next(watcher.client, "message");
     const before = await usage(room);
     client.send({ type: "ban", user: spammer.welcome.you.id, purge: true });
@@ -219,7 +219,7 @@ describe("ban", () => {
     const res = await upgrade(room, "192.0.2.10");
     const guest = new Client(res.webSocket!);
     const welcome = await guest.welcome();
-    const client = await joinAs(room, await moderator());
+    const client = await joinAs(room, "mod", MODERATOR);
     client.send({ type: "ban", user: welcome.you.id, minutes: 1 });
     await guest.closed;
     expect((await upgrade(room, "192.0.2.99", welcome.token)).status).toBe(403);
@@ -241,7 +241,7 @@ describe("ban", () => {
     const res = await upgrade(room, "192.0.2.20");
     const guest = new Client(res.webSocket!);
     const welcome = await guest.welcome();
-    const client = await joinAs(room, await moderator());
+    const client = await joinAs(room, "mod", MODERATOR);
     client.send({ type: "ban", user: welcome.you.id });
     await guest.closed;
     expect((await upgrade(room, "192.0.2.20")).status).toBe(403);
@@ -256,8 +256,8 @@ describe("ban", () => {
     const res = await upgrade(room, "192.0.2.30");
     const guest = new Client(res.webSocket!);
     const welcome = await guest.welcome();
-    const mod = await moderator();
-    const client = await joinAs(room, mod);
+    const mod = await verifiedUser("mod");
+    const client = await joinAs(room, "mod", MODERATOR);
     const other = await join(room);
     await next(client, "join");
     await evictDurableObject(roomStub(room));
@@ -275,8 +275,8 @@ describe("ban", () => {
 
 describe("slow mode", () => {
   async function setUp(room: string, seconds: number): Promise<{ mod: User; client: Client }> {
-    const mod = await moderator();
-    const client = await joinAs(room, mod);
+    const mod = await verifiedUser("mod");
+    const client = await joinAs(room, "mod", MODERATOR);
     client.send({ type: "settings", slowMode: seconds });
     expect(await next(client, "settings")).toEqual({ type: "settings", slowMode: seconds });
     return { mod, client };
@@ -359,7 +359,7 @@ describe("slow mode", () => {
 describe("messages", () => {
   it("still cost one row written each with moderation in use", async () => {
     const room = freshRoom();
-    const client = await joinAs(room, await moderator());
+    const client = await joinAs(room, "mod", MODERATOR);
     client.send({ type: "settings", slowMode: 5 });
     await next(client, "settings");
     client.send({ type: "ban", user: "u_0123456789abcdef01234567" });
@@ -379,7 +379,7 @@ describe("messages", () => {
 describe("row costs (BENCHMARKS.md)", () => {
   it("of delete, ban, ban with purge, unban and settings, in a warm room", async () => {
     const room = freshRoom();
-    const client = await joinAs(room, await moderator());
+    const client = await joinAs(room, "mod", MODERATOR);
     const spammer = await join(room);
     for (let i = 0; i < 5; i++) spammer.client.say(`s${i}`);
     for (let i = 0; i < 5; i++) await next(client, "message");

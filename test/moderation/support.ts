@@ -1,45 +1,48 @@
 // What the moderation tests share: the project's secrets (vitest.config.ts),
-// moderators, and a way to stop and wake a room.
+// verified users and moderators with real host JWTs, and a way to restart a
+// room.
 
 import { runInDurableObject } from "cloudflare:test";
 import { mintToken } from "../../scripts/mint.ts";
 import { verifiedUserId } from "../../src/auth.ts";
 import type { User } from "../../src/protocol.ts";
-import { admissionRequest, type ChatRoom, type Usage } from "../../src/room.ts";
-import { Client, request, roomStub } from "../helpers.ts";
+import type { ChatRoom, Usage } from "../../src/room.ts";
+import { AUDIENCE, ISSUER, JWT_SECRET } from "../identity/keys.ts";
+import { Client, request, roomStub, upgradeHeaders } from "../helpers.ts";
 
 export const ADMIN_TOKEN = "test-admin-token";
-export const JWT_SECRET = "test-moderation-jwt-secret-0123456789abcdef";
 export const ADMIN: User = { id: "admin", name: "admin" };
 
-/** A host JWT for `sub`, as a site would mint it. */
+/** A host JWT for `sub` (also its name), as a site would mint it with `npm run token`. */
 export function hostJwt(sub: string, roles: string[] = []): Promise<string> {
-  return mintToken(JWT_SECRET, { sub, name: sub, roles, rooms: [], minutes: 10 });
+  return mintToken(JWT_SECRET, { sub, name: sub, roles, rooms: [], minutes: 10, issuer: ISSUER, audience: AUDIENCE });
 }
 
-/** The user a host JWT for `sub` with `roles` makes. */
-export async function verifiedUser(sub: string, roles: string[] = []): Promise<User> {
-  return { id: await verifiedUserId(sub), name: sub, verified: true, roles };
+/** How others see the verified user `sub`: in `from`, `by`, `join` (roles only ever in its own `you`). */
+export async function verifiedUser(sub: string): Promise<User> {
+  return { id: await verifiedUserId(sub), name: sub, verified: true };
 }
 
-/**
- * Connects `user` straight through the Worker-to-room contract (an
- * admission), as the Worker does once it has decided who the user is.
- */
-export async function admit(
-  room: string,
-  user: User,
-  { address = "10.9.9.9", batch = false }: { address?: string; batch?: boolean } = {},
-): Promise<Response> {
-  return roomStub(room).fetch(admissionRequest({ room, user, address, token: "unused", after: null, batch }));
+export interface AsOptions {
+  /** The client's address (CF-Connecting-IP); a fresh one when absent. */
+  ip?: string;
+  batch?: boolean;
 }
 
-export async function joinAs(room: string, user: User, options: { address?: string; batch?: boolean } = {}): Promise<Client> {
-  const res = await admit(room, user, options);
-  if (res.status !== 101 || res.webSocket === null) throw new Error(`expected 101 for ${user.id}, got ${res.status}: ${await res.text()}`);
+/** Upgrades through the Worker with a host JWT for `sub` in the `auth` parameter. */
+export async function upgradeAs(room: string, sub: string, roles: string[] = [], { ip, batch = false }: AsOptions = {}): Promise<Response> {
+  const query = new URLSearchParams({ auth: await hostJwt(sub, roles) });
+  if (batch) query.set("batch", "1");
+  return request(`/chat/${room}?${query}`, { headers: upgradeHeaders(ip === undefined ? {} : { "CF-Connecting-IP": ip }) });
+}
+
+/** Connects the verified user `sub` and reads its welcome. */
+export async function joinAs(room: string, sub: string, roles: string[] = [], options: AsOptions = {}): Promise<Client> {
+  const res = await upgradeAs(room, sub, roles, options);
+  if (res.status !== 101 || res.webSocket === null) throw new Error(`expected 101 for ${sub}, got ${res.status}: ${await res.text()}`);
   const client = new Client(res.webSocket);
   const welcome = await client.welcome();
-  if (welcome.you.id !== user.id) throw new Error(`welcomed as ${welcome.you.id}`);
+  if (welcome.you.id !== (await verifiedUserId(sub)) || welcome.you.verified !== true) throw new Error(`welcomed as ${JSON.stringify(welcome.you)}`);
   return client;
 }
 
