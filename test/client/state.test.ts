@@ -78,7 +78,7 @@ describe("RoomState", () => {
     const s = new RoomState();
     s.welcome(welcome([]), 0);
     const stored = s.outbox.add("stored")!;
-    s.sent(stored);
+    s.sent(stored, 0);
     const lost = s.outbox.add("lost")!;
     expect(s.outbox.next()).toBeUndefined();
     const got = s.welcome(welcome([msg(1, alice, stored.nonce)]), 0);
@@ -91,9 +91,9 @@ describe("RoomState", () => {
     s.welcome(welcome([]), 0);
     const p = s.outbox.add("x")!;
     expect(s.sendWait(0)).toBe(0);
-    s.sent(p);
+    s.sent(p, 0);
     expect(s.sendWait(0)).toBe(0);
-    s.sent(p);
+    s.sent(p, 0);
     expect(s.sendWait(0)).toBe(250);
     expect(s.sendWait(125)).toBe(125);
     expect(s.sendWait(250)).toBe(0);
