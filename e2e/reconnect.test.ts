@@ -80,7 +80,8 @@ class Proxy {
     await context.routeWebSocket(/\/chat\//, (page) => {
       this.connections++;
       if (this.blocked) {
-        void page.close({ code: 4003, reason: "blocked by test" });
+        // Not 4003: that is "banned", after which the page stops retrying.
+        void page.close({ code: 1013, reason: "blocked by test" });
         return;
       }
       const server = page.connectToServer();
