@@ -7,6 +7,8 @@
 // and what the page sends back is checked frame by frame. Once the room
 // sends these itself, the same assertions hold with two real pages.
 
+import { type Server, createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { BrowserContext, WebSocketRoute } from "playwright-core";
 import { describe, expect, test } from "vitest";
 import { type ChatPage, eventually } from "./support/chat.ts";
@@ -359,6 +361,92 @@ describe("embedding", () => {
       expect(new URL(proxy.urls[1]!).searchParams.get("auth")).toBe(jwt);
     } finally {
       await context.close();
+    }
+  });
+
+  test("in an iframe of an allowed origin: the JWT comes by postMessage, and a new one is asked for after a failed connect", async () => {
+    const room = newRoom();
+    const listen = async (server: Server) => {
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    };
+    // Two more origins on 127.0.0.1 (Chromium's local network rules block a
+    // public origin, or a document the test fulfils, from reaching loopback):
+    // the chat page served as the Worker is to serve it when embedding is
+    // configured (README, "Embedding": frame-ancestors and the meta name the
+    // host), and the host page, which answers every need-auth with a new
+    // JWT, numbered.
+    let host = "";
+    const chatServer = createServer((req, res) => {
+      void (async () => {
+        const upstream = await fetch(`${h.server.url}${req.url ?? "/"}`);
+        const type = upstream.headers.get("content-type") ?? "";
+        let body = Buffer.from(await upstream.arrayBuffer());
+        if (type.startsWith("text/html")) {
+          body = Buffer.from(body.toString("utf8").replace('name="edge-chat-allowed-origins" content=""', `name="edge-chat-allowed-origins" content="${host}"`));
+        }
+        const csp = (upstream.headers.get("content-security-policy") ?? "").replace("frame-ancestors 'none'", `frame-ancestors ${host}`);
+        res.writeHead(upstream.status, { "content-type": type, "content-security-policy": csp });
+        res.end(body);
+      })();
+    });
+    const chatOrigin = await listen(chatServer);
+    const hostServer = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end(`<!doctype html><iframe id="chat" src="${chatOrigin}/?room=${room}" width="600" height="500"></iframe>
+<script>
+  const b64 = (v) => btoa(JSON.stringify(v)).replace(/\\+/g, "-").replace(/\\//g, "_").replace(/=+$/, "");
+  window.asked = 0;
+  addEventListener("message", (ev) => {
+    if (ev.origin !== ${JSON.stringify(chatOrigin)} || ev.data?.type !== "edge-chat:need-auth") return;
+    window.asked++;
+    const jwt = b64({ alg: "HS256" }) + "." + b64({ sub: "alice", exp: 4000000000, n: window.asked }) + ".c2ln";
+    document.getElementById("chat").contentWindow.postMessage({ type: "edge-chat:auth", jwt }, ${JSON.stringify(chatOrigin)});
+  });
+</script>`);
+    });
+    host = await listen(hostServer);
+
+    // The room is played by the test: the first connect fails as a refused
+    // JWT does (a page cannot read the 401), the next one is welcomed as the
+    // v1.1 room welcomes a verified user.
+    const urls: string[] = [];
+    const context = await h.browser.newContext();
+    try {
+      await context.routeWebSocket(/\/chat\//, (ws) => {
+        urls.push(ws.url());
+        if (urls.length === 1) {
+          void ws.close({ code: 1011, reason: "" });
+          return;
+        }
+        ws.onMessage(() => {});
+        ws.send(
+          JSON.stringify({
+            type: "welcome", room, you: { id: "v_alice", name: "Alice", verified: true, roles: [] }, token: "t", online: [{ id: "v_alice", name: "Alice", verified: true }],
+            history: [], gap: false, limits: { history: 100, text: 2000, name: 32, burst: 10, perSec: 5 }, onlineCount: 1,
+          }),
+        );
+      });
+      const page = await context.newPage();
+      await page.goto(`${host}/`);
+      const frame = page.frameLocator("#chat");
+      await eventually("the framed page never went online", async () => (await frame.locator("#status").getAttribute("data-state")) === "online", {
+        state: async () => `frames: ${page.frames().map((f) => f.url()).join(", ")}\nurls: ${urls.join("\n")}`,
+      });
+      const n = (url: string) => {
+        const jwt = new URL(url).searchParams.get("auth") ?? "";
+        return (JSON.parse(atob(jwt.split(".")[1]!.replace(/-/g, "+").replace(/_/g, "/"))) as { n: number }).n;
+      };
+      // Each connect asked the host first and went with the JWT it got back.
+      expect(urls.map(n)).toEqual([1, 2]);
+      expect(await page.evaluate(() => (window as unknown as { asked: number }).asked)).toBe(2);
+      // Signed in by the host: no name to ask, a badge, the name not editable here.
+      expect(await frame.locator("#name-dialog").evaluate((d) => (d as HTMLDialogElement).open)).toBe(false);
+      expect(await frame.locator("#online .person.own .badge").count()).toBe(1);
+      expect(await frame.locator("#me").getAttribute("aria-label")).toBe("Signed in as Alice");
+    } finally {
+      await context.close();
+      await Promise.all([chatServer, hostServer].map((s) => new Promise((resolve) => s.close(resolve))));
     }
   });
 });

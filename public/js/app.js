@@ -480,16 +480,17 @@ function renderSlowMode() {
   clearTimeout(slowTimer);
   const wait = state.slowWait(performance.now());
   const secs = Math.ceil(wait / 1000);
-  ui.send.disabled = wait > 0;
+  // A disabled button drops its focus to the page; the message box is where the user was going.
+  if (wait > 0 && document.activeElement === ui.send) ui.input.focus();
+  ui.send.disabled = wait > 0 || ui.input.disabled;
   ui.send.classList.toggle("waiting", wait > 0);
   ui.sendWait.hidden = wait === 0;
   ui.sendWait.textContent = wait > 0 ? String(secs) : "";
   ui.send.setAttribute("aria-label", wait > 0 ? `Slow mode: you can send again in ${secs} seconds` : "Send message");
   ui.slowHint.hidden = state.slowMode === 0;
-  ui.slowHint.textContent = state.slowMode === 0 ? "" : `Slow mode: one message every ${duration(state.slowMode)}${state.isModerator ? " (not for you: moderator)" : ""}`;
+  ui.slowHint.textContent = state.slowMode === 0 ? "" : state.isModerator ? `Slow mode: every ${duration(state.slowMode)}, not for moderators` : `Slow mode: one message every ${duration(state.slowMode)}`;
   // Tick on the second boundary of the remaining time, so the number never lags.
   if (wait > 0) slowTimer = setTimeout(renderSlowMode, wait % 1000 || 1000);
-  else if (document.activeElement === document.body) ui.input.focus();
 }
 
 ui.slowMode.addEventListener("change", () => {
@@ -569,6 +570,7 @@ function renderBan() {
   const banned = ban !== null && conn.state.kind === "stopped";
   ui.banned.hidden = !banned;
   ui.input.disabled = banned;
+  renderSlowMode();
   if (!banned) return;
   const parts = [`You are banned from #${room}`];
   if (ban.until === null) parts.push(" until a moderator lifts the ban.");
