@@ -27,6 +27,13 @@ export default defineConfig({
         test: { name: "settings", include: ["test/config/*.test.ts"], testTimeout: 60_000 },
       },
       {
+        // A deployment that forgot SESSION_SECRET.
+        plugins: [
+          cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: { PUBLISH_TOKEN: secrets.PUBLISH_TOKEN } } }),
+        ],
+        test: { name: "unconfigured", include: ["test/unconfigured/*.test.ts"], testTimeout: 60_000 },
+      },
+      {
         // The web client's DOM-free modules (public/js) in plain Node.
         test: { name: "client", include: ["test/client/*.test.ts"], environment: "node" },
       },

@@ -8,9 +8,19 @@ import type { Message, User } from "./protocol.ts";
 // id can overwrite its slot), so ids keep increasing across restarts without a
 // counter row of their own.
 //
-// Changing HISTORY_SIZE on a room that already has messages is safe for ids
-// (they never repeat) but the new ring fills over the next `size` messages,
-// during which fewer than `size` may be kept.
+// Changing HISTORY_SIZE changes which slot an id belongs in, and a row left
+// in its old slot would be overwritten by the wrong id (a ring grown from 10
+// to 20 would lose ids 10 and 11 to ids 20 and 21). So the first load after
+// a change moves every kept row to `id % size` and deletes the rows beyond
+// the newest `size` ids, once; from then on a message is one row again.
+// Within the last `size` ids every residue is different, so moved rows never
+// collide. A table an older version resized without care may have holes;
+// `since` counts ids instead of assuming them consecutive, and reports them
+// as a gap.
+//
+// The table is created by the first message, not when the room starts: a room
+// nobody wrote to answers its empty history without writing anything, so
+// reading the history of any number of random room names creates no storage.
 
 const SCHEMA = `CREATE TABLE IF NOT EXISTS messages (
   slot INTEGER PRIMARY KEY,
@@ -23,6 +33,7 @@ const SCHEMA = `CREATE TABLE IF NOT EXISTS messages (
 )`;
 
 type Row = {
+  slot: number;
   id: number;
   ts: number;
   from_id: string;
@@ -54,6 +65,18 @@ function toMessage(row: Row): Message {
   return message;
 }
 
+/** The index of the first message with an id above `after` in ascending `kept`. */
+function firstAfter(kept: Message[], after: number): number {
+  let lo = 0;
+  let hi = kept.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((kept[mid]?.id ?? Number.POSITIVE_INFINITY) > after) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
 export class History {
   readonly size: number;
   readonly #sql: SqlStorage;
@@ -61,11 +84,12 @@ export class History {
   // wake; afterwards every append keeps it equal to the table.
   #kept: Message[] | null = null;
   #lastId = 0;
+  // Whether the messages table is known to exist.
+  #created = false;
 
   constructor(sql: SqlStorage, size: number) {
     this.#sql = sql;
     this.size = size;
-    sql.exec(SCHEMA);
   }
 
   /** Loads the ring into memory if it is not there yet; returns what that cost. */
@@ -77,12 +101,55 @@ export class History {
     if (this.#kept !== null) return { kept: this.#kept, cost: { rowsRead: 0, rowsWritten: 0 } };
     // A plain scan, sorted here: the table holds only the ring, and SQLite's
     // ORDER BY id ... LIMIT (no index on id) reads every row twice.
-    const cursor = this.#sql.exec<Row>("SELECT id, ts, from_id, from_name, text, nonce FROM messages");
+    const cursor = this.#scan();
+    if (cursor === null) {
+      this.#kept = [];
+      this.#lastId = 0;
+      return { kept: this.#kept, cost: { rowsRead: 0, rowsWritten: 0 } };
+    }
+    this.#created = true;
     const rows = cursor.toArray().sort((a, b) => a.id - b.id);
-    const kept = rows.slice(Math.max(0, rows.length - this.size)).map(toMessage);
+    const lastId = rows.at(-1)?.id ?? 0;
+    const first = rows.findIndex((r) => r.id > lastId - this.size);
+    const window = first < 0 ? [] : rows.slice(first);
+    const cost = { rowsRead: cursor.rowsRead, rowsWritten: cursor.rowsWritten };
+    if (window.length < rows.length || window.some((r) => r.slot !== r.id % this.size)) {
+      const resized = this.#resize(lastId);
+      cost.rowsRead += resized.rowsRead;
+      cost.rowsWritten += resized.rowsWritten;
+    }
+    const kept = window.map(toMessage);
     this.#kept = kept;
-    this.#lastId = kept.at(-1)?.id ?? 0;
-    return { kept, cost: { rowsRead: cursor.rowsRead, rowsWritten: cursor.rowsWritten } };
+    this.#lastId = lastId;
+    return { kept, cost };
+  }
+
+  /** Every row of the table; null when the room was never written and has no table. */
+  #scan(): SqlStorageCursor<Row> | null {
+    try {
+      return this.#sql.exec<Row>("SELECT slot, id, ts, from_id, from_name, text, nonce FROM messages");
+    } catch (err) {
+      // Only a missing table is an empty room; sqlite_master is read on this
+      // path alone, so a room with messages pays nothing for the check.
+      if (this.#sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages'").toArray().length > 0) throw err;
+      return null;
+    }
+  }
+
+  /** Brings a table written under another HISTORY_SIZE into this ring's layout (see the top of this file). */
+  #resize(lastId: number): RowCost {
+    const cost = { rowsRead: 0, rowsWritten: 0 };
+    const run = (query: string, ...bindings: number[]) => {
+      const cursor = this.#sql.exec(query, ...bindings);
+      cost.rowsRead += cursor.rowsRead;
+      cost.rowsWritten += cursor.rowsWritten;
+    };
+    run("DELETE FROM messages WHERE id <= ?", lastId - this.size);
+    // Through negative slots: a row may be due in a slot that another row
+    // has yet to leave.
+    run("UPDATE messages SET slot = -1 - (id % ?) WHERE slot != id % ?", this.size, this.size);
+    run("UPDATE messages SET slot = -1 - slot WHERE slot < 0");
+    return cost;
   }
 
   /**
@@ -94,15 +161,19 @@ export class History {
     const { kept } = this.#ring();
     if (after === null) return { messages: kept.slice(), gap: false };
     if (after > this.#lastId) return { messages: kept.slice(), gap: true };
-    const oldest = kept[0]?.id ?? this.#lastId + 1;
-    if (after + 1 < oldest) return { messages: kept.slice(), gap: true };
-    // Ids are consecutive, so the first one after `after` sits at a known index.
-    return { messages: kept.slice(after + 1 - oldest), gap: false };
+    const messages = kept.slice(firstAfter(kept, after));
+    // Ids never repeat, so all of after+1 … lastId are here exactly when
+    // there are that many of them.
+    return { messages, gap: messages.length < this.#lastId - after };
   }
 
   /** Stores a message under the next id and returns it; memory is left untouched if the write throws. */
   append(from: User, text: string, nonce: string | undefined, ts: number): { message: Message; cost: RowCost } {
     const { kept, cost } = this.#ring();
+    if (!this.#created) {
+      this.#sql.exec(SCHEMA);
+      this.#created = true;
+    }
     const id = this.#lastId + 1;
     const cursor = this.#sql.exec(
       `INSERT INTO messages (slot, id, ts, from_id, from_name, text, nonce) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -120,7 +191,8 @@ export class History {
     if (nonce !== undefined) message.nonce = nonce;
     this.#lastId = id;
     kept.push(message);
-    if (kept.length > this.size) kept.splice(0, kept.length - this.size);
+    const stale = firstAfter(kept, id - this.size);
+    if (stale > 0) kept.splice(0, stale);
     return {
       message,
       cost: { rowsRead: cost.rowsRead + cursor.rowsRead, rowsWritten: cost.rowsWritten + cursor.rowsWritten },

@@ -22,4 +22,25 @@ export class ConnectLimiter extends DurableObject<Env> {
     this.#bucket = bucket;
     return allowed;
   }
+
+  // Times of this address's failed PUBLISH_TOKEN attempts in the last minute.
+  #publishFailures: number[] = [];
+
+  /**
+   * Checks a publish attempt that presented a wrong (`failed`) or the right
+   * bearer token, and returns the seconds to wait before the next attempt
+   * counts, or 0 to go on. While `perMinute` failures are less than a minute
+   * old every attempt waits, the right token too: otherwise a guess that
+   * succeeds while throttled would still tell itself apart. Attempts that
+   * wait are not counted, so the wait never outlasts the oldest failure.
+   */
+  publishAttempt(failed: boolean, perMinute: number): number {
+    const now = Date.now();
+    const recent = this.#publishFailures.filter((t) => now - t < 60_000);
+    this.#publishFailures = recent;
+    const oldest = recent[0];
+    if (oldest !== undefined && recent.length >= perMinute) return Math.max(1, Math.ceil((oldest + 60_000 - now) / 1000));
+    if (failed) recent.push(now);
+    return 0;
+  }
 }

@@ -1,5 +1,9 @@
 // One JSON object per line and event, so Workers Logs (observability) can
 // index every field. Message text is never logged at `info` or above.
+//
+// Every string field is cut to MAX_LOG_STRING here, in the one place every
+// line passes: header values, paths and error messages can come from a
+// client, and a 12 KB `Origin` must not become a 12 KB log line.
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
@@ -9,7 +13,25 @@ export function isLogLevel(value: unknown): value is LogLevel {
   return typeof value === "string" && Object.hasOwn(RANK, value);
 }
 
-export type LogFields = Record<string, string | number | boolean | null | undefined>;
+type LogValue = string | number | boolean | null | undefined;
+export type LogFields = Record<string, LogValue>;
+
+/** The most UTF-16 code units of a string field a log line keeps. */
+export const MAX_LOG_STRING = 200;
+
+function bounded(value: LogValue): LogValue {
+  if (typeof value !== "string" || value.length <= MAX_LOG_STRING) return value;
+  // Never split a surrogate pair: the line stays well-formed Unicode.
+  const last = value.charCodeAt(MAX_LOG_STRING - 1);
+  const end = last >= 0xd800 && last <= 0xdbff ? MAX_LOG_STRING - 1 : MAX_LOG_STRING;
+  return `${value.slice(0, end)}…[${value.length} chars]`;
+}
+
+function boundedFields(fields: LogFields): LogFields {
+  const out: LogFields = {};
+  for (const [key, value] of Object.entries(fields)) out[key] = bounded(value);
+  return out;
+}
 
 export interface Logger {
   readonly level: LogLevel;
@@ -20,9 +42,10 @@ export interface Logger {
 }
 
 export function createLogger(level: LogLevel, context: LogFields = {}): Logger {
+  const base = boundedFields(context);
   const emit = (at: LogLevel, event: string, fields?: LogFields) => {
     if (RANK[at] < RANK[level]) return;
-    const line = JSON.stringify({ level: at, event, ...context, ...fields });
+    const line = JSON.stringify({ level: at, event, ...base, ...(fields === undefined ? {} : boundedFields(fields)) });
     if (at === "error") console.error(line);
     else if (at === "warn") console.warn(line);
     else console.log(line);

@@ -11,6 +11,18 @@ export const DEFAULT_ROOM = "lobby";
 export const DEFAULT_HISTORY_SIZE = 100;
 export const DEFAULT_RATE_BURST = 10;
 export const DEFAULT_RATE_PER_SEC = 5;
+/** Failed PUBLISH_TOKEN attempts one address may make in a minute; then `429` until the oldest is a minute old. */
+export const PUBLISH_FAILURES_PER_MIN = 10;
+
+// Moderation (v1.1). User ids are opaque to clients (guest `u_…`, verified
+// ids derived from `sub`), so the bound is generous rather than a pattern.
+export const MAX_USER_ID_LENGTH = 256;
+/** A timed ban lasts at most a year; longer means "until unbanned" (omit `minutes`). */
+export const MAX_BAN_MINUTES = 525_600;
+export const MAX_REASON_LENGTH = 200;
+/** Slow mode of more than an hour is a closed room, which PRIVATE_ROOMS or bans express better. */
+export const MAX_SLOW_MODE_SECONDS = 3600;
+export const MODERATOR_ROLE = "moderator";
 
 /** A connection that draws this many `error` frames within the window is closed with 1008. */
 export const MAX_ERRORS_PER_WINDOW = 20;
@@ -27,6 +39,8 @@ export const CloseCode = {
   policyViolation: 1008,
   tooBig: 1009,
   serverError: 1011,
+  /** v1.1: banned from this room. */
+  banned: 4003,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
@@ -38,12 +52,26 @@ export function isSendableCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
 }
 
-export type ErrorCode = "bad_json" | "unknown_type" | "invalid_message" | "unsupported" | "rate_limited";
+export type ErrorCode =
+  | "bad_json"
+  | "unknown_type"
+  | "invalid_message"
+  | "unsupported"
+  | "rate_limited"
+  // v1.1: not allowed to do that; no kept message with that id; posted within the slow-mode interval.
+  | "forbidden"
+  | "not_found"
+  | "slow_mode";
 
 export interface User {
   id: string;
   name: string;
+  /** v1.1: present (and true) only for users identified by the host's JWT. */
+  verified?: true;
+  /** v1.1: the JWT's `roles`, on verified users only. */
+  roles?: string[];
 }
+
 
 export interface Limits {
   history: number;
@@ -51,6 +79,8 @@ export interface Limits {
   name: number;
   burst: number;
   perSec: number;
+  /** v1.1: seconds a non-moderator waits between messages; absent or 0 when slow mode is off. */
+  slowMode?: number;
 }
 
 export interface Message {
@@ -60,6 +90,27 @@ export interface Message {
   from: User;
   text: string;
   nonce?: string;
+  /** v1.1: a tombstone. It keeps `id`, `ts` and `from`; `text` is "" and there is no `nonce`. */
+  deleted?: true;
+}
+
+/** Moderators are verified users with the `moderator` role; a guest can never be one. */
+export function isModerator(user: User): boolean {
+  return user.verified === true && user.roles !== undefined && user.roles.includes(MODERATOR_ROLE);
+}
+
+/** Who may delete a message: its author or a moderator. */
+export function mayDelete(user: User, message: Message): boolean {
+  return message.from.id === user.id || isModerator(user);
+}
+
+/**
+ * The tombstone of a message: it keeps its place (`id`, `ts`, `from`) and
+ * loses what was said. A stored message's text is never empty (a blank one
+ * is refused), so storage can mark a tombstone with `text = ''` alone.
+ */
+export function tombstone(message: Message): Message {
+  return { type: "message", id: message.id, ts: message.ts, from: message.from, text: "", deleted: true };
 }
 
 export interface WelcomeFrame {
@@ -87,13 +138,30 @@ export interface ErrorFrame {
   nonce?: string;
 }
 
+/** v1.1: message `id` became a tombstone; `by` is who deleted it. */
+export interface DeleteFrame {
+  type: "delete";
+  id: number;
+  by: User;
+  ts: number;
+}
+
+/** v1.1: the room's settings changed (a moderator's `settings` frame or the HTTP API). */
+export interface SettingsFrame {
+  type: "settings";
+  slowMode: number;
+}
+
+/** Frames sent to every connection of the room, and so the ones a batch may hold. */
+export type BroadcastFrame = Message | PresenceFrame | DeleteFrame | SettingsFrame;
+
 /** Extension: broadcasts gathered for a socket that connected with `batch=1`. */
 export interface BatchFrame {
   type: "batch";
-  frames: (Message | PresenceFrame)[];
+  frames: BroadcastFrame[];
 }
 
-export type ServerFrame = WelcomeFrame | Message | PresenceFrame | ErrorFrame | BatchFrame;
+export type ServerFrame = WelcomeFrame | Message | PresenceFrame | ErrorFrame | BatchFrame | DeleteFrame | SettingsFrame;
 
 export interface ClientMessage {
   type: "message";
@@ -112,7 +180,49 @@ export interface ClientAck {
   id: number;
 }
 
-export type ClientFrame = ClientMessage | ClientAck;
+/** v1.1: turn message `id` into a tombstone (its author or a moderator). */
+export interface ClientDelete {
+  type: "delete";
+  id: number;
+  nonce?: string;
+}
+
+/** What a ban says, from a `ban` frame or the body of `PUT /api/rooms/{room}/bans/{user}`. */
+export interface BanRequest {
+  /** Whole minutes, 1 to MAX_BAN_MINUTES; absent: until unbanned. */
+  minutes?: number;
+  reason?: string;
+  /** Also tombstone every kept message of the user. */
+  purge?: boolean;
+}
+
+/** v1.1, moderators only. */
+export interface ClientBan extends BanRequest {
+  type: "ban";
+  user: string;
+  nonce?: string;
+}
+
+/** v1.1, moderators only. */
+export interface ClientUnban {
+  type: "unban";
+  user: string;
+  nonce?: string;
+}
+
+/** A room's settings, as `PATCH /api/rooms/{room}/settings` takes and answers them. */
+export interface RoomSettings {
+  /** Seconds, 0 (off) to MAX_SLOW_MODE_SECONDS. */
+  slowMode: number;
+}
+
+/** v1.1, moderators only. */
+export interface ClientSettings extends RoomSettings {
+  type: "settings";
+  nonce?: string;
+}
+
+export type ClientFrame = ClientMessage | ClientAck | ClientDelete | ClientBan | ClientUnban | ClientSettings;
 
 /** The answer of the HTTP history endpoint. */
 export interface HistoryPage {
@@ -125,6 +235,25 @@ export interface HistoryPage {
 export interface HttpError {
   error: string;
   message: string;
+}
+
+/** One entry of `GET /api/rooms/{room}/bans`. */
+export interface BanEntry {
+  user: string;
+  /** Milliseconds since the epoch; null: until unbanned. */
+  until: number | null;
+  reason?: string;
+}
+
+/**
+ * The `403` answer to a banned user's upgrade. `until` and `reason` are
+ * optional additions to the `{"error":"banned"}` of the contract, so the
+ * client can say why and for how long.
+ */
+export interface BannedError extends HttpError {
+  error: "banned";
+  until: number | null;
+  reason?: string;
 }
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; code: ErrorCode; message: string; nonce?: string };
@@ -235,6 +364,86 @@ export function validateMessageFields(obj: Record<string, unknown>): Parsed<{ te
   return { ok: true, value: { text, nonce } };
 }
 
+function isUserId(value: unknown): value is string {
+  if (typeof value !== "string") return false;
+  const length = codePointLength(value);
+  return length >= 1 && length <= MAX_USER_ID_LENGTH && isWellFormed(value) && !CONTROL.test(value);
+}
+
+/** A user id from a URL path (`/bans/{userId}`, already percent-decoded), or null when it cannot be one. */
+export function parseUserId(raw: string): string | null {
+  return isUserId(raw) ? raw : null;
+}
+
+const isWholeNumber = (value: unknown): value is number => typeof value === "number" && Number.isSafeInteger(value);
+
+/**
+ * Checks `minutes`, `reason` and `purge` of a ban, from a `ban` frame or an
+ * HTTP body. The reason is trimmed; it must then hold 1 to 200 code points,
+ * well-formed, no control characters (it is shown to the banned user and
+ * goes into a close frame). `purge: false` is the same as no `purge`.
+ */
+export function validateBanFields(obj: Record<string, unknown>): Parsed<BanRequest> {
+  const value: BanRequest = {};
+  const minutes = field(obj, "minutes");
+  if (minutes !== undefined) {
+    if (!isWholeNumber(minutes) || minutes < 1 || minutes > MAX_BAN_MINUTES) {
+      return invalid(`minutes must be a whole number from 1 to ${MAX_BAN_MINUTES}; leave it out to ban until unbanned`);
+    }
+    value.minutes = minutes;
+  }
+  const reason = field(obj, "reason");
+  if (reason !== undefined) {
+    const trimmed = typeof reason === "string" ? reason.trim() : "";
+    const length = codePointLength(trimmed);
+    if (length < 1 || length > MAX_REASON_LENGTH || !isWellFormed(trimmed) || CONTROL.test(trimmed)) {
+      return invalid(`reason must be text of 1 to ${MAX_REASON_LENGTH} characters without control characters`);
+    }
+    value.reason = trimmed;
+  }
+  const purge = field(obj, "purge");
+  if (purge !== undefined && typeof purge !== "boolean") return invalid("purge must be true or false");
+  if (purge === true) value.purge = true;
+  return { ok: true, value };
+}
+
+/** Checks the body of a settings change, from a `settings` frame or `PATCH /api/rooms/{room}/settings`. */
+export function validateSettingsFields(obj: Record<string, unknown>): Parsed<RoomSettings> {
+  const slowMode = field(obj, "slowMode");
+  if (!isWholeNumber(slowMode) || slowMode < 0 || slowMode > MAX_SLOW_MODE_SECONDS) {
+    return invalid(`slowMode must be a whole number of seconds from 0 to ${MAX_SLOW_MODE_SECONDS}`);
+  }
+  return { ok: true, value: { slowMode } };
+}
+
+type ModerationFrame = ClientDelete | ClientBan | ClientUnban | ClientSettings;
+
+function moderationFields(type: ModerationFrame["type"], obj: Record<string, unknown>): Parsed<ModerationFrame> {
+  switch (type) {
+    case "delete": {
+      const id = field(obj, "id");
+      if (!isWholeNumber(id) || id < 1) return invalid("delete needs an id: a whole number of 1 or more");
+      return { ok: true, value: { type, id } };
+    }
+    case "unban":
+    case "ban": {
+      const user = field(obj, "user");
+      if (!isUserId(user)) return invalid(`user must be a user id of 1 to ${MAX_USER_ID_LENGTH} characters`);
+      if (type === "unban") return { ok: true, value: { type, user } };
+      const ban = validateBanFields(obj);
+      return ban.ok ? { ok: true, value: { type, user, ...ban.value } } : ban;
+    }
+    case "settings": {
+      const settings = validateSettingsFields(obj);
+      return settings.ok ? { ok: true, value: { type, ...settings.value } } : settings;
+    }
+  }
+}
+
+const MODERATION_TYPES: ReadonlySet<unknown> = new Set(["delete", "ban", "unban", "settings"]);
+
+const isModerationType = (type: unknown): type is ModerationFrame["type"] => MODERATION_TYPES.has(type);
+
 /** Parses JSON that must be an object; never throws. */
 export function parseJsonObject(raw: string): Record<string, unknown> | null {
   let value: unknown;
@@ -260,6 +469,14 @@ export function parseClientFrame(raw: string): Parsed<ClientFrame> {
       return { ok: false, code: "invalid_message", message: "ack needs an id: a whole number of 0 or more" };
     }
     return { ok: true, value: { type: "ack", id } };
+  }
+  if (isModerationType(type)) {
+    // The nonce is checked first: a refusal echoes it only when it is valid.
+    const nonce = field(obj, "nonce");
+    if (nonce !== undefined && !isNonce(nonce)) return invalid(`nonce must be a string of at most ${MAX_NONCE_LENGTH} characters`);
+    const parsed = moderationFields(type, obj);
+    if (nonce === undefined) return parsed;
+    return parsed.ok ? { ok: true, value: { ...parsed.value, nonce } } : { ...parsed, nonce };
   }
   if (type !== "message") {
     return { ok: false, code: "unknown_type", message: type === undefined ? "type is missing" : "unknown type" };

@@ -8,11 +8,13 @@
 // What survives hibernation: the runtime hibernates an idle room (evicts it
 // from memory while keeping its WebSockets open) and constructs it again for
 // the next event. So everything the protocol needs lives where a wake finds it:
-//   - per connection, the user, the rate-limit bucket and the error strikes in
-//     the socket's attachment (`serializeAttachment`);
+//   - per connection, the user, the rate-limit bucket, the error strikes and
+//     whether its departure was already announced, in the socket's
+//     attachment (`serializeAttachment`);
 //   - the history and the last issued id in SQLite (see history.ts).
 // The maps in memory (sockets to sessions, presence by user id, the history
-// ring) are caches, rebuilt from those on the first event after a wake.
+// ring) are caches, rebuilt from those on the first event after a wake; only
+// open sockets count, so a close that wakes the room is counted once.
 // Keep-alive `ping`s are answered by `setWebSocketAutoResponse` without waking
 // the room at all.
 //
@@ -116,9 +118,6 @@ export class ChatRoom extends DurableObject<Env> {
   // after construction (a wake) rebuilds them.
   #sessions: Map<WebSocket, Session> | null = null;
   #presence = new Map<string, Presence>();
-  // Sockets whose departure was handled, so `close` and `error` for one
-  // socket never announce two `leave`s.
-  readonly #departed = new WeakSet<WebSocket>();
   readonly #usage: Usage = { messages: 0, connects: 0, rowsRead: 0, rowsWritten: 0 };
   // Whether this instance has made sure a sweep alarm is pending.
   #sweepArmed = false;
@@ -179,6 +178,7 @@ export class ChatRoom extends DurableObject<Env> {
       seen: now,
       batch,
       acked: null,
+      departed: false,
     };
     this.ctx.acceptWebSocket(server);
     server.serializeAttachment(session);
@@ -235,12 +235,20 @@ export class ChatRoom extends DurableObject<Env> {
     // hibernatable socket in this workerd still waits for our reply: without
     // it the client never sees its close complete. On a socket that is
     // already closed the call is a no-op.
-    this.#reply(ws, isSendableCloseCode(code) ? code : CloseCode.normal);
-    this.#depart(ws, { code, wasClean });
+    try {
+      this.#reply(ws, isSendableCloseCode(code) ? code : CloseCode.normal);
+      this.#depart(ws, { code, wasClean });
+    } catch (err) {
+      this.#log.error("fault", { where: "close", code, error: describeError(err) });
+    }
   }
 
   override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
-    this.#depart(ws, { error: describeError(error) });
+    try {
+      this.#depart(ws, { error: describeError(error) });
+    } catch (err) {
+      this.#log.error("fault", { where: "error", error: describeError(err) });
+    }
   }
 
   #receive(ws: WebSocket, session: Session, data: string | ArrayBuffer): void {
@@ -264,6 +272,11 @@ export class ChatRoom extends DurableObject<Env> {
       // Acks are not rate-limited: they cost no storage and no broadcast.
       session.acked = Math.max(session.acked ?? 0, frame.value.id);
       ws.serializeAttachment(session);
+      return;
+    }
+    if (frame.value.type !== "message") {
+      // Moderation frames (v1.1) parse, but this room does not act on them yet.
+      this.#reject(ws, session, "forbidden", "moderation is not available in this room", frame.value.nonce);
       return;
     }
     const now = Date.now();
@@ -302,6 +315,10 @@ export class ChatRoom extends DurableObject<Env> {
     session.strikes = recordStrike(session.strikes, Date.now(), ERROR_WINDOW_MS);
     ws.serializeAttachment(session);
     this.#log.info("frame_rejected", { room: session.room, user: session.user.id, code });
+    // An error must not overtake broadcasts already queued for this socket:
+    // a client that sees the answer to its frame has seen everything the
+    // room sent before it. Flushing early only makes that batch smaller.
+    if (session.batch) this.#flush();
     this.#send(ws, nonce === undefined ? { type: "error", code, message } : { type: "error", code, message, nonce });
     if (session.strikes.length >= MAX_ERRORS_PER_WINDOW) {
       this.#log.warn("connection_closed", { room: session.room, user: session.user.id, code: CloseCode.policyViolation });
@@ -309,14 +326,25 @@ export class ChatRoom extends DurableObject<Env> {
     }
   }
 
+  /**
+   * Handles a socket's departure once, whichever comes first: our own close,
+   * the client's close, an error. The mark goes into the attachment, not
+   * memory: a socket the room closed may report its close only after the
+   * room has hibernated and forgotten that it already announced the `leave`.
+   */
   #depart(ws: WebSocket, detail: Record<string, string | number | boolean>): void {
-    if (this.#departed.has(ws)) return;
-    this.#departed.add(ws);
     const sessions = this.#members();
-    const session = sessions.get(ws) ?? parseSession(ws.deserializeAttachment());
+    const member = sessions.get(ws);
     sessions.delete(ws);
-    if (session === null) return;
-    const last = this.#leave(session.user.id);
+    const session = member ?? parseSession(ws.deserializeAttachment());
+    if (session === null || session.departed) return;
+    session.departed = true;
+    ws.serializeAttachment(session);
+    // Only a member was counted in presence. A socket that was already
+    // closing when a wake rebuilt the members (the close is often the very
+    // event that wakes the room) never was: its user leaves only when no
+    // member socket of that user is left.
+    const last = member !== undefined ? this.#leave(session.user.id) : !this.#presence.has(session.user.id);
     if (last) this.#broadcast({ type: "leave", user: session.user, ts: Date.now() });
     this.#log.info("disconnect", { room: session.room, user: session.user.id, connections: sessions.size, ...detail });
   }
@@ -333,8 +361,16 @@ export class ChatRoom extends DurableObject<Env> {
   // wakes for a moment once a minute and sleeps again.
 
   async #armSweep(now: number): Promise<void> {
+    // Set before the awaits, so connects in the meantime do not ask again;
+    // cleared when arming fails, so the next connect tries again instead of
+    // leaving dead connections unswept for the life of this instance.
     this.#sweepArmed = true;
-    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(now + IDLE_TIMEOUT_MS);
+    try {
+      if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(now + IDLE_TIMEOUT_MS);
+    } catch (err) {
+      this.#sweepArmed = false;
+      throw err;
+    }
   }
 
   override async alarm(): Promise<void> {
@@ -352,8 +388,12 @@ export class ChatRoom extends DurableObject<Env> {
       this.#log.info("idle_closed", { room: session?.room, user: session?.user.id });
       this.#close(ws, CloseCode.normal, "no frame or ping for 60 s");
     }
-    this.#sweepArmed = Number.isFinite(oldest);
-    if (this.#sweepArmed) await this.ctx.storage.setAlarm(Math.max(oldest + IDLE_TIMEOUT_MS, now + 1000));
+    // Armed only once the next alarm is stored: if setAlarm fails, the
+    // runtime retries this handler, and the next connect arms it too.
+    this.#sweepArmed = false;
+    if (!Number.isFinite(oldest)) return;
+    await this.ctx.storage.setAlarm(Math.max(oldest + IDLE_TIMEOUT_MS, now + 1000));
+    this.#sweepArmed = true;
   }
 
   // ---- HTTP API, called by the Worker over RPC ------------------------------
@@ -408,19 +448,14 @@ export class ChatRoom extends DurableObject<Env> {
     return true;
   }
 
-  /** Counts one socket less; true when it was the user's last. */
+  /** Counts one member socket less; true when it was the user's last. */
   #leave(userId: string): boolean {
     const entry = this.#presence.get(userId);
-    if (entry === undefined) return !this.#hasSocketOf(userId);
+    if (entry === undefined) return false;
     entry.sockets--;
     if (entry.sockets > 0) return false;
     this.#presence.delete(userId);
     return true;
-  }
-
-  #hasSocketOf(userId: string): boolean {
-    for (const session of this.#members().values()) if (session.user.id === userId) return true;
-    return false;
   }
 
   #online(): User[] {
@@ -471,7 +506,9 @@ export class ChatRoom extends DurableObject<Env> {
   }
 
   #flush(): void {
+    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
     this.#flushTimer = null;
+    if (this.#batches.empty) return;
     const batchFor = this.#batches.drain();
     let failed: WebSocket[] | undefined;
     for (const [ws, session] of this.#members()) {

@@ -18,6 +18,12 @@ export interface Session {
   batch: boolean;
   /** The last message id the client acknowledged; null until its first `ack` (v1 clients never send one). */
   acked: number | null;
+  /**
+   * The room has handled this socket's departure. A socket the room closes
+   * can still report its close (or an error) later, after a wake that
+   * forgot everything in memory; this keeps its user from leaving twice.
+   */
+  departed: boolean;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -29,7 +35,7 @@ const isNumber = (v: unknown): v is number => typeof v === "number" && Number.is
 /** Checks an attachment read back after a wake; null means it cannot be trusted. */
 export function parseSession(value: unknown): Session | null {
   if (!isRecord(value)) return null;
-  const { room, user, bucket, strikes, seen, batch, acked } = value;
+  const { room, user, bucket, strikes, seen, batch, acked, departed } = value;
   if (typeof room !== "string" || !isRecord(user) || !isRecord(bucket) || !Array.isArray(strikes)) return null;
   if (typeof user.id !== "string" || typeof user.name !== "string") return null;
   if (!isNumber(bucket.tokens) || !isNumber(bucket.at)) return null;
@@ -42,5 +48,6 @@ export function parseSession(value: unknown): Session | null {
     seen,
     batch: batch === true,
     acked: isNumber(acked) ? acked : null,
+    departed: departed === true,
   };
 }

@@ -31,14 +31,22 @@ function toBase64Url(bytes: Uint8Array): string {
   return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
+/**
+ * Decodes unpadded base64url, accepting only the canonical spelling. 43
+ * characters carry 258 bits for a 256-bit MAC, and atob ignores the 2 spare
+ * bits of the last character, so without the round trip every token would
+ * have four spellings that all verify.
+ */
 function fromBase64Url(text: string): Uint8Array | null {
   if (!/^[A-Za-z0-9_-]*$/.test(text)) return null;
+  let bytes: Uint8Array;
   try {
     const binary = atob(text.replaceAll("-", "+").replaceAll("_", "/"));
-    return Uint8Array.from(binary, (c) => c.charCodeAt(0));
+    bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
   } catch {
     return null;
   }
+  return toBase64Url(bytes) === text ? bytes : null;
 }
 
 export function newUserId(): string {
@@ -70,8 +78,10 @@ export async function verifyToken(token: string, secret: string): Promise<string
  * the length of the secret leaks through timing.
  */
 export async function bearerMatches(header: string | null, expected: string): Promise<boolean> {
-  const given = header?.startsWith("Bearer ") ? header.slice("Bearer ".length) : null;
-  if (given === null) return false;
+  // RFC 7235: the scheme is case-insensitive and one or more spaces end it.
+  const scheme = header === null ? null : /^bearer +/i.exec(header);
+  if (header === null || scheme === null) return false;
+  const given = header.slice(scheme[0].length);
   const [a, b] = await Promise.all([
     crypto.subtle.digest("SHA-256", encoder.encode(given)),
     crypto.subtle.digest("SHA-256", encoder.encode(expected)),

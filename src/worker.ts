@@ -3,11 +3,13 @@
 // connections from one IP, bad publish requests) before any Durable Object is
 // billed, decides who the user is, and forwards to the room.
 
+import { addressKey } from "./address.ts";
 import { readConfig, type Config } from "./config.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
 import {
   DEFAULT_ROOM,
   MAX_FRAME_BYTES,
+  PUBLISH_FAILURES_PER_MIN,
   normalizeName,
   normalizeRoom,
   parseAfter,
@@ -62,14 +64,33 @@ function roomStub(env: Env, room: string): DurableObjectStub<ChatRoom> {
   return env.ROOMS.get(env.ROOMS.idFromName(room));
 }
 
+// The hosts of the developer's own machine, as URL.hostname spells them.
+const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(["localhost", "127.0.0.1", "[::1]"]);
+
 let warnedAboutSecret = false;
 
-function sessionSecret(env: Env, log: Logger): string {
+/**
+ * The key that signs tokens, or null when there is none to use. Without
+ * SESSION_SECRET the public development key signs tokens only for requests
+ * to a loopback host, so `wrangler dev` needs no setup while a deployment
+ * that forgot the secret fails closed: with a public key anyone could mint
+ * any user's token, and user ids are public (`online`, `from`). Cloudflare
+ * routes a request to a Worker by its host, so a deployed Worker never sees
+ * a loopback one.
+ */
+function sessionSecret(env: Env, url: URL, log: Logger): string | null {
   if (env.SESSION_SECRET !== undefined && env.SESSION_SECRET !== "") return env.SESSION_SECRET;
+  if (!LOOPBACK_HOSTS.has(url.hostname)) {
+    log.error("not_configured", {
+      host: url.hostname,
+      message: "SESSION_SECRET is not set, so WebSocket upgrades are refused with 503. Set it: `wrangler secret put SESSION_SECRET`.",
+    });
+    return null;
+  }
   if (!warnedAboutSecret) {
     warnedAboutSecret = true;
     log.warn("development_secret", {
-      message: "SESSION_SECRET is not set: tokens are signed with a public development key. Run `wrangler secret put SESSION_SECRET` before deploying.",
+      message: "SESSION_SECRET is not set: tokens on this loopback host are signed with a public development key. Run `wrangler secret put SESSION_SECRET` before deploying.",
     });
   }
   return DEVELOPMENT_SECRET;
@@ -90,6 +111,8 @@ async function connect(request: Request, url: URL, room: string, env: Env, confi
     log.info("origin_refused", { room, origin: request.headers.get("Origin") });
     return error(403, "forbidden_origin", "this origin may not open a chat connection");
   }
+  const secret = sessionSecret(env, url, log);
+  if (secret === null) return error(503, "not_configured", "this chat server is not configured yet; try again later");
   if (config.ipConnectPerMin > 0) {
     const ip = request.headers.get("CF-Connecting-IP") ?? "unknown";
     const limiter = env.CONNECT_LIMITER.get(env.CONNECT_LIMITER.idFromName(ip));
@@ -101,7 +124,6 @@ async function connect(request: Request, url: URL, room: string, env: Env, confi
     }
   }
   const q = url.searchParams;
-  const secret = sessionSecret(env, log);
   const claimed = q.get("token");
   const userId = (claimed !== null ? await verifyToken(claimed, secret) : null) ?? newUserId();
   const user = { id: userId, name: normalizeName(q.get("name")) ?? guestName() };
@@ -147,7 +169,20 @@ async function messages(request: Request, url: URL, room: string, env: Env, log:
   if (env.PUBLISH_TOKEN === undefined || env.PUBLISH_TOKEN === "") {
     return error(404, "not_found", "publishing over HTTP is not enabled");
   }
-  if (!(await bearerMatches(request.headers.get("Authorization"), env.PUBLISH_TOKEN))) {
+  const authorized = await bearerMatches(request.headers.get("Authorization"), env.PUBLISH_TOKEN);
+  // Requests without an address come from no edge (a test, a local proxy)
+  // and share one count.
+  const address = addressKey(request) ?? "none";
+  const limiter = env.CONNECT_LIMITER.get(env.CONNECT_LIMITER.idFromName(address));
+  const wait = await limiter.publishAttempt(!authorized, PUBLISH_FAILURES_PER_MIN);
+  if (wait > 0) {
+    log.info("publish_throttled", { room, wait });
+    return error(429, "too_many_requests", `too many failed attempts; at most ${PUBLISH_FAILURES_PER_MIN} a minute`, {
+      "Retry-After": String(wait),
+    });
+  }
+  if (!authorized) {
+    log.info("publish_unauthorized", { room });
     return error(401, "unauthorized", "a valid bearer token is required", { "WWW-Authenticate": "Bearer" });
   }
   const raw = await readCapped(request, MAX_FRAME_BYTES);

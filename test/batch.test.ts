@@ -2,12 +2,12 @@
 
 import { describe, expect, it } from "vitest";
 import { BatchQueue } from "../src/batch.ts";
-import type { Message, PresenceFrame } from "../src/protocol.ts";
+import type { BroadcastFrame } from "../src/protocol.ts";
 import { type Client, freshRoom, join } from "./helpers.ts";
 
 /** Reads batch frames until `count` broadcasts have arrived; fails on anything else. */
-async function broadcasts(client: Client, count: number): Promise<{ frames: (Message | PresenceFrame)[]; batches: number }> {
-  const frames: (Message | PresenceFrame)[] = [];
+async function broadcasts(client: Client, count: number): Promise<{ frames: BroadcastFrame[]; batches: number }> {
+  const frames: BroadcastFrame[] = [];
   let batches = 0;
   while (frames.length < count) {
     const frame = await client.next(`a batch with broadcast ${frames.length + 1} of ${count}`);
@@ -47,6 +47,19 @@ describe("batch=1", () => {
     client.say("mine", "c1");
     const { frames } = await broadcasts(client, 1);
     expect(frames[0]).toMatchObject({ type: "message", id: 1, text: "mine", nonce: "c1", from: welcome.you });
+  });
+
+  it("sends an error only after the broadcasts queued for the socket before it", async () => {
+    const room = freshRoom();
+    const batched = await join(room, { name: "batched", batch: true });
+    const plain = await join(room, { name: "plain" });
+    plain.client.say("queued");
+    // The plain socket has it, so the room has queued it for the batched one.
+    await plain.client.message();
+    batched.client.send({ type: "message", text: "", nonce: "e1" });
+    const { frames } = await broadcasts(batched.client, 2);
+    expect(frames.map((f) => f.type)).toEqual(["join", "message"]);
+    expect(await batched.client.next("error")).toEqual({ type: "error", code: "invalid_message", message: expect.any(String), nonce: "e1" });
   });
 
   it("does not repeat in a batch what a socket's welcome already holds", async () => {

@@ -42,7 +42,12 @@ export class Client {
   #waiter: (() => void) | null = null;
   #closedAt: Closed | null = null;
 
-  constructor(ws: WebSocket) {
+  /**
+   * With `halfOpen` the client does not answer the server's close frame: it
+   * sees the close, and the server hears nothing until `close()`, like a
+   * peer on a link that stalled.
+   */
+  constructor(ws: WebSocket, { halfOpen = false }: { halfOpen?: boolean } = {}) {
     this.ws = ws;
     this.closed = new Promise((resolve) => {
       ws.addEventListener("close", (event) => {
@@ -58,7 +63,7 @@ export class Client {
       this.#inbox.push(text === "pong" ? { kind: "text", text } : { kind: "frame", frame: JSON.parse(text) as ServerFrame });
       this.#wake();
     });
-    ws.accept();
+    ws.accept({ allowHalfOpen: halfOpen });
   }
 
   #wake(): void {
@@ -119,10 +124,24 @@ export class Client {
     }
   }
 
-  /** Asserts that nothing arrives for a while (a round trip through the room proves it). */
-  async quiet(ms = 150): Promise<void> {
-    await new Promise((resolve) => setTimeout(resolve, ms));
-    if (this.#inbox.length > 0) throw new Error(`expected nothing, got ${JSON.stringify(this.#inbox)}`);
+  /**
+   * Asserts that nothing is on its way to this socket, with a round trip
+   * through the room rather than a pause: it sends a message the room must
+   * refuse (blank text) with a nonce of its own, and the very next frame must
+   * be the `invalid_message` error echoing that nonce. The room handles one
+   * event at a time, sends a socket's frames in order, and flushes a batching
+   * socket's queued broadcasts before an error, so whatever the room sent
+   * this socket before it took the barrier (a late duplicate, a false
+   * `leave`) arrives first and fails here. (`ping` is no barrier: the runtime
+   * answers it without the room.) Each call costs the socket one error strike.
+   */
+  async quiet(): Promise<void> {
+    const nonce = `barrier-${crypto.randomUUID()}`;
+    this.send({ type: "message", text: " ", nonce });
+    const frame = await this.next("the barrier's error");
+    if (frame.type !== "error" || frame.code !== "invalid_message" || frame.nonce !== nonce) {
+      throw new Error(`expected nothing before the barrier's error, got ${JSON.stringify(frame)}`);
+    }
   }
 
   send(frame: unknown): void {
@@ -144,6 +163,7 @@ export interface ConnectOptions {
   after?: string | number;
   batch?: boolean;
   headers?: Record<string, string>;
+  halfOpen?: boolean;
 }
 
 export async function open(room: string, options: ConnectOptions = {}): Promise<Client> {
@@ -157,7 +177,7 @@ export async function open(room: string, options: ConnectOptions = {}): Promise<
   if (res.status !== 101 || res.webSocket === null) {
     throw new Error(`expected 101 for /chat/${room}, got ${res.status}: ${await res.text()}`);
   }
-  return new Client(res.webSocket);
+  return new Client(res.webSocket, { halfOpen: options.halfOpen === true });
 }
 
 /** Opens a client and reads its welcome. */

@@ -9,6 +9,8 @@ import {
   normalizeRoom,
   parseAfter,
   parseClientFrame,
+  type ClientFrame,
+  type Parsed,
 } from "../src/protocol.ts";
 
 describe("parseClientFrame", () => {
@@ -83,10 +85,37 @@ describe("parseClientFrame", () => {
     expect(parseClientFrame('{"type":"shout","nonce":"c7"}')).not.toHaveProperty("nonce");
   });
 
-  it("does not let a __proto__ key reach any prototype", () => {
-    const parsed = parseClientFrame('{"type":"message","text":"x","__proto__":{"polluted":true}}');
-    expect(parsed.ok).toBe(true);
-    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  it("returns a value of its own making: no key of the frame's but text and nonce, a plain prototype", () => {
+    const parsed = parseClientFrame('{"type":"message","text":"x","__proto__":{"nonce":"n","text":"y"},"from":"admin","id":7}');
+    expect(parsed).toEqual({ ok: true, value: { type: "message", text: "x" } });
+    if (!parsed.ok) return;
+    expect(Object.keys(parsed.value)).toEqual(["type", "text"]);
+    expect(Object.getPrototypeOf(parsed.value)).toBe(Object.prototype);
+    const refused = parseClientFrame('{"type":"message","text":"","__proto__":{"nonce":"n"}}');
+    expect(Object.keys(refused)).toEqual(["ok", "code", "message"]);
+  });
+
+  it("reads only a frame's own fields, even with Object.prototype polluted", () => {
+    const proto = Object.prototype as Record<string, unknown>;
+    const polluted = { type: "message", text: "polluted", nonce: "polluted", id: 7 };
+    let answers: Parsed<ClientFrame>[];
+    try {
+      Object.assign(proto, polluted);
+      answers = ['{"text":"x"}', '{"type":"message"}', '{"type":"message","text":"x"}', '{"type":"ack"}', '{"type":"message","text":""}'].map(
+        parseClientFrame,
+      );
+    } finally {
+      for (const key of Object.keys(polluted)) delete proto[key];
+    }
+    expect(answers.map((a) => ({ ...a }))).toEqual([
+      { ok: false, code: "unknown_type", message: "type is missing" },
+      { ok: false, code: "invalid_message", message: "text must be a string" },
+      { ok: true, value: { type: "message", text: "x" } },
+      { ok: false, code: "invalid_message", message: expect.stringContaining("ack needs an id") },
+      { ok: false, code: "invalid_message", message: "text is empty" },
+    ]);
+    // A nonce only the prototype had is not the frame's.
+    expect(answers.map((a) => Object.hasOwn(a.ok ? a.value : a, "nonce"))).toEqual([false, false, false, false, false]);
   });
 
   it("survives deeply nested JSON", () => {

@@ -1,7 +1,7 @@
 // The room's behaviour over real WebSockets, through the Worker, in workerd.
 
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { Message } from "../src/protocol.ts";
 import type { ChatRoom } from "../src/room.ts";
 import { freshRoom, join, open, publish, roomStub, seed } from "./helpers.ts";
@@ -248,16 +248,32 @@ describe("presence", () => {
     });
   });
 
-  it("gives a forged or tampered token a fresh id", async () => {
+  it("refuses the id a forged or tampered token claims, and issues a fresh id with a token of its own", async () => {
     const room = freshRoom();
     const alice = await join(room, { name: "alice" });
-    const [id, sig = ""] = alice.welcome.token.split(".");
+    const [id = "", sig = ""] = alice.welcome.token.split(".");
     const flipped = (sig[0] === "A" ? "B" : "A") + sig.slice(1);
-    const forged = [`${id}.${flipped}`, `u_${"0".repeat(24)}.${sig}`, `${id}`, "garbage", `${id}.${sig}x`];
-    for (const token of forged) {
+    const other = `u_${"0".repeat(24)}`;
+    // Each forged token and the id it claims.
+    const forged: [string, string][] = [
+      [`${id}.${flipped}`, id],
+      [`${other}.${sig}`, other],
+      [`${other}.`, other],
+      [id, id],
+      [`${id}.${sig}x`, id],
+      ["garbage", "garbage"],
+    ];
+    const issued = new Set([alice.welcome.you.id]);
+    for (const [token, claimed] of forged) {
       const { welcome } = await join(room, { name: "mallory", token });
-      expect(welcome.you.id, token).not.toBe(alice.welcome.you.id);
-      expect(welcome.you.id).toMatch(USER_ID);
+      expect(welcome.you.id, token).not.toBe(claimed);
+      expect(welcome.you.id, token).toMatch(USER_ID);
+      expect(issued.has(welcome.you.id), token).toBe(false);
+      issued.add(welcome.you.id);
+      expect(welcome.token.startsWith(`${welcome.you.id}.`), token).toBe(true);
+      // The fresh token is a real one: it brings the new id back.
+      const again = await join(room, { name: "mallory", token: welcome.token });
+      expect(again.welcome.you.id, token).toBe(welcome.you.id);
     }
   });
 
@@ -419,6 +435,43 @@ describe("hibernation", () => {
     expect(await alice.client.next("carol's join")).toMatchObject({ type: "join" });
     expect(await alice.client.next("bob's leave")).toEqual({ type: "leave", user: bob.welcome.you, ts: expect.any(Number) });
   });
+
+  it("wakes for a close: the user's only socket leaves once, and presence is right for the next one in", async () => {
+    const room = freshRoom();
+    const alice = await join(room, { name: "alice" });
+    const bob = await join(room, { name: "bob" });
+    await alice.client.next("bob's join");
+    await evictDurableObject(roomStub(room));
+    bob.client.close();
+    expect(await bob.client.closed).toEqual({ code: 1000, reason: expect.any(String) });
+    expect(await alice.client.next("bob's leave")).toEqual({ type: "leave", user: bob.welcome.you, ts: expect.any(Number) });
+    await alice.client.quiet();
+    const carol = await join(room, { name: "carol" });
+    expect(carol.welcome.online).toHaveLength(2);
+    expect(carol.welcome.online).toEqual(expect.arrayContaining([alice.welcome.you, carol.welcome.you]));
+  });
+
+  it("announces no leave when one of a user's two sockets closes after a wake, and one leave with the last", async () => {
+    const room = freshRoom();
+    const watcher = await join(room, { name: "watcher" });
+    const first = await join(room, { name: "alice" });
+    const second = await join(room, { name: "alice", token: first.welcome.token });
+    expect(await watcher.client.next("alice's join")).toEqual({ type: "join", user: first.welcome.you, ts: expect.any(Number) });
+    await evictDurableObject(roomStub(room));
+    // The close is the event that wakes the room.
+    first.client.close();
+    await first.client.closed;
+    await watcher.client.quiet();
+    const late = await join(room, { name: "late" });
+    expect(late.welcome.online).toHaveLength(3);
+    expect(late.welcome.online).toEqual(expect.arrayContaining([watcher.welcome.you, first.welcome.you, late.welcome.you]));
+    await watcher.client.next("late's join");
+    await evictDurableObject(roomStub(room));
+    second.client.close();
+    await second.client.closed;
+    expect(await watcher.client.next("alice's leave")).toEqual({ type: "leave", user: first.welcome.you, ts: expect.any(Number) });
+    await watcher.client.quiet();
+  });
 });
 
 describe("dead connections", () => {
@@ -432,6 +485,16 @@ describe("dead connections", () => {
     });
     // A wake reads the attachments afresh.
     await evictDurableObject(roomStub(room));
+  }
+
+  /** Polls the room's socket count (a round trip each) until `done`; the runtime drops a socket once its close is handled. */
+  async function until(room: string, what: string, done: (sockets: number) => boolean): Promise<void> {
+    for (let i = 0; i < 200; i++) {
+      const sockets = await runInDurableObject(roomStub(room), (_: ChatRoom, state) => state.getWebSockets().length);
+      if (done(sockets)) return;
+      await scheduler.wait(10);
+    }
+    throw new Error(`expected ${what}, but it never happened`);
   }
 
   it("closes a socket silent for 60 s, and its user leaves", async () => {
@@ -450,6 +513,22 @@ describe("dead connections", () => {
     expect(alarm).not.toBeNull();
   });
 
+  it("announces one leave for a socket it closed, when the client's close comes only after a wake", async () => {
+    const room = freshRoom();
+    const alice = await join(room, { name: "alice" });
+    const ghost = await join(room, { name: "ghost", halfOpen: true });
+    await alice.client.next("ghost's join");
+    await silence(room, ghost.welcome.you.id, 61_000);
+    expect(await runDurableObjectAlarm(roomStub(room))).toBe(true);
+    expect(await alice.client.next("ghost's leave")).toEqual({ type: "leave", user: ghost.welcome.you, ts: expect.any(Number) });
+    expect((await ghost.client.closed).code).toBe(1000);
+    // The room forgets everything in memory; then the ghost's close arrives.
+    await evictDurableObject(roomStub(room));
+    ghost.client.close();
+    await until(room, "the ghost's close reached the room", (sockets) => sockets === 1);
+    await alice.client.quiet();
+  });
+
   it("counts a ping, answered without waking the room, as a sign of life", async () => {
     const room = freshRoom();
     const alice = await join(room, { name: "alice" });
@@ -462,6 +541,76 @@ describe("dead connections", () => {
     await alice.client.quiet();
     quiet.client.say("alive");
     expect((await quiet.client.message()).text).toBe("alive");
+  });
+});
+
+describe("faults", () => {
+  /**
+   * Makes the next call of a runtime method throw, as storage or the runtime
+   * can fail; the room under test runs unchanged. workerd has no switch to
+   * make its local storage fail, so the fault is injected into the object the
+   * room calls (its own `ctx` or `ctx.storage`), once.
+   */
+  function failOnce(target: object, method: string): void {
+    Object.defineProperty(target, method, {
+      configurable: true,
+      value: () => {
+        delete (target as Record<string, unknown>)[method];
+        throw new Error(`injected fault in ${method}`);
+      },
+    });
+  }
+
+  const faultInjected = (target: object, method: string) => Object.hasOwn(target, method);
+
+  it("arms the idle sweep on the next connect when arming it failed once", async () => {
+    const room = freshRoom();
+    await runInDurableObject(roomStub(room), (_: ChatRoom, state) => failOnce(state.storage, "getAlarm"));
+    await join(room, { name: "first" });
+    await join(room, { name: "second" });
+    const { pending, alarm } = await runInDurableObject(roomStub(room), async (_: ChatRoom, state) => ({
+      pending: faultInjected(state.storage, "getAlarm"),
+      alarm: await state.storage.getAlarm(),
+    }));
+    expect(pending).toBe(false);
+    expect(alarm).not.toBeNull();
+  });
+
+  it("arms the idle sweep on the next connect when the sweep failed to store its next alarm", async () => {
+    const room = freshRoom();
+    const alice = await join(room, { name: "alice" });
+    await runInDurableObject(roomStub(room), (_: ChatRoom, state) => failOnce(state.storage, "setAlarm"));
+    await expect(runDurableObjectAlarm(roomStub(room))).rejects.toThrow("injected fault in setAlarm");
+    await join(room, { name: "bob" });
+    const alarm = await runInDurableObject(roomStub(room), (_: ChatRoom, state) => state.storage.getAlarm());
+    expect(alarm).not.toBeNull();
+    expect(await alice.client.next("bob's join")).toMatchObject({ type: "join" });
+    alice.client.say("still here");
+    expect((await alice.client.message()).text).toBe("still here");
+  });
+
+  it("logs a fault in the close handler with its context, and the room serves on", async () => {
+    const room = freshRoom();
+    const alice = await join(room, { name: "alice" });
+    const bob = await join(room, { name: "bob" });
+    await alice.client.next("bob's join");
+    await evictDurableObject(roomStub(room));
+    // The next event rebuilds the members from the runtime's socket list: make that fail.
+    await runInDurableObject(roomStub(room), (_: ChatRoom, state) => failOnce(state, "getWebSockets"));
+    const errors = vi.spyOn(console, "error");
+    try {
+      bob.client.close();
+      await bob.client.closed;
+      await alice.client.quiet();
+      const faults = errors.mock.calls.map(([line]) => String(line)).filter((line) => line.includes('"event":"fault"'));
+      expect(faults.map((line) => JSON.parse(line) as unknown)).toEqual([
+        { level: "error", event: "fault", component: "room", where: "close", code: 1000, error: "Error: injected fault in getWebSockets" },
+      ]);
+    } finally {
+      errors.mockRestore();
+    }
+    const carol = await join(room, { name: "carol" });
+    expect(carol.welcome.online.map((u) => u.name).sort()).toEqual(["alice", "carol"]);
   });
 });
 

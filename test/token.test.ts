@@ -41,10 +41,30 @@ describe("tokens", () => {
 });
 
 describe("bearerMatches", () => {
-  it("matches only the exact bearer token", async () => {
-    expect(await bearerMatches("Bearer s3cret", "s3cret")).toBe(true);
-    for (const header of [null, "", "s3cret", "Bearer", "Bearer ", "Bearer s3cre", "Bearer s3cret ", "bearer s3cret", "Basic s3cret"]) {
+  it("matches only the exact bearer token, under any case of the scheme", async () => {
+    for (const header of ["Bearer s3cret", "bearer s3cret", "BEARER s3cret", "bEaReR  s3cret"]) {
+      expect(await bearerMatches(header, "s3cret"), header).toBe(true);
+    }
+    for (const header of [null, "", "s3cret", "Bearer", "Bearer ", "Bearer s3cre", "Bearer s3cret ", "Bearer S3CRET", "Bearers3cret", "Bearer\ts3cret", "Basic s3cret"]) {
       expect(await bearerMatches(header, "s3cret"), String(header)).toBe(false);
+    }
+  });
+});
+
+describe("token spelling", () => {
+  const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+  it("has exactly one: setting the spare bits of the last character fails", async () => {
+    const id = newUserId();
+    const token = await signToken(id, "s");
+    const sig = token.split(".")[1] ?? "";
+    expect(sig).toHaveLength(43);
+    const last = ALPHABET.indexOf(sig.at(-1) ?? "");
+    // 43 characters carry 258 bits for a 256-bit MAC: the low 2 bits of the last one are spare.
+    expect(last & 0b11).toBe(0);
+    for (const spare of [1, 2, 3]) {
+      const respelled = `${id}.${sig.slice(0, -1)}${ALPHABET[last | spare]}`;
+      expect(await verifyToken(respelled, "s"), respelled).toBeNull();
     }
   });
 });

@@ -224,13 +224,17 @@ describe("POST /api/rooms/{room}/messages", () => {
 describe("identity", () => {
   it("signs with a development key when SESSION_SECRET is unset, and tokens from one secret fail under another", async () => {
     const room = freshRoom();
-    const devRes = await withEnv({ SESSION_SECRET: undefined }, `/chat/${room}?name=dev`, { headers: upgradeHeaders() });
+    // The development key signs only on a loopback host (test/unconfigured covers the rest).
+    const local = (path: string) =>
+      worker.fetch(new Request(`http://localhost:8787${path}`, { headers: upgradeHeaders() }) as Parameters<typeof worker.fetch>[0], {
+        ...env,
+        SESSION_SECRET: undefined,
+      });
+    const devRes = await local(`/chat/${room}?name=dev`);
     const dev = new Client(devRes.webSocket!);
     const devWelcome = await dev.welcome();
     // The same token works again under the development key...
-    const againRes = await withEnv({ SESSION_SECRET: undefined }, `/chat/${room}?token=${encodeURIComponent(devWelcome.token)}`, {
-      headers: upgradeHeaders(),
-    });
+    const againRes = await local(`/chat/${room}?token=${encodeURIComponent(devWelcome.token)}`);
     const again = new Client(againRes.webSocket!);
     expect((await again.welcome()).you.id).toBe(devWelcome.you.id);
     // ...but not under the configured secret.

@@ -3,6 +3,7 @@
 
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { History } from "../../src/history.ts";
 import type { ChatRoom } from "../../src/room.ts";
 import { Client, freshRoom, join, request, roomStub, seed, upgradeHeaders } from "../helpers.ts";
 
@@ -25,6 +26,27 @@ describe("settings", () => {
       state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM messages").one(),
     );
     expect(rows.n).toBe(5);
+  });
+
+  it("keeps the newest 5 when the room restarts with HISTORY_SIZE 5 after running with 20, in 5 rows", async () => {
+    const room = freshRoom();
+    await runInDurableObject(roomStub(room), (_: ChatRoom, state) => {
+      const before = new History(state.storage.sql, 20);
+      for (let i = 1; i <= 12; i++) before.append({ id: "bot", name: "bot" }, `m${i}`, undefined, i);
+    });
+    // A new instance reads the table: the room restarted with HISTORY_SIZE 5.
+    await expect(runInDurableObject(roomStub(room), (_: ChatRoom, state) => state.abort("restart"))).rejects.toThrow();
+    const { welcome } = await join(room);
+    expect(welcome.history.map((m) => m.text)).toEqual(["m8", "m9", "m10", "m11", "m12"]);
+    expect((await join(room, { after: 6 })).welcome.gap).toBe(true);
+    await seed(room, 1);
+    const edge = await join(room, { after: 8 });
+    expect(edge.welcome).toMatchObject({ gap: false });
+    expect(edge.welcome.history.map((m) => m.id)).toEqual([9, 10, 11, 12, 13]);
+    const rows = await runInDurableObject(roomStub(room), (_: ChatRoom, state) =>
+      state.storage.sql.exec<{ slot: number; id: number }>("SELECT slot, id FROM messages ORDER BY id").toArray(),
+    );
+    expect(rows).toEqual([9, 10, 11, 12, 13].map((id) => ({ slot: id % 5, id })));
   });
 
   it("applies RATE_BURST", async () => {
