@@ -291,7 +291,9 @@ describe("bans", () => {
     const room = newRoom();
     const { proxy, chat: bob } = await withProxy(room, "Bob");
     proxy.refuse = true;
-    proxy.close(4003, "banned for 600m: spamming links");
+    // As the room writes it (src/moderation.ts banCloseReason): the end first, then the reason.
+    const until = new Date(Date.now() + 10 * 3_600_000).toISOString().replace(/\.\d{3}Z$/, "Z");
+    proxy.close(4003, `banned until ${until}: spamming links`);
     await eventually("the page never showed the ban", async () => await bob.page.locator("#banned").isVisible(), {
       state: async () => `status: ${await bob.status()}`,
     });

@@ -30,24 +30,24 @@ export const BAN_RETRIES = 3;
 /**
  * @typedef {object} Ban
  * @property {string} reason  what the moderator wrote, "" when nothing
- * @property {number | null} until  ms since the epoch on this device's clock; null: until a moderator lifts it (or unknown)
+ * @property {number | null} until  ms since the epoch (the room's clock); null: until a moderator lifts it (or unknown)
  */
 
 /**
- * Reads the reason of a `4003` close. The room writes
- * `banned[ for {M}m][: {reason}]` (under 123 bytes, the reason cut short
- * when it would not fit): `banned`, `banned: spam`, `banned for 60m`,
- * `banned for 1440m: flooding`. A reason in any other shape is shown as it
- * is, without a duration; `now` turns minutes into a time on this clock.
+ * Reads the reason of a `4003` close, as the room writes it
+ * (src/moderation.ts `banCloseReason`): `banned`, `banned: {reason}`,
+ * `banned until {ISO 8601 UTC}` or `banned until {time}: {reason}`, the
+ * whole under 123 bytes, a long reason cut short with "…" (the time goes
+ * first so the cut never takes it). A reason in any other shape is shown as
+ * it is, without an end.
  * @param {string} closeReason
- * @param {number} now  ms since the epoch
  * @returns {Ban}
  */
-export function parseBan(closeReason, now) {
-  const m = /^banned(?: for (\d{1,7})m)?(?:: ?([\s\S]*))?$/.exec(closeReason);
+export function parseBan(closeReason) {
+  const m = /^banned(?: until (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z))?(?:: ?([\s\S]*))?$/.exec(closeReason);
   if (m === null) return { reason: closeReason.trim(), until: null };
-  const minutes = m[1] === undefined ? null : Number(m[1]);
-  return { reason: (m[2] ?? "").trim(), until: minutes === null ? null : now + minutes * 60_000 };
+  const until = m[1] === undefined ? null : Date.parse(m[1]);
+  return { reason: (m[2] ?? "").trim(), until: until === null || Number.isNaN(until) ? null : until };
 }
 
 /**
@@ -191,6 +191,7 @@ export class RoomState {
     return this.limits.slowMode ?? 0;
   }
 
+  /** Mirrors src/protocol.ts `isModerator` (and `canDelete` its `mayDelete`); test/client/state.test.ts checks they agree. */
   get isModerator() {
     return this.me?.verified === true && this.me.roles?.includes(MODERATOR_ROLE) === true;
   }
@@ -272,7 +273,7 @@ export class RoomState {
    */
   closed(close, now) {
     if (close.code === CLOSE_BANNED) {
-      this.ban = parseBan(close.reason, now);
+      this.ban = parseBan(close.reason);
       this.#refusedAfterBan = 0;
     } else if (close.welcomed || this.ban === null) {
       return "retry";
