@@ -332,6 +332,7 @@ describe("large rooms", () => {
     await eventually("the count never showed", async () => (await alice.page.locator("#online-count").textContent()) === "12,345");
     expect(await alice.page.locator("#people-count").textContent()).toBe("12,345");
     expect(await alice.page.locator("#online-partial").textContent()).toBe("Showing 2 of 12,345");
+    expect(await alice.page.locator("#online-partial").isVisible()).toBe(true);
 
     const online = [{ id: await userId(bob), name: "Bob" }, { id: await userId(alice), name: "Alice" }];
     proxy.inject({ type: "presence", count: 2, online });

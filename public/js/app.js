@@ -236,8 +236,9 @@ function view() {
 /** @param {WelcomeFrame} w */
 function welcome(w) {
   prefs.token = w.token;
-  if (name === null || normalizeName(name) === null) {
+  if (w.you.verified !== true && (name === null || normalizeName(name) === null)) {
     // Dismissed the name dialog, or a name the server would not take: keep the guest name it gave.
+    // (Not a signed-in user's: the host's name for them is not this browser's guest name.)
     name = w.you.name;
     prefs.name = name;
   }
