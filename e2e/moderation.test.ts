@@ -447,6 +447,9 @@ describe("embedding", () => {
       expect(await frame.locator("#name-dialog").evaluate((d) => (d as HTMLDialogElement).open)).toBe(false);
       expect(await frame.locator("#online .person.own .badge").count()).toBe(1);
       expect(await frame.locator("#me").getAttribute("aria-label")).toBe("Signed in as Alice");
+      // The host's name for this user is not kept as this browser's guest name.
+      const chat = page.frames().find((f) => f.url().startsWith(chatOrigin));
+      expect(await chat?.evaluate(() => localStorage.getItem("edge-chat:name"))).toBeNull();
     } finally {
       await context.close();
       await Promise.all([chatServer, hostServer].map((s) => new Promise((resolve) => s.close(resolve))));
