@@ -215,6 +215,13 @@ describe("delete and tombstones", () => {
     await button.click();
     const frame = await proxy.sentFrame("delete");
     expect(frame).toEqual({ type: "delete", id, nonce: expect.any(String) });
+    expect(await button.isDisabled()).toBe(true);
+
+    // Refused (the error echoes the nonce): said so, and the button works again.
+    proxy.inject({ type: "error", code: "forbidden", message: "only its author or a moderator may delete a message", nonce: frame.nonce });
+    await eventually("the refusal was never shown", async () => (await alice.page.locator("#notice").textContent()) === "Could not delete the message: not allowed.");
+    expect(await button.isDisabled()).toBe(false);
+    expect(await textOf(alice, id)).toBe("my own");
   });
 });
 

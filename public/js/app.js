@@ -308,26 +308,26 @@ function render({ fresh, confirmed }) {
 
 /**
  * Moderation frames this page sent, by nonce, so an `error` that echoes one
- * says what failed. Bounded: a room answers or the socket dies, and a page
- * sends these by hand.
- * @type {Map<string, string>}
+ * says what failed and undoes what the page showed in advance. Bounded: a
+ * room answers or the socket dies, and a page sends these by hand.
+ * @type {Map<string, { what: string, undo: () => void }>}
  */
 const actions = new Map();
 
 /**
  * @param {ModerationFrame} frame
  * @param {string} what  for a notice if the room refuses it, e.g. "delete the message"
+ * @param {() => void} undo  puts back what the page changed on sending it
  */
-function sendAction(frame, what) {
+function sendAction(frame, what, undo) {
   const nonce = `a${Math.random().toString(36).slice(2, 12)}`;
   if (actions.size > 50) actions.clear();
-  actions.set(nonce, what);
+  actions.set(nonce, { what, undo });
   if (!conn.send({ ...frame, nonce })) {
     actions.delete(nonce);
+    undo();
     showNotice(`Could not ${what}: not connected. Try again once online.`);
-    return false;
   }
-  return true;
 }
 
 /**
@@ -339,9 +339,9 @@ function serverError(code, message, nonce) {
   const action = nonce === undefined ? undefined : actions.get(nonce);
   if (action !== undefined && nonce !== undefined) {
     actions.delete(nonce);
-    if (action === "change slow mode") ui.slowMode.value = String(state.slowMode);
-    const why = code === "forbidden" ? "you are not allowed to" : code === "not_found" ? "that message is no longer kept" : message || code;
-    showNotice(`Could not ${action}: ${why}.`);
+    action.undo();
+    const why = code === "forbidden" ? "not allowed" : code === "not_found" ? "that message is no longer kept" : message || code;
+    showNotice(`Could not ${action.what}: ${why}.`);
     return;
   }
   const p = outbox.inFlight;
@@ -496,7 +496,9 @@ function renderSlowMode() {
 
 ui.slowMode.addEventListener("change", () => {
   const slowMode = Number(ui.slowMode.value);
-  if (!sendAction({ type: "settings", slowMode }, "change slow mode")) ui.slowMode.value = String(state.slowMode);
+  sendAction({ type: "settings", slowMode }, "change slow mode", () => {
+    ui.slowMode.value = String(state.slowMode);
+  });
 });
 
 // ---- delete and ban ----------------------------------------------------------
@@ -515,7 +517,11 @@ ui.log.addEventListener("click", (ev) => {
     }, 4000);
     return;
   }
-  if (Number.isSafeInteger(id) && sendAction({ type: "delete", id }, "delete the message")) button.disabled = true;
+  if (!Number.isSafeInteger(id)) return;
+  button.disabled = true;
+  sendAction({ type: "delete", id }, "delete the message", () => {
+    button.disabled = false;
+  });
 });
 
 /** @type {User | null} */
@@ -544,7 +550,9 @@ ui.banDialog.addEventListener("close", () => {
   const reason = ui.banReason.value.trim();
   if (reason !== "") frame.reason = reason;
   if (ui.banPurge.checked) frame.purge = true;
-  if (sendAction(frame, `ban ${user.name}`)) toast(`${user.name} is banned`);
+  // The room says nothing on success (the banned user's sockets close, a leave follows), so the toast says what was asked.
+  sendAction(frame, `ban ${user.name}`, () => {});
+  if (conn.state.kind === "online") toast(`Banning ${user.name}…`);
 });
 
 // ---- banned -------------------------------------------------------------------
