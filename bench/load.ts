@@ -411,17 +411,3 @@ export class Fleet {
     for (const c of this.clients) if (c.ws.readyState !== WebSocket.CLOSED) c.ws.terminate();
   }
 }
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Waits until `done()` or the timeout; true when done. */
-export async function waitFor(done: () => boolean, timeoutMs: number, everyMs = 5): Promise<boolean> {
-  const end = performance.now() + timeoutMs;
-  while (!done()) {
-    if (performance.now() > end) return false;
-    await sleep(everyMs);
-  }
-  return true;
-}

@@ -10,21 +10,25 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import WebSocket from "ws";
-import { Fleet, sleep, waitFor } from "./load.ts";
+import { Fleet } from "./load.ts";
+import { sleep, waitUntil } from "../tools/harness/wait.ts";
 import type { Client } from "./load.ts";
-import { ROOT, freePort, isEdgeChat, startServer } from "./servers.ts";
-import type { ServerName } from "./servers.ts";
+import { isEdgeChat, startServer } from "./servers.ts";
+import { choiceList, numberFlag, parseCli, stringFlags } from "../tools/harness/cli.ts";
+import { ROOT, freePort, stopServersOnExit } from "../tools/harness/devserver.ts";
 
-const argv = process.argv.slice(2);
-const option = (name: string, fallback: string) => {
-  const i = argv.indexOf(name);
-  return i >= 0 ? (argv[i + 1] ?? fallback) : fallback;
-};
-const serverName = option("--server", "edge-chat") as ServerName;
-const clients = Number(option("--clients", "100"));
-const rate = Number(option("--rate", "200"));
-const seconds = Number(option("--seconds", "8"));
-const out = option("--out", join(ROOT, "bench", "profiles", `${serverName}-c${clients}-r${rate}.cpuprofile`));
+const flags = parseCli(
+  {
+    server: { type: "string", default: "edge-chat" },
+    ...stringFlags("clients", "rate", "seconds", "out"),
+  },
+  "node bench/profile-do.ts [--server edge-chat|edge-chat+batch|do-raw] [--clients 100] [--rate 200] [--seconds 8] [--out FILE]",
+);
+const [serverName = "edge-chat"] = choiceList(flags.server, ["edge-chat", "edge-chat+batch", "do-raw"] as const, [], "server");
+const clients = numberFlag(flags.clients, 100, "clients", 1);
+const rate = numberFlag(flags.rate, 200, "rate", 1);
+const seconds = numberFlag(flags.seconds, 8, "seconds", 1);
+const out = flags.out ?? join(ROOT, "bench", "profiles", `${serverName}-c${clients}-r${rate}.cpuprofile`);
 const SENDERS = 10;
 
 interface CallFrame {
@@ -111,10 +115,7 @@ function report(profile: Profile): void {
   }
 }
 
-// A reader that goes away (`| head`) must not end this process before the
-// server is stopped: ignore write errors on the report streams.
-process.stdout.on("error", () => undefined);
-process.stderr.on("error", () => undefined);
+stopServersOnExit();
 const inspectorPort = await freePort();
 const server = await startServer({ server: serverName, host: "miniflare" }, { inspectorPort });
 try {
@@ -128,7 +129,7 @@ try {
   await cdp.call("Profiler.setSamplingInterval", { interval: 1000 });
 
   const fleet = new Fleet(
-    { base: `ws://127.0.0.1:${server.port}`, hasIds: isEdgeChat(serverName), batch: serverName === "edge-chat+batch", keepAlive: isEdgeChat(serverName) },
+    { base: server.dev.wsUrl, hasIds: isEdgeChat(serverName), batch: serverName === "edge-chat+batch", keepAlive: isEdgeChat(serverName) },
     `prof-${Date.now()}`,
     SENDERS,
   );
@@ -143,7 +144,7 @@ try {
     for (; sent < due; sent++) fleet.send(senders[sent % SENDERS] as Client, sent % SENDERS);
     await sleep(1);
   }
-  await waitFor(() => fleet.tally.deliveries >= total * fleet.clients.length, 10_000);
+  await waitUntil(() => fleet.tally.deliveries >= total * fleet.clients.length, 10_000, 5);
   const result = await cdp.call("Profiler.stop");
   const summary = fleet.latency.summary();
   process.stderr.write(
@@ -158,5 +159,5 @@ try {
   cdp.close();
   await fleet.closeAll();
 } finally {
-  await server.stop();
+  await server.dev.dispose();
 }

@@ -16,29 +16,33 @@ import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { cost, fanout, storm, LOADGEN_BOUND, P99_LIMIT_MS } from "./scenarios.ts";
 import type { CostResult, FanoutOptions, FanoutResult, StormResult } from "./scenarios.ts";
-import { ROOT, isEdgeChat, startServer, stopAll } from "./servers.ts";
+import { SERVER_NAMES, isEdgeChat, startServer } from "./servers.ts";
 import type { HostName, ServerName, ServerSpec } from "./servers.ts";
 import { median } from "./stats.ts";
 import { HISTORY_MESSAGES as HISTORY_SIZE } from "./fixture.ts";
+import { choiceList, listFlag, numberFlag, parseCli, stringFlags } from "../tools/harness/cli.ts";
+import { ROOT, stopServersOnExit } from "../tools/harness/devserver.ts";
 
 // ---- options ------------------------------------------------------------------
 
-const argv = process.argv.slice(2);
-function option(name: string): string | undefined {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
-function list(name: string): string[] | undefined {
-  return option(name)?.split(",").map((s) => s.trim()).filter((s) => s !== "");
-}
-const full = argv.includes("--full");
-const runs = Number(option("--runs") ?? "1");
-const servers = (list("--servers") ?? ["ws-raw", "do-raw", "edge-chat", "edge-chat+batch"]) as ServerName[];
-const hosts = (list("--hosts") ?? (argv.includes("--wrangler") ? ["miniflare", "wrangler"] : ["miniflare"])) as Array<Exclude<HostName, "node">>;
-const clientCounts = (list("--clients") ?? (full ? ["100", "1000"] : ["100"])).map(Number);
-const stormClients = Number(option("--storm") ?? (full ? "1000" : "200"));
-const stepSeconds = Number(option("--step-seconds") ?? (full ? "3" : "1"));
-const withCost = !argv.includes("--no-cost");
+const USAGE = "node bench/run.ts [--full] [--runs N] [--servers LIST] [--hosts LIST | --wrangler] [--clients LIST] [--storm N] [--step-seconds S] [--no-cost] [--from FILE]";
+const flags = parseCli(
+  {
+    full: { type: "boolean", default: false },
+    ...stringFlags("runs", "servers", "hosts", "clients", "storm", "step-seconds", "from"),
+    wrangler: { type: "boolean", default: false },
+    "no-cost": { type: "boolean", default: false },
+  },
+  USAGE,
+);
+const full = flags.full;
+const runs = numberFlag(flags.runs, 1, "runs", 1);
+const servers = choiceList(flags.servers, SERVER_NAMES, SERVER_NAMES, "servers");
+const hosts = choiceList(flags.hosts, ["miniflare", "wrangler"] as const, flags.wrangler ? ["miniflare", "wrangler"] : ["miniflare"], "hosts");
+const clientCounts = (listFlag(flags.clients) ?? (full ? ["100", "1000"] : ["100"])).map((c) => numberFlag(c, 0, "clients", 1));
+const stormClients = numberFlag(flags.storm, full ? 1000 : 200, "storm", 1);
+const stepSeconds = numberFlag(flags["step-seconds"], full ? 3 : 1, "step-seconds", 0.1);
+const withCost = !flags["no-cost"];
 const fanoutBase: Omit<FanoutOptions, "clients" | "startRate"> = {
   factor: full ? 1.6 : 2,
   stepSeconds,
@@ -101,7 +105,7 @@ function fromFile(file: string): void {
 }
 
 async function main(): Promise<void> {
-  const from = option("--from");
+  const from = flags.from;
   if (from !== undefined) return fromFile(from);
   const started = Date.now();
   process.stderr.write(
@@ -122,9 +126,9 @@ async function main(): Promise<void> {
         emit({ ...s, run, ...spec });
       } catch (err) {
         progressDone();
-        process.stderr.write(`${spec.server}/${spec.host} failed: ${err instanceof Error ? err.message : String(err)}\n${server.tail()}\n`);
+        process.stderr.write(`${spec.server}/${spec.host} failed: ${err instanceof Error ? err.message : String(err)}\n${server.dev.tail()}\n`);
       } finally {
-        await server.stop();
+        await server.dev.dispose();
       }
     }
     runsDone = run;
@@ -331,12 +335,9 @@ function versions(): void {
   }
 }
 
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => {
-    progressDone();
-    process.stderr.write(`bench: ${signal}, stopping the servers\n`);
-    void stopAll().then(() => process.exit(130));
-  });
-}
+stopServersOnExit(() => {
+  progressDone();
+  process.stderr.write("bench: interrupted, stopping the servers\n");
+});
 versions();
 await main();

@@ -2,15 +2,14 @@
 // storage cost of edge-chat read from its debug log.
 import { performance } from "node:perf_hooks";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { HISTORY_MESSAGES } from "./fixture.ts";
-import { Fleet, sleep, waitFor } from "./load.ts";
+import { Fleet } from "./load.ts";
+import { sleep, waitUntil } from "../tools/harness/wait.ts";
 import type { Client, Target } from "./load.ts";
-import type { RunningServer } from "./servers.ts";
+import type { BenchServer } from "./servers.ts";
 import { isEdgeChat, startServer } from "./servers.ts";
-import { RssSampler, cpuSeconds, machineBusySeconds, quantileOf } from "./stats.ts";
+import { quantileOf } from "./stats.ts";
+import { RssSampler, cpuSeconds, machineBusySeconds } from "../tools/harness/proc.ts";
 import type { LatencySummary } from "./stats.ts";
 
 export const P99_LIMIT_MS = 250;
@@ -20,9 +19,9 @@ export interface Progress {
   (line: string): void;
 }
 
-function targetOf(server: RunningServer): Target {
+function targetOf(server: BenchServer): Target {
   return {
-    base: `ws://127.0.0.1:${server.port}`,
+    base: server.dev.wsUrl,
     hasIds: isEdgeChat(server.spec.server),
     batch: server.spec.server === "edge-chat+batch",
     keepAlive: isEdgeChat(server.spec.server),
@@ -123,7 +122,7 @@ export interface FanoutOptions {
   drainSeconds: number;
 }
 
-export async function fanout(server: RunningServer, opts: FanoutOptions, progress: Progress): Promise<FanoutResult> {
+export async function fanout(server: BenchServer, opts: FanoutOptions, progress: Progress): Promise<FanoutResult> {
   const fleet = new Fleet(targetOf(server), roomName(`fan${opts.clients}`), SENDERS);
   const label = `${server.spec.server}/${server.spec.host} fan-out C=${opts.clients}`;
   const t0 = performance.now();
@@ -138,7 +137,7 @@ export async function fanout(server: RunningServer, opts: FanoutOptions, progres
   const steps: FanoutStep[] = [];
   let best: FanoutStep | null = null;
   let failedAt: FanoutStep | null = null;
-  const pids = server.runtimePids();
+  const pids = server.dev.runtimePids();
   let rate = opts.startRate;
   // A discarded first step warms the JITs on both sides and the room's caches.
   if (senders.length === SENDERS) await fanoutStep(fleet, senders, receivers.length, rate, { ...opts, stepSeconds: Math.min(1, opts.stepSeconds) }, pids, (s) => progress(`${label}: warm-up ${s}`));
@@ -150,7 +149,7 @@ export async function fanout(server: RunningServer, opts: FanoutOptions, progres
   };
   const settle = () => {
     const expected = fleet.totalSent() * receivers.length;
-    return waitFor(() => fleet.tally.deliveries >= expected, opts.drainSeconds * 3000, 20);
+    return waitUntil(() => fleet.tally.deliveries >= expected, opts.drainSeconds * 3000, 20);
   };
   // On a shared machine one stall of a few hundred ms fails a short step, so
   // a failed step is repeated once (after the room has caught up) before it
@@ -183,7 +182,7 @@ export async function fanout(server: RunningServer, opts: FanoutOptions, progres
   // Whatever is still in flight after a failed step gets a last chance, so
   // that "lost" means never delivered, not late.
   const expectedTotal = fleet.totalSent() * receivers.length;
-  await waitFor(() => fleet.tally.deliveries >= expectedTotal, opts.drainSeconds * 3000, 20);
+  await waitUntil(() => fleet.tally.deliveries >= expectedTotal, opts.drainSeconds * 3000, 20);
   const lost = fleet.lost(receivers);
   const t = fleet.tally;
   await fleet.closeAll();
@@ -255,7 +254,7 @@ async function fanoutStep(
   });
   const sendSeconds = (performance.now() - t0) / 1000;
   const expected = total * receivers;
-  const complete = await waitFor(() => tally.deliveries - delivered0 >= expected, opts.drainSeconds * 1000);
+  const complete = await waitUntil(() => tally.deliveries - delivered0 >= expected, opts.drainSeconds * 1000, 5);
   clearInterval(ticker);
   const cpu = meter.read();
   const delivered = tally.deliveries - delivered0;
@@ -314,7 +313,7 @@ export interface StormResult {
   loadgenBound: boolean;
 }
 
-export async function storm(server: RunningServer, clients: number, idleSeconds: number, progress: Progress): Promise<StormResult> {
+export async function storm(server: BenchServer, clients: number, idleSeconds: number, progress: Progress): Promise<StormResult> {
   const label = `${server.spec.server}/${server.spec.host} connect storm N=${clients}`;
   const fleet = new Fleet(targetOf(server), roomName("storm"), 1);
   // A full history first: one client posts HISTORY_MESSAGES messages (the
@@ -322,8 +321,8 @@ export async function storm(server: RunningServer, clients: number, idleSeconds:
   const [writer] = await fleet.connect(1);
   if (writer === undefined || writer.welcomeAt < 0) throw new Error(`${label}: the history writer could not connect`);
   for (let i = 0; i < HISTORY_MESSAGES; i++) fleet.send(writer, 0);
-  await waitFor(() => fleet.tally.deliveries >= HISTORY_MESSAGES, 10_000);
-  const pids = server.runtimePids();
+  await waitUntil(() => fleet.tally.deliveries >= HISTORY_MESSAGES, 10_000, 5);
+  const pids = server.dev.runtimePids();
   await sleep(300);
   const sampler = new RssSampler(pids);
   const baseline = sampler.sample();
@@ -347,9 +346,9 @@ export async function storm(server: RunningServer, clients: number, idleSeconds:
   sampler.stop();
   // Every join must arrive, once (N + 1 distinct users: the writer and N).
   const joinsExpected = fleet.target.hasIds ? clients + (clients * (clients - 1)) / 2 : 0;
-  await waitFor(() => fleet.tally.joins >= joinsExpected, 20_000, 20);
+  await waitUntil(() => fleet.tally.joins >= joinsExpected, 20_000, 20);
   // Read again: wrangler dev may have replaced a workerd meanwhile.
-  const idle = new RssSampler(server.runtimePids()).stop();
+  const idle = new RssSampler(server.dev.runtimePids()).stop();
   const result: StormResult = {
     scenario: "storm",
     clients,
@@ -440,8 +439,8 @@ function costsByEvent(entries: ReadonlyArray<Record<string, unknown>>): Record<s
 export async function cost(host: "wrangler" | "miniflare", messages: number, progress: Progress): Promise<CostResult> {
   const label = `edge-chat/${host} cost`;
   progress(`${label}: starting at LOG_LEVEL=debug`);
-  const persistDir = mkdtempSync(join(tmpdir(), "bench-state-"));
-  let server = await startServer({ server: "edge-chat", host }, { logLevel: "debug", captureLog: true, persistDir });
+  const logLines: string[] = [];
+  const server = await startServer({ server: "edge-chat", host }, { logLevel: "debug", onLine: (line) => logLines.push(line) });
   const room = roomName("cost");
   const lines: string[] = [];
   try {
@@ -451,22 +450,20 @@ export async function cost(host: "wrangler" | "miniflare", messages: number, pro
       fleet.send(first[i % SENDERS] as Client, i % SENDERS);
       if (i % 50 === 49) await sleep(20);
     }
-    await waitFor(() => fleet.tally.deliveries >= messages * SENDERS, 20_000);
+    await waitUntil(() => fleet.tally.deliveries >= messages * SENDERS, 20_000, 5);
     progress(`${label}: ${messages} messages delivered, 10 warm connects`);
     await fleet.connect(10);
     await fleet.closeAll();
     await sleep(500);
-    lines.push(...server.logLines);
-    server.logLines.length = 0;
+    lines.push(...logLines.splice(0));
     progress(`${label}: restarting on the same state folder for a cold connect`);
-    await server.stop();
-    server = await startServer({ server: "edge-chat", host }, { logLevel: "debug", captureLog: true, persistDir });
+    await server.dev.restart();
     const cold = new Fleet(targetOf(server), room, 1);
     const [reader] = await cold.connect(1);
     const coldHistoryOk = reader !== undefined && reader.historyLength === Math.min(messages, HISTORY_MESSAGES) && reader.historyConsecutive;
     await cold.closeAll();
     await sleep(500);
-    const coldEntries = parseLog(server.logLines);
+    const coldEntries = parseLog(logLines);
     const warmEntries = parseLog(lines);
     const events = costsByEvent(warmEntries);
     const stored = events["message_stored"] ?? { count: 0, rowsRead: 0, rowsWritten: 0 };
@@ -492,7 +489,6 @@ export async function cost(host: "wrangler" | "miniflare", messages: number, pro
       logLines: warmEntries.length + coldEntries.length,
     };
   } finally {
-    await server.stop();
-    rmSync(persistDir, { recursive: true, force: true });
+    await server.dev.dispose();
   }
 }

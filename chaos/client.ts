@@ -19,7 +19,7 @@
 
 import WebSocket from "ws";
 import type { Limits, Message, User, WelcomeFrame } from "../src/protocol.ts";
-import { narrowServerFrame } from "./frames.ts";
+import { narrowServerFrame } from "../tools/harness/frames.ts";
 import type { Findings, Ledger } from "./findings.ts";
 
 export interface ClientOptions {
@@ -288,34 +288,39 @@ export class ChatClient {
     if (w.room !== this.o.room) f.violation(`${who}: welcome.room is ${w.room}, expected ${this.o.room}`);
     if (!w.online.some((u) => u.id === w.you.id)) f.violation(`${who}: welcome.online does not list the new user`);
     const h = w.history;
-    for (let i = 1; i < h.length; i++) {
-      if (h[i].id !== h[i - 1].id + 1) {
-        f.violation(`${who}: welcome.history not consecutive (${h[i - 1].id} then ${h[i].id})`);
+    const ids = h.map((m) => m.id);
+    for (let i = 1; i < ids.length; i++) {
+      const [prev = 0, id = 0] = [ids[i - 1], ids[i]];
+      if (id !== prev + 1) {
+        f.violation(`${who}: welcome.history not consecutive (${prev} then ${id})`);
         break;
       }
     }
+    // Defined whenever h is not empty.
+    const firstId = ids[0] ?? 0;
+    const lastId = ids.at(-1) ?? 0;
     if (h.length > w.limits.history) f.violation(`${who}: welcome.history holds ${h.length} > ${w.limits.history}`);
     const after = this.afterSent;
     this.expectGapStart = false;
     if (after === null && w.gap) f.violation(`${who}: gap=true on a connection without after`);
     if (after !== null) {
-      if (h.length > 0 && h[0].id <= after && !w.gap) {
-        f.violation(`${who}: history after=${after} starts at ${h[0].id}`);
+      if (h.length > 0 && firstId <= after && !w.gap) {
+        f.violation(`${who}: history after=${after} starts at ${firstId}`);
       }
       if (!w.gap) {
-        if (h.length > 0 && h[0].id > after + 1) {
-          f.violation(`${who}: gap=false but history after=${after} starts at ${h[0].id} (ids ${after + 1}..${h[0].id - 1} silently lost)`);
+        if (h.length > 0 && firstId > after + 1) {
+          f.violation(`${who}: gap=false but history after=${after} starts at ${firstId} (ids ${after + 1}..${firstId - 1} silently lost)`);
         }
-      } else if (h.length === 0 || h[h.length - 1].id < after) {
+      } else if (h.length === 0 || lastId < after) {
         // The room has issued fewer ids than this client has seen: it lost
         // messages it had already broadcast (or its storage was reset).
-        f.violation(`${who}: gap=true after=${after} but the room's history ends at ${h.length ? h[h.length - 1].id : "nothing"}: messages it broadcast were lost`);
-      } else if (h[0].id <= after + 1) {
-        f.violation(`${who}: gap=true after=${after} though the history holds ${h[0].id}..${h[h.length - 1].id} (nothing was missed)`);
+        f.violation(`${who}: gap=true after=${after} but the room's history ends at ${h.length ? lastId : "nothing"}: messages it broadcast were lost`);
+      } else if (firstId <= after + 1) {
+        f.violation(`${who}: gap=true after=${after} though the history holds ${firstId}..${lastId} (nothing was missed)`);
       } else {
         if (h.length !== w.limits.history) f.violation(`${who}: gap=true but history holds ${h.length}, not the ${w.limits.history} kept`);
         this.gaps++;
-        this.holes.push({ from: after + 1, to: h[0].id - 1 });
+        this.holes.push({ from: after + 1, to: firstId - 1 });
         this.expectGapStart = true;
       }
     }

@@ -4,7 +4,7 @@
 // restarts of the server, so an id that is reused is caught wherever it shows.
 
 import type { Message } from "../src/protocol.ts";
-import { describe, sameMessage } from "./frames.ts";
+import { describe, sameMessage } from "../tools/harness/frames.ts";
 
 const SHOWN = 40;
 
@@ -74,30 +74,4 @@ export class Ledger {
     for (let id = 1; id <= this.maxId; id++) if (!this.byId.has(id)) out.push(id);
     return out;
   }
-}
-
-/** mulberry32: a small seeded generator, so a run's choices can be replayed with --seed. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `done` until it holds or `ms` pass; false on timeout. Bounded by construction. */
-export async function waitUntil(done: () => boolean, ms: number, stepMs = 25): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() >= end) return false;
-    await sleep(stepMs);
-  }
-  return true;
 }

@@ -13,10 +13,11 @@
 // The workerd RSS is sampled before and after and reported.
 
 import type { ErrorCode, Message } from "../src/protocol.ts";
-import { describe, narrowHistoryPage, sameMessage } from "./frames.ts";
-import { type Findings, sleep } from "./findings.ts";
+import { describe, narrowHistoryPage, sameMessage } from "../tools/harness/frames.ts";
+import type { Findings } from "./findings.ts";
 import { Probe, type ProbeEvent, show } from "./probe.ts";
-import type { DevServer } from "./server.ts";
+import type { DevServer } from "../tools/harness/devserver.ts";
+import { sleep } from "../tools/harness/wait.ts";
 
 export interface FuzzOptions {
   server: DevServer;
@@ -151,7 +152,7 @@ function oddMessages(): Array<{ name: string; data: string; text: string; nonce?
 export async function fuzz(o: FuzzOptions): Promise<void> {
   const f = o.findings;
   const t0 = Date.now();
-  const base = `${o.server.ws}/chat/${o.room}`;
+  const base = `${o.server.wsUrl}/chat/${o.room}`;
   const fail = (text: string): void => f.violation(`fuzz: ${text}`);
   const rss0 = o.server.workerdRss();
   o.log(`  workerd RSS before: ${o.rss()}`);
@@ -207,16 +208,15 @@ export async function fuzz(o: FuzzOptions): Promise<void> {
     if (p === null) return;
     p.send(c.payload.data, c.payload.binary);
     const events = await p.drain(10_000);
-    const last = events[events.length - 1];
-    if (events.length !== 1 || last.kind !== "close" || last.code !== c.code) fail(`${c.name}: expected close ${c.code} and nothing else, got ${events.map(show).join(", ")}`);
+    const last = events.at(-1);
+    if (events.length !== 1 || last?.kind !== "close" || last.code !== c.code) fail(`${c.name}: expected close ${c.code} and nothing else, got ${events.map(show).join(", ")}`);
   }
   {
     // Twenty error frames of any code within a minute close the connection.
     const p = await open();
     if (p === null) return;
     const codes: string[] = [];
-    for (let k = 0; k < 19; k++) {
-      const c = cases[k * 3];
+    for (const c of cases.filter((_, k) => k % 3 === 0).slice(0, 19)) {
       p.send(c.data, c.binary);
       const e = await p.next();
       codes.push(show(e));
@@ -251,7 +251,7 @@ export async function fuzz(o: FuzzOptions): Promise<void> {
         continue;
       }
       const m = e.frame;
-      const prev = expected.length > 0 ? expected[expected.length - 1].id : (history1?.at(-1)?.id ?? 0);
+      const prev = expected.at(-1)?.id ?? history1?.at(-1)?.id ?? 0;
       if (m.text !== c.text) fail(`${c.name}: text came back as ${JSON.stringify(m.text.slice(0, 60))}, sent ${JSON.stringify(c.text.slice(0, 60))}`);
       if (m.nonce !== c.nonce) fail(`${c.name}: nonce came back as ${JSON.stringify(m.nonce)}, sent ${JSON.stringify(c.nonce)}`);
       if (me === undefined || m.from.id !== me.id || m.from.name !== me.name) fail(`${c.name}: from is ${JSON.stringify(m.from)}, the sender is ${JSON.stringify(me)}`);
@@ -327,14 +327,15 @@ export async function fuzz(o: FuzzOptions): Promise<void> {
       const shown = summarizeEvents(events);
       const accepted = events.flatMap((e) => (e.kind === "frame" && e.frame.type === "message" ? [e.frame] : []));
       const limited = events.filter((e) => e.kind === "frame" && e.frame.type === "error" && e.frame.code === "rate_limited").length;
-      const last = events[events.length - 1];
+      const last = events.at(-1);
       const burst = p.welcome?.limits.burst ?? 10;
-      if (limited !== 20 || last.kind !== "close" || last.code !== 1008 || events.length !== accepted.length + 21) {
+      if (limited !== 20 || last?.kind !== "close" || last.code !== 1008 || events.length !== accepted.length + 21) {
         fail(`${n} messages in a burst: expected messages, 20 rate_limited errors, close 1008; got ${shown}`);
       }
       if (accepted.length < Math.min(burst, 1) || accepted.length > burst + 25) fail(`${n} messages in a burst: ${accepted.length} accepted with a burst of ${burst}`);
-      for (let k = 1; k < accepted.length; k++) {
-        const [a, b] = [accepted[k - 1], accepted[k]];
+      for (const [k, b] of accepted.entries()) {
+        const a = accepted[k - 1];
+        if (a === undefined) continue;
         if (b.id !== a.id + 1 || Number(b.nonce?.slice(1)) <= Number(a.nonce?.slice(1))) fail(`burst: message ${describe(b)} after ${describe(a)}`);
       }
       expected.push(...accepted);
@@ -365,7 +366,7 @@ export async function fuzz(o: FuzzOptions): Promise<void> {
   const mib = (kib: number): string => (kib / 1024).toFixed(0);
   o.log(`  C. workerd RSS after each burst round: ${rounds.map(mib).join(", ")} MiB (${lap()})`);
   if (rounds.length >= 3) {
-    const lastGrowth = rounds[rounds.length - 1] - rounds[rounds.length - 2];
+    const lastGrowth = (rounds.at(-1) ?? 0) - (rounds.at(-2) ?? 0);
     if (lastGrowth > LAST_ROUND_GROWTH_LIMIT_KIB) fail(`workerd RSS still grew ${mib(lastGrowth)} MiB in the last burst round (${rounds.map(mib).join(", ")} MiB): memory does not level off`);
   }
   await sleep(300);
@@ -409,7 +410,10 @@ function checkBystander(o: FuzzOptions, events: ProbeEvent[], phase: string, exp
 }
 
 function sameList(a: Message[], b: Message[]): boolean {
-  return a.length === b.length && a.every((m, i) => sameMessage(m, b[i]));
+  return a.length === b.length && a.every((m, i) => {
+    const other = b[i];
+    return other !== undefined && sameMessage(m, other);
+  });
 }
 
 function summarizeEvents(events: ProbeEvent[]): string {
@@ -424,7 +428,7 @@ function summarizeEvents(events: ProbeEvent[]): string {
 }
 
 async function historyNow(o: FuzzOptions): Promise<Message[] | null> {
-  const res = await fetch(`${o.server.http}/api/rooms/${o.room}/messages?after=0`);
+  const res = await fetch(`${o.server.url}/api/rooms/${o.room}/messages?after=0`);
   const page = narrowHistoryPage(await res.json());
   if (res.status !== 200 || !page.ok) {
     o.findings.violation(`fuzz: GET history answered ${res.status} ${page.ok ? "" : page.why}`);
@@ -536,7 +540,7 @@ async function queryCases(o: FuzzOptions, base: string, bystander: Probe, histor
 }
 
 async function httpCases(o: FuzzOptions, fail: (t: string) => void): Promise<void> {
-  const h = o.server.http;
+  const h = o.server.url;
   const cases: Array<{ path: string; init?: RequestInit; status: number; error?: string }> = [
     { path: `/api/rooms/${o.room}/messages?after=abc`, status: 200 },
     { path: `/api/rooms/${o.room}/messages?after=-5`, status: 200 },

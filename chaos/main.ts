@@ -7,46 +7,50 @@
 //                ~35 s on an idle machine, ~55 s on a loaded one (CI)
 //   --soak --fuzz --kill   run only the phases named (any combination)
 //   --messages N --window S --clients N --senders N --seed N --keep --verbose
+//   --stalled-reader [flags]   the stalled-reader measurement instead (stalled-reader.ts)
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
-import { Findings, seeded } from "./findings.ts";
+import { resolve } from "node:path";
+import { numberFlag, parseCli, stringFlags } from "../tools/harness/cli.ts";
+import { DevServer, ROOT, stopServersOnExit } from "../tools/harness/devserver.ts";
+import { seeded } from "../tools/harness/random.ts";
+import { Findings } from "./findings.ts";
 import { fuzz } from "./fuzz.ts";
-import { DevServer } from "./server.ts";
 import { soak, type SoakResult } from "./soak.ts";
+import { stalledReader } from "./stalled-reader.ts";
 
-// All clients share 127.0.0.1, so the per-IP connect limit is off. The
+if (process.argv.includes("--stalled-reader")) {
+  process.exit(await stalledReader(process.argv.slice(2).filter((a) => a !== "--stalled-reader")));
+}
+
+// All clients share 127.0.0.1, so the per-address limits are off. The
 // per-connection rate limit is raised from 5/s to 20/s: 2000 messages from 10
 // senders in 25 s is 8/s per sender. Senders pace themselves at 70% of what
 // `welcome.limits` announces, and the fuzz run reads the limits the same way.
-const VARS: Record<string, string> = { IP_CONNECT_PER_MIN: "0", RATE_BURST: "20", RATE_PER_SEC: "20", LOG_LEVEL: "warn" };
+const VARS: Record<string, string> = {
+  IP_CONNECT_PER_MIN: "0",
+  ADDRESS_RATE_BURST: "0",
+  ADDRESS_SOCKETS_PER_ROOM: "0",
+  API_PER_MIN: "0",
+  RATE_BURST: "20",
+  RATE_PER_SEC: "20",
+  LOG_LEVEL: "warn",
+};
 
-const { values } = parseArgs({
-  options: {
+const values = parseCli(
+  {
     short: { type: "boolean", default: false },
     soak: { type: "boolean", default: false },
     fuzz: { type: "boolean", default: false },
     kill: { type: "boolean", default: false },
-    messages: { type: "string" },
-    window: { type: "string" },
-    clients: { type: "string", default: "50" },
-    senders: { type: "string", default: "10" },
-    seed: { type: "string" },
-    config: { type: "string" },
+    ...stringFlags("messages", "window", "clients", "senders", "seed", "config"),
     keep: { type: "boolean", default: false },
     verbose: { type: "boolean", default: false },
   },
-  strict: true,
-});
-
-function int(raw: string | undefined, fallback: number, name: string): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number`);
-  return n;
-}
+  "npm run chaos -- [--short] [--soak] [--fuzz] [--kill] [--messages N] [--window S] [--clients N] [--senders N] [--seed N] [--config FILE] [--keep] [--verbose] | --stalled-reader …",
+);
+const int = (raw: string | undefined, fallback: number, name: string): number => numberFlag(raw, fallback, name, 1);
 
 const short = values.short;
 const picked = values.soak || values.fuzz || values.kill;
@@ -61,17 +65,16 @@ const clients = int(values.clients, 50, "clients");
 const senders = int(values.senders, 10, "senders");
 const seed = int(values.seed, Math.floor(Math.random() * 2 ** 31) + 1, "seed");
 const random = seeded(seed);
-const repo = resolve(import.meta.dirname, "..");
-const dir = mkdtempSync(join(tmpdir(), "edge-chat-chaos-"));
+const dir = mkdtempSync(resolve(tmpdir(), "edge-chat-chaos-"));
 const log = (line: string): void => console.log(line);
 const findings = new Findings();
 const server = new DevServer({
-  repo,
-  appDir: join(dir, "app"),
-  persistTo: join(dir, "state"),
-  logFile: join(dir, "wrangler.log"),
+  name: "wrangler dev",
+  dir,
+  snapshot: true,
   vars: VARS,
-  config: values.config === undefined ? undefined : resolve(values.config),
+  config: resolve(values.config ?? resolve(ROOT, "wrangler.toml")),
+  readyTimeoutMs: 60_000,
 });
 
 function rss(): string {
@@ -91,26 +94,19 @@ function summarize(label: string, r: SoakResult): void {
   log(`  ${label}: ${r.lastId} messages, ids 1..${r.lastId}, ${r.connects} connects (${r.drops.abrupt} abrupt + ${r.drops.graceful} graceful drops), ${r.gaps} gap resumes, ${r.retried} resent (${r.settledByOthers} settled from other clients' view, ${r.releasedAtEnd} resent at the end), ${r.retryDuplicates} duplicates from resends, closes ${codes}, ${(r.wallMs / 1000).toFixed(1)} s`);
 }
 
-let stopping = false;
 async function cleanup(keepDir: boolean): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  await server.stop();
-  server.closeLog();
+  await server.dispose();
   if (!keepDir && !values.keep) rmSync(dir, { recursive: true, force: true });
 }
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.once(sig, () => {
-    void cleanup(true).then(() => process.exit(130));
-  });
-}
+// Interrupted: the server stops, the work folder stays for a look at what was going on.
+stopServersOnExit(() => log(`chaos: interrupted; work dir ${dir} kept`));
 
 async function main(): Promise<number> {
   const t0 = Date.now();
   log(`chaos: seed ${seed}, ${clients} clients (${senders} senders), ${messages} messages per soak in ${windowMs / 1000} s; work dir ${dir}`);
   log(`wrangler dev vars: ${Object.entries(VARS).map(([k, v]) => `${k}=${v}`).join(" ")}`);
   const startMs = await server.start();
-  log(`wrangler dev ready on ${server.http} in ${startMs} ms; workerd RSS ${rss()}`);
+  log(`wrangler dev ready on ${server.url} in ${startMs} ms; workerd RSS ${rss()}`);
   const tag = Date.now().toString(36);
   const soakOptions = (room: string, kill: boolean) => ({
     server, findings, random, log, kill, room,
@@ -147,7 +143,7 @@ try {
   code = violations === 0 ? 0 : 1;
 } catch (e) {
   console.error(`chaos: could not run: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
-  console.error(`wrangler log: ${join(dir, "wrangler.log")}`);
+  console.error(`wrangler log: ${server.logFile}`);
   code = 2;
 }
 await cleanup(code !== 0);

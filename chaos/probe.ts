@@ -4,7 +4,7 @@
 
 import WebSocket from "ws";
 import type { ServerFrame, WelcomeFrame } from "../src/protocol.ts";
-import { narrowServerFrame } from "./frames.ts";
+import { narrowServerFrame } from "../tools/harness/frames.ts";
 
 export type ProbeEvent =
   | { kind: "frame"; frame: ServerFrame }
@@ -104,7 +104,8 @@ export class Probe {
       });
       this.wake = null;
     }
-    return this.events[this.read++];
+    const event = this.events[this.read++];
+    return event ?? { kind: "timeout" };
   }
 
   /** Events until the socket closes (or the time is up); the close is the last one. */

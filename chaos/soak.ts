@@ -15,9 +15,10 @@
 
 import type { Message } from "../src/protocol.ts";
 import { ChatClient } from "./client.ts";
-import { describe, narrowHistoryPage, sameMessage } from "./frames.ts";
-import { type Findings, Ledger, sleep, waitUntil } from "./findings.ts";
-import type { DevServer } from "./server.ts";
+import { describe, narrowHistoryPage, sameMessage } from "../tools/harness/frames.ts";
+import { type Findings, Ledger } from "./findings.ts";
+import type { DevServer } from "../tools/harness/devserver.ts";
+import { sleep, waitUntil } from "../tools/harness/wait.ts";
 
 export interface SoakOptions {
   server: DevServer;
@@ -64,7 +65,7 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
     const r = role(i);
     clients.push(
       new ChatClient({
-        base: o.server.ws,
+        base: o.server.wsUrl,
         room: o.room,
         name: `${r}-${i}`,
         label: `${o.room}/${r}-${i}`,
@@ -72,8 +73,8 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
         findings: f,
         ledger,
         oracle: (nonce) => {
-          const ids = ledger.idsOfNonce(nonce);
-          return ids.length > 0 ? ledger.get(ids[0]) : undefined;
+          const [id] = ledger.idsOfNonce(nonce);
+          return id === undefined ? undefined : ledger.get(id);
         },
       }),
     );
@@ -100,6 +101,7 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
     const due = Math.min(o.messages, Math.floor((Date.now() - start) / interval) + 1);
     for (; posted < due; posted++) {
       const sender = senders[posted % senders.length];
+      if (sender === undefined) break;
       const seq = Math.floor(posted / senders.length);
       const garnish = GARNISH[posted % GARNISH.length];
       sender.post(`${sender.label} #${seq}${garnish}`, `${o.room.slice(-8)}.${posted % senders.length}.${seq}`);
@@ -113,14 +115,14 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
     while (chaos) {
       await sleep(o.random() * (2000 / o.dropsPerSec));
       if (!chaos) break;
-      if (!sleeperDone && Date.now() >= sleeperAt) {
+      if (!sleeperDone && sleeper !== undefined && Date.now() >= sleeperAt) {
         // Away for longer than the history covers: its resume must say gap.
         const away = ((o.messages > 0 ? sleeper.limits?.history ?? 100 : 100) + 40) / msgPerSec;
         sleeper.drop(true, away * 1000);
         sleeperDone = true;
       }
       const c = droppable[Math.floor(o.random() * droppable.length)];
-      if (!c.online) continue;
+      if (c === undefined || !c.online) continue;
       const abrupt = o.random() < 0.5;
       if (abrupt) drops.abrupt++;
       else drops.graceful++;
@@ -260,7 +262,7 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
 
 async function getPage(o: SoakOptions, after: string): Promise<{ messages: Message[]; gap: boolean } | null> {
   try {
-    const res = await fetch(`${o.server.http}/api/rooms/${o.room}/messages?after=${after}`, { signal: AbortSignal.timeout(10_000) });
+    const res = await fetch(`${o.server.url}/api/rooms/${o.room}/messages?after=${after}`, { signal: AbortSignal.timeout(10_000) });
     if (res.status !== 200) {
       o.findings.violation(`${o.room}: GET messages?after=${after} answered ${res.status}`);
       return null;
@@ -279,11 +281,12 @@ async function getPage(o: SoakOptions, after: string): Promise<{ messages: Messa
 }
 
 async function checkAfterRestart(o: SoakOptions, maxIdBefore: number, before: Message[]): Promise<void> {
-  if (before.length === 0) return;
+  const firstBefore = before[0]?.id;
+  if (firstBefore === undefined) return;
   // No sender is connected yet, so nothing new was written: the room is at or
   // just past (messages stored but not yet received at the kill) the last id
   // any client had, and the ids before it are unchanged.
-  const after = before[0].id - 1;
+  const after = firstBefore - 1;
   const page = await getPage(o, String(after));
   if (page === null) return;
   const last = page.messages.at(-1)?.id ?? 0;
@@ -301,12 +304,12 @@ async function checkAfterRestart(o: SoakOptions, maxIdBefore: number, before: Me
     }
   }
   const kept = before.filter((m) => got.has(m.id)).length;
-  o.log(`  after the restart the room is at id ${last}; ${kept} of ids ${before[0].id}..${maxIdBefore} read back unchanged${kept < before.length ? " (the rest trimmed by newer messages)" : ""}`);
+  o.log(`  after the restart the room is at id ${last}; ${kept} of ids ${firstBefore}..${maxIdBefore} read back unchanged${kept < before.length ? " (the rest trimmed by newer messages)" : ""}`);
 }
 
 async function checkFinalHistory(o: SoakOptions, ledger: Ledger, n: number): Promise<void> {
   const f = o.findings;
-  const fresh = new ChatClient({ base: o.server.ws, room: o.room, name: "auditor", label: `${o.room}/auditor`, random: o.random, findings: f, ledger });
+  const fresh = new ChatClient({ base: o.server.wsUrl, room: o.room, name: "auditor", label: `${o.room}/auditor`, random: o.random, findings: f, ledger });
   fresh.start();
   const ok = await waitUntil(() => fresh.online, 10_000);
   fresh.stop();

@@ -5,11 +5,11 @@
 
 import { writeFileSync } from "node:fs";
 import { ChatPage, launchBrowser } from "./support/chat.ts";
-import { DevServer } from "./support/devserver.ts";
+import { startDevServer } from "./support/devserver.ts";
 
 const OUT = new URL("../docs/screenshot.png", import.meta.url).pathname;
 
-const [server, browser] = await Promise.all([DevServer.start(), launchBrowser()]);
+const [server, browser] = await Promise.all([startDevServer(), launchBrowser()]);
 try {
   const room = "ops";
   const alice = await ChatPage.open(browser, server.url, room, "Alice", { viewport: { width: 960, height: 620 } });

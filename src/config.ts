@@ -3,23 +3,45 @@ import { isLogLevel, type LogLevel } from "./log.ts";
 
 export const DEFAULT_IP_CONNECT_PER_MIN = 300;
 export const DEFAULT_MAX_CONNECTIONS = 5000;
+export const DEFAULT_ADDRESS_RATE_BURST = 30;
+export const DEFAULT_ADDRESS_RATE_PER_SEC = 15;
+export const DEFAULT_ADDRESS_SOCKETS_PER_ROOM = 100;
+export const DEFAULT_API_PER_MIN = 120;
 
 /** The `[vars]` of wrangler.toml, typed and checked. */
 export interface Config {
   /** Origins allowed to open a WebSocket besides the page's own; `"*"` allows any. */
   allowedOrigins: ReadonlySet<string> | "*";
   historySize: number;
+  /** The message bucket of one user, shared by all of its sockets in a room. */
   rateBurst: number;
   ratePerSec: number;
-  /** 0 turns the per-IP connect limit off. */
+  /** The message bucket of one client address in a room; 0 in either turns it off. */
+  addressRateBurst: number;
+  addressRatePerSec: number;
+  /** Open sockets one address may hold in one room; 0 turns the limit off. */
+  addressSocketsPerRoom: number;
+  /** New connections per address per minute, across rooms; 0 turns the limit off. */
   ipConnectPerMin: number;
+  /** HTTP API requests per address per minute; 0 turns the limit off. */
+  apiPerMin: number;
   maxConnections: number;
   logLevel: LogLevel;
 }
 
 type Vars = Pick<
   Env,
-  "ALLOWED_ORIGINS" | "HISTORY_SIZE" | "RATE_BURST" | "RATE_PER_SEC" | "IP_CONNECT_PER_MIN" | "MAX_CONNECTIONS" | "LOG_LEVEL"
+  | "ALLOWED_ORIGINS"
+  | "HISTORY_SIZE"
+  | "RATE_BURST"
+  | "RATE_PER_SEC"
+  | "ADDRESS_RATE_BURST"
+  | "ADDRESS_RATE_PER_SEC"
+  | "ADDRESS_SOCKETS_PER_ROOM"
+  | "IP_CONNECT_PER_MIN"
+  | "API_PER_MIN"
+  | "MAX_CONNECTIONS"
+  | "LOG_LEVEL"
 >;
 
 // A var that is absent, empty or malformed falls back to its default, so a
@@ -32,6 +54,7 @@ function number(raw: string | undefined, fallback: number, valid: (n: number) =>
 
 const isCount = (min: number) => (n: number) => Number.isInteger(n) && n >= min;
 const isRate = (n: number) => Number.isFinite(n) && n > 0;
+const isRateOrOff = (n: number) => Number.isFinite(n) && n >= 0;
 
 export function readConfig(vars: Partial<Vars>): Config {
   const origins = (vars.ALLOWED_ORIGINS ?? "").trim();
@@ -48,7 +71,11 @@ export function readConfig(vars: Partial<Vars>): Config {
     historySize: number(vars.HISTORY_SIZE, DEFAULT_HISTORY_SIZE, isCount(1)),
     rateBurst: number(vars.RATE_BURST, DEFAULT_RATE_BURST, isRate),
     ratePerSec: number(vars.RATE_PER_SEC, DEFAULT_RATE_PER_SEC, isRate),
+    addressRateBurst: number(vars.ADDRESS_RATE_BURST, DEFAULT_ADDRESS_RATE_BURST, isRateOrOff),
+    addressRatePerSec: number(vars.ADDRESS_RATE_PER_SEC, DEFAULT_ADDRESS_RATE_PER_SEC, isRateOrOff),
+    addressSocketsPerRoom: number(vars.ADDRESS_SOCKETS_PER_ROOM, DEFAULT_ADDRESS_SOCKETS_PER_ROOM, isCount(0)),
     ipConnectPerMin: number(vars.IP_CONNECT_PER_MIN, DEFAULT_IP_CONNECT_PER_MIN, isCount(0)),
+    apiPerMin: number(vars.API_PER_MIN, DEFAULT_API_PER_MIN, isCount(0)),
     maxConnections: number(vars.MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS, isCount(1)),
     logLevel: isLogLevel(vars.LOG_LEVEL) ? vars.LOG_LEVEL : "info",
   };

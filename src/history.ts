@@ -92,6 +92,11 @@ export class History {
     this.size = size;
   }
 
+  /** The last id this room issued; 0 before the first message. Call `load()` first after a wake. */
+  get lastId(): number {
+    return this.#lastId;
+  }
+
   /** Loads the ring into memory if it is not there yet; returns what that cost. */
   load(): RowCost {
     return this.#ring().cost;

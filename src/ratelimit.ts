@@ -6,10 +6,6 @@ export interface Bucket {
   at: number;
 }
 
-export function fullBucket(burst: number, now: number): Bucket {
-  return { tokens: burst, at: now };
-}
-
 /** Refills for the time since `at`, then takes one token if there is one. */
 export function take(bucket: Bucket, now: number, burst: number, perSec: number): { allowed: boolean; bucket: Bucket } {
   const elapsed = Math.max(0, now - bucket.at);

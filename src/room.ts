@@ -8,9 +8,11 @@
 // What survives hibernation: the runtime hibernates an idle room (evicts it
 // from memory while keeping its WebSockets open) and constructs it again for
 // the next event. So everything the protocol needs lives where a wake finds it:
-//   - per connection, the user, the rate-limit bucket, the error strikes and
-//     whether its departure was already announced, in the socket's
-//     attachment (`serializeAttachment`);
+//   - per connection, the user, its address, the error strikes, snapshots
+//     of the user's and the address's rate-limit buckets and whether its
+//     departure was already announced, in the socket's attachment
+//     (`serializeAttachment`); the buckets shared by several sockets are
+//     rebuilt from those snapshots (see quota.ts);
 //   - the history and the last issued id in SQLite (see history.ts).
 // The maps in memory (sockets to sessions, presence by user id, the history
 // ring) are caches, rebuilt from those on the first event after a wake; only
@@ -46,13 +48,16 @@ import {
   type ServerFrame,
   type User,
 } from "./protocol.ts";
-import { fullBucket, recordStrike, take } from "./ratelimit.ts";
+import { RoomQuota } from "./quota.ts";
+import { recordStrike } from "./ratelimit.ts";
 import { parseSession, type Session } from "./session.ts";
 
 /** What the Worker has already checked and decided for a new connection. */
 export interface Admission {
   room: string;
   user: User;
+  /** The client's address key (see address.ts). */
+  address: string;
   token: string;
   after: number | null;
   batch: boolean;
@@ -82,6 +87,7 @@ export function admissionRequest(admission: Admission): Request {
   url.searchParams.set("room", admission.room);
   url.searchParams.set("id", admission.user.id);
   url.searchParams.set("name", admission.user.name);
+  url.searchParams.set("address", admission.address);
   url.searchParams.set("token", admission.token);
   if (admission.after !== null) url.searchParams.set("after", String(admission.after));
   if (admission.batch) url.searchParams.set("batch", "1");
@@ -94,10 +100,13 @@ function readAdmission(request: Request): Admission | null {
   const room = q.get("room");
   const id = q.get("id");
   const name = q.get("name");
+  const address = q.get("address");
   const token = q.get("token");
   const after = q.get("after");
-  if (url.pathname !== ADMISSION_PATH || room === null || id === null || name === null || token === null) return null;
-  return { room, user: { id, name }, token, after: after === null ? null : Number(after), batch: q.get("batch") === "1" };
+  if (url.pathname !== ADMISSION_PATH || room === null || id === null || name === null || address === null || token === null) {
+    return null;
+  }
+  return { room, user: { id, name }, address, token, after: after === null ? null : Number(after), batch: q.get("batch") === "1" };
 }
 
 function jsonResponse(status: number, body: unknown): Response {
@@ -114,6 +123,7 @@ export class ChatRoom extends DurableObject<Env> {
   readonly #log: Logger;
   readonly #history: History;
   readonly #limits: Limits;
+  readonly #quota: RoomQuota;
   // Caches of what the sockets' attachments say; null until the first event
   // after construction (a wake) rebuilds them.
   #sessions: Map<WebSocket, Session> | null = null;
@@ -132,6 +142,7 @@ export class ChatRoom extends DurableObject<Env> {
     this.#config = readConfig(env);
     this.#log = createLogger(this.#config.logLevel, { component: "room" });
     this.#history = new History(ctx.storage.sql, this.#config.historySize);
+    this.#quota = new RoomQuota(this.#config);
     this.#limits = {
       history: this.#config.historySize,
       text: MAX_TEXT_LENGTH,
@@ -160,12 +171,19 @@ export class ChatRoom extends DurableObject<Env> {
     }
   }
 
-  #connect({ room, user, token, after, batch }: Admission): Response {
+  #connect({ room, user, address, token, after, batch }: Admission): Response {
     const sessions = this.#members();
     // The members map, not getWebSockets(): no array of every socket per connect.
     if (sessions.size >= this.#config.maxConnections) {
       this.#log.warn("room_full", { room, connections: this.#config.maxConnections });
       return jsonResponse(503, { error: "room_full", message: "this room has reached its connection limit" });
+    }
+    if (!this.#quota.admits(address)) {
+      this.#log.info("address_full", { room, connections: this.#config.addressSocketsPerRoom });
+      return jsonResponse(429, {
+        error: "too_many_connections",
+        message: `at most ${this.#config.addressSocketsPerRoom} connections from one address in a room`,
+      });
     }
     const cost = this.#history.load();
     const now = Date.now();
@@ -173,7 +191,8 @@ export class ChatRoom extends DurableObject<Env> {
     const session: Session = {
       room,
       user,
-      bucket: fullBucket(this.#config.rateBurst, now),
+      address,
+      ...this.#quota.snapshots(user.id, address, now),
       strikes: [],
       seen: now,
       batch,
@@ -183,6 +202,7 @@ export class ChatRoom extends DurableObject<Env> {
     this.ctx.acceptWebSocket(server);
     server.serializeAttachment(session);
     sessions.set(server, session);
+    this.#quota.opened(address);
     if (batch) this.#batches.start(server);
     const first = this.#arrive(user);
     // Nothing is awaited between reading history and sending `welcome`, and
@@ -269,9 +289,7 @@ export class ChatRoom extends DurableObject<Env> {
       return;
     }
     if (frame.value.type === "ack") {
-      // Acks are not rate-limited: they cost no storage and no broadcast.
-      session.acked = Math.max(session.acked ?? 0, frame.value.id);
-      ws.serializeAttachment(session);
+      this.#ack(ws, session, frame.value.id);
       return;
     }
     if (frame.value.type !== "message") {
@@ -280,9 +298,7 @@ export class ChatRoom extends DurableObject<Env> {
       return;
     }
     const now = Date.now();
-    const { allowed, bucket } = take(session.bucket, now, this.#config.rateBurst, this.#config.ratePerSec);
-    session.bucket = bucket;
-    if (!allowed) {
+    if (!this.#quota.take(session, now)) {
       this.#reject(ws, session, "rate_limited", "too many messages; this one was dropped", frame.value.nonce);
       return;
     }
@@ -311,6 +327,27 @@ export class ChatRoom extends DurableObject<Env> {
     return message;
   }
 
+  /**
+   * Acks go through no bucket: they cost no storage and no broadcast. But each
+   * one wakes the room and rewrites the attachment, so an ack that tells the
+   * room nothing new (not above this socket's last one) or claims a message
+   * that does not exist is an error, and 20 of them close the socket like any
+   * other errors. A client acks only ids it has received, each once.
+   */
+  #ack(ws: WebSocket, session: Session, id: number): void {
+    if (session.acked !== null && id <= session.acked) {
+      this.#reject(ws, session, "invalid_message", `ack ${id} is not above the last ack, ${session.acked}`);
+      return;
+    }
+    this.#count(this.#history.load());
+    if (id > this.#history.lastId) {
+      this.#reject(ws, session, "invalid_message", `ack ${id} is beyond the last message, ${this.#history.lastId}`);
+      return;
+    }
+    session.acked = id;
+    ws.serializeAttachment(session);
+  }
+
   #reject(ws: WebSocket, session: Session, code: ErrorCode, message: string, nonce?: string): void {
     session.strikes = recordStrike(session.strikes, Date.now(), ERROR_WINDOW_MS);
     ws.serializeAttachment(session);
@@ -337,6 +374,8 @@ export class ChatRoom extends DurableObject<Env> {
     const member = sessions.get(ws);
     sessions.delete(ws);
     const session = member ?? parseSession(ws.deserializeAttachment());
+    // Only a socket counted as a member was counted for its address.
+    if (member !== undefined) this.#quota.closed(member.address);
     if (session === null || session.departed) return;
     session.departed = true;
     ws.serializeAttachment(session);
@@ -388,6 +427,7 @@ export class ChatRoom extends DurableObject<Env> {
       this.#log.info("idle_closed", { room: session?.room, user: session?.user.id });
       this.#close(ws, CloseCode.normal, "no frame or ping for 60 s");
     }
+    this.#quota.prune(now);
     // Armed only once the next alarm is stored: if setAlarm fails, the
     // runtime retries this handler, and the next connect arms it too.
     this.#sweepArmed = false;
@@ -424,6 +464,7 @@ export class ChatRoom extends DurableObject<Env> {
         continue;
       }
       sessions.set(ws, session);
+      this.#quota.restore(session);
       this.#arrive(session.user);
     }
     this.#sessions = sessions;

@@ -9,7 +9,12 @@ import type { Bucket } from "./ratelimit.ts";
 export interface Session {
   room: string;
   user: User;
+  /** The key of the client's address (see address.ts), for the per-address limits. */
+  address: string;
+  /** The user's message bucket as of this socket's last frame: shared by the user's sockets (see quota.ts). */
   bucket: Bucket;
+  /** The address's message bucket as of this socket's last frame. */
+  addressBucket: Bucket;
   /** Times of the `error` frames drawn in the last minute, for the 1008 rule. */
   strikes: number[];
   /** When the client last sent a frame other than `ping` (or connected). */
@@ -32,18 +37,22 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 const isNumber = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
 
+const isBucket = (v: unknown): v is Bucket => isRecord(v) && isNumber(v.tokens) && isNumber(v.at);
+
 /** Checks an attachment read back after a wake; null means it cannot be trusted. */
 export function parseSession(value: unknown): Session | null {
   if (!isRecord(value)) return null;
-  const { room, user, bucket, strikes, seen, batch, acked, departed } = value;
-  if (typeof room !== "string" || !isRecord(user) || !isRecord(bucket) || !Array.isArray(strikes)) return null;
+  const { room, user, address, bucket, addressBucket, strikes, seen, batch, acked, departed } = value;
+  if (typeof room !== "string" || !isRecord(user) || typeof address !== "string" || !Array.isArray(strikes)) return null;
   if (typeof user.id !== "string" || typeof user.name !== "string") return null;
-  if (!isNumber(bucket.tokens) || !isNumber(bucket.at)) return null;
+  if (!isBucket(bucket) || !isBucket(addressBucket)) return null;
   if (strikes.length > MAX_ERRORS_PER_WINDOW || !strikes.every(isNumber) || !isNumber(seen)) return null;
   return {
     room,
     user: { id: user.id, name: user.name },
+    address,
     bucket: { tokens: bucket.tokens, at: bucket.at },
+    addressBucket: { tokens: addressBucket.tokens, at: addressBucket.at },
     strikes: strikes.slice(),
     seen,
     batch: batch === true,

@@ -1,10 +1,12 @@
 // The stateless edge. It answers everything that can be decided without a
 // room (bad paths, bad room names, missing upgrades, foreign origins, too many
-// connections from one IP, bad publish requests) before any Durable Object is
-// billed, decides who the user is, and forwards to the room.
+// connections or API calls from one address, bad publish requests) before any
+// room's Durable Object is billed, decides who the user is, and forwards to
+// the room.
 
 import { addressKey } from "./address.ts";
 import { readConfig, type Config } from "./config.ts";
+import type { Purpose } from "./limiter.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
 import {
   DEFAULT_ROOM,
@@ -96,6 +98,29 @@ function sessionSecret(env: Env, url: URL, log: Logger): string | null {
   return DEVELOPMENT_SECRET;
 }
 
+function noAddress(room: string, log: Logger): Response {
+  log.warn("no_client_address", { room });
+  return error(400, "no_client_address", "the request has no CF-Connecting-IP and is not to a loopback host");
+}
+
+/** Takes one from the allowance of `address` for `purpose` (per minute, across rooms); false when it is used up. */
+function allowAddress(env: Env, address: string, purpose: Purpose, perMinute: number): Promise<boolean> {
+  return env.CONNECT_LIMITER.get(env.CONNECT_LIMITER.idFromName(address)).allow(perMinute, purpose);
+}
+
+/** The per-address limit of the HTTP API; null when the request may go on. */
+async function limitApi(request: Request, room: string, env: Env, config: Config, log: Logger): Promise<Response | null> {
+  const address = addressKey(request);
+  if (address === null) return noAddress(room, log);
+  if (config.apiPerMin === 0) return null;
+  if (await allowAddress(env, address, "api", config.apiPerMin)) return null;
+  log.info("api_limited", { room });
+  // The bucket refills one request every 60 / API_PER_MIN seconds.
+  return error(429, "too_many_requests", `at most ${config.apiPerMin} API requests a minute`, {
+    "Retry-After": String(Math.ceil(60 / config.apiPerMin)),
+  });
+}
+
 function guestName(): string {
   const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
   const bytes = crypto.getRandomValues(new Uint8Array(4));
@@ -113,22 +138,20 @@ async function connect(request: Request, url: URL, room: string, env: Env, confi
   }
   const secret = sessionSecret(env, url, log);
   if (secret === null) return error(503, "not_configured", "this chat server is not configured yet; try again later");
-  if (config.ipConnectPerMin > 0) {
-    const ip = request.headers.get("CF-Connecting-IP") ?? "unknown";
-    const limiter = env.CONNECT_LIMITER.get(env.CONNECT_LIMITER.idFromName(ip));
-    if (!(await limiter.allow(config.ipConnectPerMin))) {
-      log.info("connect_limited", { room });
-      return error(429, "too_many_connections", `at most ${config.ipConnectPerMin} new connections a minute`, {
-        "Retry-After": "60",
-      });
-    }
+  const address = addressKey(request);
+  if (address === null) return noAddress(room, log);
+  if (config.ipConnectPerMin > 0 && !(await allowAddress(env, address, "connect", config.ipConnectPerMin))) {
+    log.info("connect_limited", { room });
+    return error(429, "too_many_connections", `at most ${config.ipConnectPerMin} new connections a minute`, {
+      "Retry-After": "60",
+    });
   }
   const q = url.searchParams;
   const claimed = q.get("token");
   const userId = (claimed !== null ? await verifyToken(claimed, secret) : null) ?? newUserId();
   const user = { id: userId, name: normalizeName(q.get("name")) ?? guestName() };
   const token = await signToken(userId, secret);
-  const admission = { room, user, token, after: parseAfter(q.get("after")), batch: q.get("batch") === "1" };
+  const admission = { room, user, address, token, after: parseAfter(q.get("after")), batch: q.get("batch") === "1" };
   return roomStub(env, room).fetch(admissionRequest(admission));
 }
 
@@ -211,9 +234,12 @@ export default {
     const config = readConfig(env);
     const log = createLogger(config.logLevel, { component: "worker" });
     try {
-      return target.kind === "chat"
-        ? await connect(request, url, room, env, config, log)
-        : await messages(request, url, room, env, log);
+      if (target.kind === "chat") return await connect(request, url, room, env, config, log);
+      if (request.method === "GET" || request.method === "POST") {
+        const limited = await limitApi(request, room, env, config, log);
+        if (limited !== null) return limited;
+      }
+      return await messages(request, url, room, env, log);
     } catch (err) {
       log.error("fault", { room, path: url.pathname, error: describeError(err) });
       return error(500, "internal", "something went wrong; try again");

@@ -17,8 +17,15 @@ export function freshIp(): string {
   return `10.${b[0]}.${b[1]}.${b[2]}`;
 }
 
+/** A request as Cloudflare's edge hands it on: with the client's address, a fresh one unless `init` names one. */
+export function edgeRequest(path: string, init: RequestInit = {}): Request {
+  const req = new Request(`${ORIGIN}${path}`, init);
+  if (!req.headers.has("CF-Connecting-IP")) req.headers.set("CF-Connecting-IP", freshIp());
+  return req;
+}
+
 export function request(path: string, init: RequestInit = {}): Promise<Response> {
-  return exports.default.fetch(new Request(`${ORIGIN}${path}`, init));
+  return exports.default.fetch(edgeRequest(path, init));
 }
 
 export function upgradeHeaders(extra: Record<string, string> = {}): Record<string, string> {

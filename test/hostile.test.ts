@@ -6,19 +6,9 @@ import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ErrorCode, Message } from "../src/protocol.ts";
 import type { ChatRoom } from "../src/room.ts";
+import { seeded as random } from "../tools/harness/random.ts";
 import { freshRoom, join, request, roomStub, seed, upgradeHeaders } from "./helpers.ts";
 
-/** A deterministic generator, so a failing case can be replayed. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function storedTexts(room: string): Promise<string[]> {
   const res = await request(`/api/rooms/${room}/messages`);

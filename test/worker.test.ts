@@ -4,11 +4,11 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Message } from "../src/protocol.ts";
 import worker from "../src/worker.ts";
-import { Client, ORIGIN, PUBLISH_TOKEN, freshIp, freshRoom, join, publish, request, upgradeHeaders } from "./helpers.ts";
+import { Client, ORIGIN, PUBLISH_TOKEN, edgeRequest, freshIp, freshRoom, join, publish, request, upgradeHeaders } from "./helpers.ts";
 
 /** Calls the Worker with some settings changed, as a deployment with other vars would. */
 function withEnv(overrides: Partial<Env>, path: string, init: RequestInit = {}): Promise<Response> {
-  const req = new Request(`${ORIGIN}${path}`, init) as Parameters<typeof worker.fetch>[0];
+  const req = edgeRequest(path, init) as Parameters<typeof worker.fetch>[0];
   return worker.fetch(req, { ...env, ...overrides });
 }
 
@@ -120,11 +120,25 @@ describe("per-IP connect limit", () => {
     expect((await withEnv(vars, `/chat/${freshRoom()}`, { headers: upgradeHeaders() })).status).toBe(101);
   });
 
-  it("is off when IP_CONNECT_PER_MIN is 0", async () => {
-    const headers = upgradeHeaders();
-    for (let i = 0; i < 5; i++) {
-      expect((await withEnv({ IP_CONNECT_PER_MIN: "0" }, `/chat/${freshRoom()}`, { headers })).status).toBe(101);
-    }
+  it("counts an IPv6 address by its /64", async () => {
+    const b = crypto.getRandomValues(new Uint16Array(2));
+    const prefix = `2001:db8:${b[0]!.toString(16)}:${b[1]!.toString(16)}`;
+    const vars = { IP_CONNECT_PER_MIN: "3" };
+    const from = (ip: string) => withEnv(vars, `/chat/${freshRoom()}`, { headers: upgradeHeaders({ "CF-Connecting-IP": ip }) });
+    for (const ip of [`${prefix}::1`, `${prefix}:aaaa:bbbb:cccc:dddd`, `${prefix.toUpperCase()}:0:0:0:3`]) expect((await from(ip)).status).toBe(101);
+    await expectError(await from(`${prefix}::4`), 429, "too_many_connections");
+    expect((await from(`2001:db8:${b[0]!.toString(16)}:${(b[1]! ^ 1).toString(16)}::1`)).status).toBe(101);
+  });
+
+  it("is off when IP_CONNECT_PER_MIN is 0: the limiter is not consulted", async () => {
+    const ip = freshIp();
+    const headers = upgradeHeaders({ "CF-Connecting-IP": ip });
+    const limiter = env.CONNECT_LIMITER.get(env.CONNECT_LIMITER.idFromName(ip));
+    expect(await limiter.allow(1)).toBe(true);
+    // This address's allowance is used up: with the default limit it is refused...
+    await expectError(await withEnv({}, `/chat/${freshRoom()}`, { headers }), 429, "too_many_connections");
+    // ...and with the limit off it is not asked.
+    expect((await withEnv({ IP_CONNECT_PER_MIN: "0" }, `/chat/${freshRoom()}`, { headers })).status).toBe(101);
   });
 });
 

@@ -2,10 +2,11 @@
 // every frame re-sent as it came to every open socket, no storage, no JSON.
 // The ceiling of one event loop for the same wire traffic as edge-chat.
 import { WebSocketServer, WebSocket } from "ws";
+import { numberFlag, parseCli, stringFlags } from "../../tools/harness/cli.ts";
 import { rawWelcome } from "../fixture.ts";
 
-const port = Number(process.argv[process.argv.indexOf("--port") + 1]);
-if (!Number.isInteger(port) || port <= 0) throw new Error("usage: server.ts --port P");
+const { port: rawPort } = parseCli(stringFlags("port"), "server.ts --port P");
+const port = numberFlag(rawPort, Number.NaN, "port", 1);
 
 const welcome = rawWelcome();
 const wss = new WebSocketServer({ host: "127.0.0.1", port, perMessageDeflate: false });

@@ -2,6 +2,7 @@
 // its own browser context (own localStorage, so its own identity).
 
 import { chromium, type Browser, type BrowserContext, type Page, type ViewportSize } from "playwright-core";
+import { sleep } from "../../tools/harness/wait.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
@@ -20,10 +21,6 @@ export async function launchBrowser(): Promise<Browser> {
       "--disable-sync",
     ],
   });
-}
-
-function sleep(ms: number) {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /**

@@ -6,7 +6,8 @@ import { randomUUID } from "node:crypto";
 import type { Browser } from "playwright-core";
 import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { ChatPage, launchBrowser } from "./chat.ts";
-import { DevServer } from "./devserver.ts";
+import type { DevServer } from "../../tools/harness/devserver.ts";
+import { startDevServer } from "./devserver.ts";
 
 export interface Harness {
   readonly server: DevServer;
@@ -25,7 +26,7 @@ export function useHarness(): Harness {
   const open: ChatPage[] = [];
 
   beforeAll(async () => {
-    [server, browser] = await Promise.all([DevServer.start(), launchBrowser()]);
+    [server, browser] = await Promise.all([startDevServer(), launchBrowser()]);
   });
 
   afterAll(async () => {

@@ -235,6 +235,7 @@ function view() {
 
 /** @param {WelcomeFrame} w */
 function welcome(w) {
+  ackedOnSocket = false;
   prefs.token = w.token;
   if (w.you.verified !== true && (name === null || normalizeName(name) === null)) {
     // Dismissed the name dialog, or a name the server would not take: keep the guest name it gave.
@@ -276,11 +277,17 @@ function welcome(w) {
 
 /** @type {ReturnType<typeof setTimeout> | undefined} */
 let ackTimer;
+/** Whether this socket has had its first ack. That one may repeat the last id acked; later ones must advance, or the room answers with an error. */
+let ackedOnSocket = false;
 
 function sendAck() {
   clearTimeout(ackTimer);
   ackTimer = undefined;
-  if (conn.send({ type: "ack", id: state.lastId })) state.acked = state.lastId;
+  if (ackedOnSocket && state.lastId <= state.acked) return;
+  if (conn.send({ type: "ack", id: state.lastId })) {
+    state.acked = state.lastId;
+    ackedOnSocket = true;
+  }
 }
 
 function ackLater() {

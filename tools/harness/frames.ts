@@ -1,8 +1,8 @@
 // Narrows what the server sends from `unknown` to the wire types of
-// PROTOCOL.md. The chaos run treats the server as untrusted input too: a
+// PROTOCOL.md. The tools treat the server as untrusted input too: a
 // frame that does not match the contract is a finding, not a crash.
 
-import type { ErrorCode, ErrorFrame, Limits, Message, PresenceFrame, ServerFrame, User, WelcomeFrame, HistoryPage } from "../src/protocol.ts";
+import type { ErrorCode, ErrorFrame, Limits, Message, PresenceFrame, ServerFrame, User, WelcomeFrame, HistoryPage } from "../../src/protocol.ts";
 
 export type Narrowed<T> = { ok: true; value: T } | { ok: false; why: string };
 
@@ -58,13 +58,13 @@ function messages(value: unknown, where: string): Narrowed<Message[]> {
 function limits(value: unknown): Limits | null {
   if (!isRecord(value)) return null;
   const keys = ["history", "text", "name", "burst", "perSec"] as const;
-  const out: Record<string, number> = {};
+  const out = { history: 0, text: 0, name: 0, burst: 0, perSec: 0 };
   for (const k of keys) {
     const v = own(value, k);
     if (typeof v !== "number" || !Number.isFinite(v) || v < 0) return null;
     out[k] = v;
   }
-  return { history: out.history, text: out.text, name: out.name, burst: out.burst, perSec: out.perSec };
+  return out;
 }
 
 export function narrowServerFrame(raw: string): Narrowed<ServerFrame> {

@@ -2,7 +2,7 @@
 // API, with no dev proxy in front (wrangler dev runs a second workerd as a
 // proxy): the closer of the two local hosts to production.
 //
-//   node bench/host-miniflare.ts --config wrangler.toml --port P --persist DIR
+//   node tools/harness/host-miniflare.ts --config wrangler.toml --port P --persist DIR
 //        [--var KEY:VALUE]… [--inspector-port P]
 //
 // wrangler's own unstable_getMiniflareWorkerOptions reads the config, so the
@@ -15,26 +15,27 @@ import { build } from "esbuild";
 import { Log, LogLevel, Miniflare, convertV4MiniflareOptions } from "miniflare";
 import type { Json, V4WorkerOptions } from "miniflare";
 import { unstable_getMiniflareWorkerOptions } from "wrangler";
+import { numberFlag, parseCli, stringFlags } from "./cli.ts";
 
-function flag(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-const configPath = resolve(flag("--config") ?? "wrangler.toml");
-const port = Number(flag("--port"));
-const persist = flag("--persist");
-const inspectorPort = flag("--inspector-port");
-if (!Number.isInteger(port) || persist === undefined) {
-  throw new Error("usage: host-miniflare.ts --config FILE --port P --persist DIR [--var K:V]…");
-}
+const USAGE = "host-miniflare.ts --config FILE --port P --persist DIR [--var K:V]… [--inspector-port P]";
+const flags = parseCli(
+  {
+    config: { type: "string", default: "wrangler.toml" },
+    ...stringFlags("port", "persist", "inspector-port"),
+    var: { type: "string", multiple: true, default: [] },
+  },
+  USAGE,
+);
+const configPath = resolve(flags.config);
+const port = numberFlag(flags.port, Number.NaN, "port", 1);
+const persist = flags.persist;
+const inspectorPort = flags["inspector-port"];
+if (!Number.isInteger(port) || persist === undefined) throw new Error(`usage: ${USAGE}`);
 const vars: Record<string, string> = {};
-process.argv.forEach((arg, i) => {
-  const pair = arg === "--var" ? process.argv[i + 1] : undefined;
-  if (pair === undefined) return;
+for (const pair of flags.var) {
   const colon = pair.indexOf(":");
   vars[pair.slice(0, colon)] = pair.slice(colon + 1);
-});
+}
 
 const { workerOptions, main, define } = unstable_getMiniflareWorkerOptions(configPath);
 if (main === undefined) throw new Error(`${configPath} has no main`);
