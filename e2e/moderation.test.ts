@@ -30,6 +30,8 @@ class FrameProxy {
   rewrite: (f: Frame) => Frame = (f) => f;
   /** While set, new connections are closed before their welcome, as a refused upgrade looks to a page. */
   refuse = false;
+  /** While set, `message` frames are kept in `sent` too. */
+  holdMessages = false;
   #page: WebSocketRoute | null = null;
 
   install = async (context: BrowserContext) => {
@@ -45,7 +47,7 @@ class FrameProxy {
         const text = String(msg);
         if (text !== "ping") {
           const frame = JSON.parse(text) as Frame;
-          if (["delete", "ban", "unban", "settings"].includes(frame.type)) {
+          if (["delete", "ban", "unban", "settings"].includes(frame.type) || (this.holdMessages && frame.type === "message")) {
             this.sent.push(frame);
             return;
           }
@@ -461,5 +463,22 @@ describe("embedding", () => {
       await context.close();
       await Promise.all([chatServer, hostServer].map((s) => new Promise((resolve) => s.close(resolve))));
     }
+  });
+
+});
+
+describe("read-only guests", () => {
+  test("a room that lets guests read only (GUESTS=read): a refused message comes back to the box with a notice", async () => {
+    const room = newRoom();
+    const { proxy, chat: guest } = await withProxy(room, "Guest");
+    proxy.holdMessages = true;
+    await guest.send("may I?");
+    const frame = await proxy.sentFrame("message");
+    proxy.inject({ type: "error", code: "forbidden", message: "guests may read this room, not write in it", nonce: frame.nonce });
+    await eventually("the refusal was never shown", async () =>
+      ((await guest.page.locator("#notice").textContent()) ?? "").startsWith("You can read this room but not write in it."),
+    );
+    expect(await guest.page.locator("#pending > *").count()).toBe(0);
+    expect(await guest.page.locator("#message").inputValue()).toBe("may I?");
   });
 });
