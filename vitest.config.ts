@@ -1,8 +1,20 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { AUDIENCE, ISSUER, JWT_SECRET, PUBLIC_JWKS } from "./test/identity/keys.ts";
 
-// Secrets are not in wrangler.toml; the tests run with known ones.
-const secrets = { SESSION_SECRET: "test-session-secret", PUBLISH_TOKEN: "test-publish-token" };
+// Secrets are not in wrangler.toml; the tests run with known ones. Every
+// secret is named, empty when a project has it off: a developer's local
+// .dev.vars would otherwise fill the gaps, and local runs must equal CI.
+const secrets = { SESSION_SECRET: "test-session-secret", PUBLISH_TOKEN: "test-publish-token", AUTH_JWT_SECRET: "", ADMIN_TOKEN: "" };
+// Host identity with every key source inline, guests read-only, some rooms private.
+const identity = {
+  ...secrets,
+  AUTH_JWT_SECRET: JWT_SECRET,
+  AUTH_JWKS: JSON.stringify(PUBLIC_JWKS),
+  AUTH_ISSUER: ISSUER,
+  AUTH_AUDIENCE: AUDIENCE,
+  PRIVATE_ROOMS: "team-*,ops",
+};
 
 export default defineConfig({
   test: {
@@ -69,9 +81,28 @@ export default defineConfig({
         test: { name: "limits-off", include: ["test/limits-off/*.test.ts"], testTimeout: 60_000 },
       },
       {
+        // The page may be framed by two hosts; the third entry is no origin and must not reach the CSP.
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: { ...identity, GUESTS: "read", ALLOWED_ORIGINS: "https://host.example, http://127.0.0.1:8080,https://bad.example/path" },
+            },
+          }),
+        ],
+        test: { name: "identity", include: ["test/identity/*.test.ts"], testTimeout: 60_000 },
+      },
+      {
+        // Any site may embed this one.
+        plugins: [
+          cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: { ...identity, GUESTS: "off", ALLOWED_ORIGINS: "*" } } }),
+        ],
+        test: { name: "members-only", include: ["test/members-only/*.test.ts"], testTimeout: 60_000 },
+      },
+      {
         // A deployment that forgot SESSION_SECRET.
         plugins: [
-          cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: { PUBLISH_TOKEN: secrets.PUBLISH_TOKEN } } }),
+          cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: { ...secrets, SESSION_SECRET: "" } } }),
         ],
         test: { name: "unconfigured", include: ["test/unconfigured/*.test.ts"], testTimeout: 60_000 },
       },

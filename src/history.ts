@@ -1,3 +1,4 @@
+import { isVerifiedUserId } from "./auth.ts";
 import type { Message, User } from "./protocol.ts";
 
 // The rolling history is a fixed ring of `size` rows: message `id` lives in
@@ -58,7 +59,9 @@ function toMessage(row: Row): Message {
     type: "message",
     id: row.id,
     ts: row.ts,
-    from: { id: row.from_id, name: row.from_name },
+    // Only a verified user's id has the `v_` form (guests are `u_…`, the
+    // publish endpoint `bot`), so the mark needs no column of its own.
+    from: isVerifiedUserId(row.from_id) ? { id: row.from_id, name: row.from_name, verified: true } : { id: row.from_id, name: row.from_name },
     text: row.text,
   };
   if (row.nonce !== null) message.nonce = row.nonce;

@@ -94,6 +94,15 @@ export interface Message {
   deleted?: true;
 }
 
+/**
+ * A user as everyone else sees it: id, name and the verified mark. The
+ * `roles` a host puts in its JWT are the user's own business (`welcome.you`),
+ * not the room's: a host's roles may say more than it meant to publish.
+ */
+export function publicUser(user: User): User {
+  return user.verified === true ? { id: user.id, name: user.name, verified: true } : { id: user.id, name: user.name };
+}
+
 /** Moderators are verified users with the `moderator` role; a guest can never be one. */
 export function isModerator(user: User): boolean {
   return user.verified === true && user.roles !== undefined && user.roles.includes(MODERATOR_ROLE);

@@ -28,6 +28,7 @@ import { DurableObject } from "cloudflare:workers";
 import { readConfig, type Config } from "./config.ts";
 import { BATCH_MS, BatchQueue } from "./batch.ts";
 import { History, type RowCost, type Slice } from "./history.ts";
+import { readAuthSettings, type GuestMode } from "./auth.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
 import {
   CloseCode,
@@ -42,6 +43,7 @@ import {
   isOversized,
   isSendableCloseCode,
   parseClientFrame,
+  publicUser,
   type ErrorCode,
   type Limits,
   type Message,
@@ -50,11 +52,12 @@ import {
 } from "./protocol.ts";
 import { RoomQuota } from "./quota.ts";
 import { recordStrike } from "./ratelimit.ts";
-import { parseSession, type Session } from "./session.ts";
+import { parseSession, sessionRoles, type Session } from "./session.ts";
 
 /** What the Worker has already checked and decided for a new connection. */
 export interface Admission {
   room: string;
+  /** A verified user carries `verified` and the JWT's `roles` in full. */
   user: User;
   /** The client's address key (see address.ts). */
   address: string;
@@ -87,6 +90,10 @@ export function admissionRequest(admission: Admission): Request {
   url.searchParams.set("room", admission.room);
   url.searchParams.set("id", admission.user.id);
   url.searchParams.set("name", admission.user.name);
+  if (admission.user.verified === true) {
+    url.searchParams.set("verified", "1");
+    for (const role of admission.user.roles ?? []) url.searchParams.append("role", role);
+  }
   url.searchParams.set("address", admission.address);
   url.searchParams.set("token", admission.token);
   if (admission.after !== null) url.searchParams.set("after", String(admission.after));
@@ -106,7 +113,8 @@ function readAdmission(request: Request): Admission | null {
   if (url.pathname !== ADMISSION_PATH || room === null || id === null || name === null || address === null || token === null) {
     return null;
   }
-  return { room, user: { id, name }, address, token, after: after === null ? null : Number(after), batch: q.get("batch") === "1" };
+  const user: User = q.get("verified") === "1" ? { id, name, verified: true, roles: q.getAll("role") } : { id, name };
+  return { room, user, address, token, after: after === null ? null : Number(after), batch: q.get("batch") === "1" };
 }
 
 function jsonResponse(status: number, body: unknown): Response {
@@ -124,6 +132,7 @@ export class ChatRoom extends DurableObject<Env> {
   readonly #history: History;
   readonly #limits: Limits;
   readonly #quota: RoomQuota;
+  readonly #guests: GuestMode;
   // Caches of what the sockets' attachments say; null until the first event
   // after construction (a wake) rebuilds them.
   #sessions: Map<WebSocket, Session> | null = null;
@@ -143,6 +152,9 @@ export class ChatRoom extends DurableObject<Env> {
     this.#log = createLogger(this.#config.logLevel, { component: "room" });
     this.#history = new History(ctx.storage.sql, this.#config.historySize);
     this.#quota = new RoomQuota(this.#config);
+    // The Worker logs what is wrong with the auth settings; the room only
+    // needs to know whether guests may post.
+    this.#guests = readAuthSettings(env).settings.guests;
     this.#limits = {
       history: this.#config.historySize,
       text: MAX_TEXT_LENGTH,
@@ -190,7 +202,7 @@ export class ChatRoom extends DurableObject<Env> {
     const { 0: client, 1: server } = new WebSocketPair();
     const session: Session = {
       room,
-      user,
+      user: user.verified === true ? { ...publicUser(user), roles: sessionRoles(user.roles ?? []) } : publicUser(user),
       address,
       ...this.#quota.snapshots(user.id, address, now),
       strikes: [],
@@ -204,7 +216,7 @@ export class ChatRoom extends DurableObject<Env> {
     sessions.set(server, session);
     this.#quota.opened(address);
     if (batch) this.#batches.start(server);
-    const first = this.#arrive(user);
+    const first = this.#arrive(session.user);
     // Nothing is awaited between reading history and sending `welcome`, and
     // the room is single-threaded: every message stored after this snapshot
     // is broadcast after the welcome, so the client sees each one exactly once.
@@ -219,7 +231,7 @@ export class ChatRoom extends DurableObject<Env> {
       gap,
       limits: this.#limits,
     });
-    if (first) this.#broadcast({ type: "join", user, ts: now }, server);
+    if (first) this.#broadcast({ type: "join", user: publicUser(user), ts: now }, server);
     if (!this.#sweepArmed) {
       this.#armSweep(now).catch((err) => this.#log.error("fault", { room, where: "alarm", error: describeError(err) }));
     }
@@ -297,13 +309,19 @@ export class ChatRoom extends DurableObject<Env> {
       this.#reject(ws, session, "forbidden", "moderation is not available in this room", frame.value.nonce);
       return;
     }
+    // After the parse, so a malformed frame from a read-only guest still
+    // gets the error that names what is wrong with it.
+    if (this.#guests === "read" && session.user.verified !== true) {
+      this.#reject(ws, session, "forbidden", "guests may read but not post here; sign in to post", frame.value.nonce);
+      return;
+    }
     const now = Date.now();
     if (!this.#quota.take(session, now)) {
       this.#reject(ws, session, "rate_limited", "too many messages; this one was dropped", frame.value.nonce);
       return;
     }
     ws.serializeAttachment(session);
-    this.#publish(session.room, session.user, frame.value.text, frame.value.nonce, now);
+    this.#publish(session.room, publicUser(session.user), frame.value.text, frame.value.nonce, now);
   }
 
   /**
@@ -384,7 +402,7 @@ export class ChatRoom extends DurableObject<Env> {
     // event that wakes the room) never was: its user leaves only when no
     // member socket of that user is left.
     const last = member !== undefined ? this.#leave(session.user.id) : !this.#presence.has(session.user.id);
-    if (last) this.#broadcast({ type: "leave", user: session.user, ts: Date.now() });
+    if (last) this.#broadcast({ type: "leave", user: publicUser(session.user), ts: Date.now() });
     this.#log.info("disconnect", { room: session.room, user: session.user.id, connections: sessions.size, ...detail });
   }
 
@@ -485,7 +503,7 @@ export class ChatRoom extends DurableObject<Env> {
       entry.sockets++;
       return false;
     }
-    this.#presence.set(user.id, { user, sockets: 1 });
+    this.#presence.set(user.id, { user: publicUser(user), sockets: 1 });
     return true;
   }
 

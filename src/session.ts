@@ -1,4 +1,4 @@
-import { MAX_ERRORS_PER_WINDOW, type User } from "./protocol.ts";
+import { MAX_ERRORS_PER_WINDOW, MODERATOR_ROLE, type User } from "./protocol.ts";
 import type { Bucket } from "./ratelimit.ts";
 
 /**
@@ -8,6 +8,11 @@ import type { Bucket } from "./ratelimit.ts";
  */
 export interface Session {
   room: string;
+  /**
+   * For a verified user, `roles` holds only the roles this chat acts on
+   * (sessionRoles): the attachment has 2 KiB, and a JWT may carry 32 roles
+   * of 64 characters. `welcome.you` shows the JWT's roles in full.
+   */
   user: User;
   /** The key of the client's address (see address.ts), for the per-address limits. */
   address: string;
@@ -37,6 +42,13 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 const isNumber = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
 
+/** The roles the room decides anything by; see Session.user. */
+export function sessionRoles(roles: readonly string[]): string[] {
+  return roles.filter((role) => role === MODERATOR_ROLE);
+}
+
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === "string");
+
 const isBucket = (v: unknown): v is Bucket => isRecord(v) && isNumber(v.tokens) && isNumber(v.at);
 
 /** Checks an attachment read back after a wake; null means it cannot be trusted. */
@@ -45,11 +57,17 @@ export function parseSession(value: unknown): Session | null {
   const { room, user, address, bucket, addressBucket, strikes, seen, batch, acked, departed } = value;
   if (typeof room !== "string" || !isRecord(user) || typeof address !== "string" || !Array.isArray(strikes)) return null;
   if (typeof user.id !== "string" || typeof user.name !== "string") return null;
+  const roles: unknown = user.roles ?? [];
+  if (!isStrings(roles)) return null;
+  if (user.verified !== undefined && user.verified !== true) return null;
   if (!isBucket(bucket) || !isBucket(addressBucket)) return null;
   if (strikes.length > MAX_ERRORS_PER_WINDOW || !strikes.every(isNumber) || !isNumber(seen)) return null;
   return {
     room,
-    user: { id: user.id, name: user.name },
+    user:
+      user.verified === true
+        ? { id: user.id, name: user.name, verified: true, roles: sessionRoles(roles) }
+        : { id: user.id, name: user.name },
     address,
     bucket: { tokens: bucket.tokens, at: bucket.at },
     addressBucket: { tokens: addressBucket.tokens, at: addressBucket.at },

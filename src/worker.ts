@@ -5,9 +5,11 @@
 // the room.
 
 import { addressKey } from "./address.ts";
+import { readAuthSettings, roomAllowed, verifyHostJwt, type AuthSettings, type Identity } from "./auth.ts";
 import { readConfig, type Config } from "./config.ts";
 import type { Purpose } from "./limiter.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
+import { servePage } from "./page.ts";
 import {
   DEFAULT_ROOM,
   MAX_FRAME_BYTES,
@@ -19,6 +21,7 @@ import {
   validateMessageFields,
   type HistoryPage,
   type HttpError,
+  type User,
 } from "./protocol.ts";
 import { admissionRequest, type ChatRoom } from "./room.ts";
 import { DEVELOPMENT_SECRET, bearerMatches, newUserId, signToken, verifyToken } from "./token.ts";
@@ -30,6 +33,7 @@ type Route =
   | { kind: "chat"; room: string }
   | { kind: "messages"; room: string }
   | { kind: "not_found" }
+  | { kind: "page" }
   | { kind: "asset" };
 
 const MESSAGES = /^\/api\/rooms\/([^/]+)\/messages$/;
@@ -44,6 +48,7 @@ function route(pathname: string): Route {
     const match = MESSAGES.exec(pathname);
     return match?.[1] === undefined ? { kind: "not_found" } : { kind: "messages", room: match[1] };
   }
+  if (pathname === "/" || pathname === "/index.html") return { kind: "page" };
   return { kind: "asset" };
 }
 
@@ -121,6 +126,46 @@ async function limitApi(request: Request, room: string, env: Env, config: Config
   });
 }
 
+let loggedAuthProblems = false;
+
+/** The auth settings; what is wrong with them is logged once per isolate, not once per request. */
+function authSettings(env: Env, log: Logger): AuthSettings {
+  const { settings, problems } = readAuthSettings(env);
+  if (!loggedAuthProblems) {
+    loggedAuthProblems = true;
+    for (const problem of problems) log.error("auth_misconfigured", { message: problem });
+  }
+  return settings;
+}
+
+const BEARER = /^bearer\s+(\S+)\s*$/i;
+
+/** The JWT of an `Authorization: Bearer` header; null without one (another scheme counts as none). */
+function bearerJwt(request: Request): string | null {
+  return BEARER.exec(request.headers.get("Authorization") ?? "")?.[1] ?? null;
+}
+
+type Who = { ok: true; identity: Identity | null } | { ok: false; response: Response };
+
+/**
+ * Who presents `jwt`: nobody (a guest) without one, a verified identity, or a
+ * `401` for a JWT that does not verify. A bad JWT never falls back to a
+ * guest: a host that sent one meant a signed-in user, and a guest in their
+ * place would post under a name the user did not choose.
+ */
+async function identify(jwt: string | null, settings: AuthSettings, room: string, log: Logger): Promise<Who> {
+  if (jwt === null) return { ok: true, identity: null };
+  const result = await verifyHostJwt(jwt, settings);
+  if (result.ok) return { ok: true, identity: result.identity };
+  log.info("jwt_refused", { room, reason: result.reason });
+  return { ok: false, response: error(401, "unauthorized", result.message, { "WWW-Authenticate": "Bearer" }) };
+}
+
+function forbiddenRoom(room: string, log: Logger): Response {
+  log.info("room_refused", { room });
+  return error(403, "forbidden_room", "this room is private; it needs a JWT that grants it");
+}
+
 function guestName(): string {
   const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
   const bytes = crypto.getRandomValues(new Uint8Array(4));
@@ -147,10 +192,29 @@ async function connect(request: Request, url: URL, room: string, env: Env, confi
     });
   }
   const q = url.searchParams;
-  const claimed = q.get("token");
-  const userId = (claimed !== null ? await verifyToken(claimed, secret) : null) ?? newUserId();
-  const user = { id: userId, name: normalizeName(q.get("name")) ?? guestName() };
-  const token = await signToken(userId, secret);
+  const settings = authSettings(env, log);
+  const who = await identify(q.get("auth") ?? bearerJwt(request), settings, room, log);
+  if (!who.ok) return who.response;
+  const identity = who.identity;
+  if (identity === null && settings.guests === "off") {
+    log.info("guest_refused", { room });
+    return error(401, "unauthorized", "this chat admits signed-in users only", { "WWW-Authenticate": "Bearer" });
+  }
+  if (!roomAllowed(identity, room, settings.privateRooms)) return forbiddenRoom(room, log);
+  let user: User;
+  let token: string;
+  if (identity !== null) {
+    user = { id: identity.id, name: identity.name ?? normalizeName(q.get("name")) ?? guestName(), verified: true, roles: identity.roles };
+    // A verified user's identity is the JWT; a session token would name a
+    // guest id on the next connect without one. The field stays (its shape
+    // is the contract's), empty: reconnect with a fresh JWT.
+    token = "";
+  } else {
+    const claimed = q.get("token");
+    const userId = (claimed !== null ? await verifyToken(claimed, secret) : null) ?? newUserId();
+    user = { id: userId, name: normalizeName(q.get("name")) ?? guestName() };
+    token = await signToken(userId, secret);
+  }
   const admission = { room, user, address, token, after: parseAfter(q.get("after")), batch: q.get("batch") === "1" };
   return roomStub(env, room).fetch(admissionRequest(admission));
 }
@@ -184,6 +248,12 @@ async function readCapped(request: Request, limit: number): Promise<string | nul
 
 async function messages(request: Request, url: URL, room: string, env: Env, log: Logger): Promise<Response> {
   if (request.method === "GET") {
+    const settings = authSettings(env, log);
+    if (!roomAllowed(null, room, settings.privateRooms)) {
+      const who = await identify(bearerJwt(request), settings, room, log);
+      if (!who.ok) return who.response;
+      if (!roomAllowed(who.identity, room, settings.privateRooms)) return forbiddenRoom(room, log);
+    }
     const slice = await roomStub(env, room).history(parseAfter(url.searchParams.get("after")));
     const page: HistoryPage = { room, messages: slice.messages, gap: slice.gap };
     return Response.json(page);
@@ -226,6 +296,7 @@ export default {
     const url = new URL(request.url);
     const target = route(url.pathname);
     if (target.kind === "asset") return env.ASSETS.fetch(request);
+    if (target.kind === "page") return servePage(request, env.ASSETS, readConfig(env));
     if (target.kind === "not_found") return error(404, "not_found", "no such endpoint");
     const room = normalizeRoom(target.room);
     if (room === null) {
