@@ -384,10 +384,10 @@ describe("embedding", () => {
     };
     // Two more origins on 127.0.0.1 (Chromium's local network rules block a
     // public origin, or a document the test fulfils, from reaching loopback):
-    // the chat page served as the Worker is to serve it when embedding is
-    // configured (README, "Embedding": frame-ancestors and the meta name the
-    // host), and the host page, which answers every need-auth with a new
-    // JWT, numbered.
+    // the chat page with the frame-ancestors and meta the Worker serves when
+    // ALLOWED_ORIGINS names the host (src/page.ts; e2e/embed-auth.test.ts
+    // runs that with a real JWT), and the host page, which answers every
+    // need-auth with a new JWT, numbered.
     let host = "";
     const chatServer = createServer((req, res) => {
       void (async () => {
