@@ -361,16 +361,19 @@ describe("embedding", () => {
       const page = await context.newPage();
       const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln";
       await page.goto(`${h.server.url}/#${room}&auth=${jwt}`);
+      // This dev server has no AUTH_JWT_SECRET and refuses the JWT (e2e/embed-auth.test.ts has one that verifies): what matters here is the URL.
+      await eventually("the page never tried to connect", async () => proxy.urls.length >= 1);
       // Signed in by the host: no name to ask.
-      await eventually("the page never went online", async () => (await page.locator("#status").getAttribute("data-state")) === "online");
       expect(await page.locator("#name-dialog").evaluate((d) => (d as HTMLDialogElement).open)).toBe(false);
       expect(new URL(page.url()).hash).toBe(`#${room}`);
       expect(await page.locator("#room-name").textContent()).toBe(room);
       expect(new URL(proxy.urls[0]!).searchParams.get("auth")).toBe(jwt);
       // A reload of the tab keeps it (sessionStorage), still out of the URL.
+      const before = proxy.urls.length;
       await page.reload();
-      await eventually("the page never went online again", async () => proxy.urls.length === 2);
-      expect(new URL(proxy.urls[1]!).searchParams.get("auth")).toBe(jwt);
+      await eventually("the page never connected again", async () => proxy.urls.length > before);
+      expect(new URL(proxy.urls[before]!).searchParams.get("auth")).toBe(jwt);
+      expect(new URL(page.url()).hash).toBe(`#${room}`);
     } finally {
       await context.close();
     }
