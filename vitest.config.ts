@@ -53,6 +53,7 @@ export default defineConfig({
                 ADDRESS_RATE_PER_SEC: "0.01",
                 ADDRESS_SOCKETS_PER_ROOM: "3",
                 API_PER_MIN: "4",
+                ADMIN_TOKEN: "test-admin-token",
               },
             },
           }),
@@ -98,6 +99,14 @@ export default defineConfig({
           cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: { ...identity, GUESTS: "off", ALLOWED_ORIGINS: "*" } } }),
         ],
         test: { name: "members-only", include: ["test/members-only/*.test.ts"], testTimeout: 60_000 },
+      },
+      {
+        // Moderation: ADMIN_TOKEN for the HTTP API, and the identity keys for
+        // moderators' JWTs; guests may post (GUESTS on).
+        plugins: [
+          cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: { ...identity, ADMIN_TOKEN: "test-admin-token" } } }),
+        ],
+        test: { name: "moderation", include: ["test/moderation/*.test.ts"], testTimeout: 60_000 },
       },
       {
         // A deployment that forgot SESSION_SECRET.

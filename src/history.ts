@@ -1,5 +1,5 @@
 import { isVerifiedUserId } from "./auth.ts";
-import type { Message, User } from "./protocol.ts";
+import { tombstone, type Message, type User } from "./protocol.ts";
 
 // The rolling history is a fixed ring of `size` rows: message `id` lives in
 // slot `id % size` and overwrites the message `size` ids older. Storing a
@@ -55,13 +55,18 @@ export interface Slice {
 }
 
 function toMessage(row: Row): Message {
+  // Only a verified user's id has the `v_` form (guests are `u_…`, the
+  // publish endpoint `bot`), so the mark needs no column of its own.
+  const from: User = isVerifiedUserId(row.from_id)
+    ? { id: row.from_id, name: row.from_name, verified: true }
+    : { id: row.from_id, name: row.from_name };
+  // A valid message never has empty text, so '' marks a tombstone (see `erase`).
+  if (row.text === "") return tombstone({ type: "message", id: row.id, ts: row.ts, from, text: "" });
   const message: Message = {
     type: "message",
     id: row.id,
     ts: row.ts,
-    // Only a verified user's id has the `v_` form (guests are `u_…`, the
-    // publish endpoint `bot`), so the mark needs no column of its own.
-    from: isVerifiedUserId(row.from_id) ? { id: row.from_id, name: row.from_name, verified: true } : { id: row.from_id, name: row.from_name },
+    from,
     text: row.text,
   };
   if (row.nonce !== null) message.nonce = row.nonce;
@@ -173,6 +178,37 @@ export class History {
     // Ids never repeat, so all of after+1 … lastId are here exactly when
     // there are that many of them.
     return { messages, gap: messages.length < this.#lastId - after };
+  }
+
+  /** How many messages the ring keeps and the oldest kept id (null when none). Call `load()` first after a wake. */
+  get extent(): { count: number; oldestId: number | null; deleted: number } {
+    const kept = this.#kept ?? [];
+    return { count: kept.length, oldestId: kept[0]?.id ?? null, deleted: kept.filter((m) => m.deleted === true).length };
+  }
+
+  /** The kept message with this id, tombstones included; undefined when the ring does not hold it. */
+  find(id: number): { message: Message | undefined; cost: RowCost } {
+    const { kept, cost } = this.#ring();
+    const index = firstAfter(kept, id - 1);
+    const message = kept[index];
+    return { message: message?.id === id ? message : undefined, cost };
+  }
+
+  /**
+   * Turns kept message `id` into a tombstone in place: the row keeps its slot,
+   * id, ts and author, and loses its text and nonce (1 row read, 1 written).
+   * Returns the tombstone, or null when the ring does not hold a live message
+   * with that id (not kept, or already a tombstone: nothing is written).
+   */
+  erase(id: number): { erased: Message | null; cost: RowCost } {
+    const { kept, cost } = this.#ring();
+    const index = firstAfter(kept, id - 1);
+    const message = kept[index];
+    if (message === undefined || message.id !== id || message.deleted === true) return { erased: null, cost };
+    const cursor = this.#sql.exec("UPDATE messages SET text = '', nonce = NULL WHERE slot = ? AND id = ?", id % this.size, id);
+    const erased = tombstone(message);
+    kept[index] = erased;
+    return { erased, cost: { rowsRead: cost.rowsRead + cursor.rowsRead, rowsWritten: cost.rowsWritten + cursor.rowsWritten } };
   }
 
   /** Stores a message under the next id and returns it; memory is left untouched if the write throws. */

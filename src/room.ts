@@ -13,7 +13,12 @@
 //     departure was already announced, in the socket's attachment
 //     (`serializeAttachment`); the buckets shared by several sockets are
 //     rebuilt from those snapshots (see quota.ts);
-//   - the history and the last issued id in SQLite (see history.ts).
+//   - the history and the last issued id in SQLite (see history.ts), a
+//     deleted message as a tombstone in its own ring row;
+//   - bans and settings in SQLite (see moderation.ts); a ban's end is
+//     compared with the clock at each check, so no alarm lifts it;
+//   - slow mode's "when did this user last post" in memory only, rebuilt
+//     from each socket's `lastPost` and the authors and times in the ring.
 // The maps in memory (sockets to sessions, presence by user id, the history
 // ring) are caches, rebuilt from those on the first event after a wake; only
 // open sockets count, so a close that wakes the room is counted once.
@@ -23,12 +28,14 @@
 // What a message costs: one SQLite row written (an upsert into the ring), no
 // row read once the ring is in memory, one JSON.stringify, and one `send` per
 // connected socket.
+// Moderation adds no row to it: the ban check at connect and the slow-mode
+// check read memory once warm. What moderation itself costs is in
+// BENCHMARKS.md.
 
 import { DurableObject } from "cloudflare:workers";
 import { readConfig, type Config } from "./config.ts";
 import { BATCH_MS, BatchQueue } from "./batch.ts";
 import { History, type RowCost, type Slice } from "./history.ts";
-import { readAuthSettings, type GuestMode } from "./auth.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
 import {
   CloseCode,
@@ -40,18 +47,29 @@ import {
   MAX_TEXT_LENGTH,
   PING,
   PONG,
+  isModerator,
   isOversized,
   isSendableCloseCode,
+  mayDelete,
   parseClientFrame,
+  type BanEntry,
+  type BanRequest,
+  type ClientBan,
+  type ClientDelete,
+  type ClientSettings,
+  type ClientUnban,
   publicUser,
   type ErrorCode,
   type Limits,
   type Message,
+  type RoomSettings,
   type ServerFrame,
   type User,
 } from "./protocol.ts";
+import { Moderation, PostClock, banCloseReason, bannedError, type Ban } from "./moderation.ts";
 import { RoomQuota } from "./quota.ts";
 import { recordStrike } from "./ratelimit.ts";
+import { isVerifiedUserId, readAuthSettings, type GuestMode } from "./auth.ts";
 import { parseSession, sessionRoles, type Session } from "./session.ts";
 import type { StreamEvent } from "./link.ts";
 import type { Store } from "./sequencer.ts";
@@ -83,6 +101,30 @@ export interface Usage {
   connects: number;
   rowsRead: number;
   rowsWritten: number;
+}
+
+/** What `GET /api/rooms/{room}/stats` shows: the room as it is now, from memory (0 rows once warm). */
+export interface RoomStats {
+  room: string;
+  /** Open sockets. */
+  connections: number;
+  /** Users online (a user with several sockets counts once). */
+  users: number;
+  lastId: number;
+  /** Durable Objects holding this room's connections; one until rooms spread out. */
+  shards: number;
+  /** Messages the history ring keeps, tombstones included, and how many of them are tombstones. */
+  messages: number;
+  deleted: number;
+  /** The oldest id a client can still fetch; null before the first message. */
+  oldestId: number | null;
+  /** Bans in force now. */
+  bans: number;
+  slowMode: number;
+  /** Sockets that asked for batched broadcasts. */
+  batching: number;
+  /** Since this instance started (a wake starts from zero). */
+  usage: Usage;
 }
 
 const ADMISSION_PATH = "/connect";
@@ -120,6 +162,14 @@ export function readAdmission(request: Request): Admission | null {
   return { room, user, address, token, after: after === null ? null : Number(after), batch: q.get("batch") === "1" };
 }
 
+/** The fields of a ban request the store keeps (`purge` is an action, not state). */
+function pick({ minutes, reason }: BanRequest): { minutes?: number; reason?: string } {
+  const out: { minutes?: number; reason?: string } = {};
+  if (minutes !== undefined) out.minutes = minutes;
+  if (reason !== undefined) out.reason = reason;
+  return out;
+}
+
 function jsonResponse(status: number, body: unknown): Response {
   return Response.json(body, { status });
 }
@@ -135,6 +185,11 @@ export class ChatRoom extends DurableObject<Env> {
   readonly #history: History;
   readonly #limits: Limits;
   readonly #quota: RoomQuota;
+  readonly #moderation: Moderation;
+  // When each user last posted, for slow mode; rebuilt after a wake from the
+  // sockets' `lastPost` and, on the first check, from the history ring.
+  readonly #clock = new PostClock();
+  #clockWarm = false;
   readonly #guests: GuestMode;
   // Caches of what the sockets' attachments say; null until the first event
   // after construction (a wake) rebuilds them.
@@ -160,6 +215,7 @@ export class ChatRoom extends DurableObject<Env> {
     this.#log = createLogger(this.#config.logLevel, { component: "room" });
     this.#history = new History(ctx.storage.sql, this.#config.historySize);
     this.#quota = new RoomQuota(this.#config);
+    this.#moderation = new Moderation(ctx.storage.sql);
     // The Worker logs what is wrong with the auth settings; the room only
     // needs to know whether guests may post.
     this.#guests = readAuthSettings(env).settings.guests;
@@ -194,6 +250,14 @@ export class ChatRoom extends DurableObject<Env> {
 
   #connect({ room, user, address, token, after, batch }: Admission): Response {
     const sessions = this.#members();
+    // A verified user is never refused for a guest's address: its id is the
+    // identity the host vouches for, and that is what a ban of it names.
+    const banned = this.#moderation.banOf(user.id, user.verified === true ? null : address, Date.now());
+    this.#count(banned.cost);
+    if (banned.ban !== null) {
+      this.#log.info("banned_refused", { room, user: user.id, by: banned.ban.user === user.id ? "user" : "address" });
+      return jsonResponse(403, bannedError(banned.ban));
+    }
     // The members map, not getWebSockets(): no array of every socket per connect.
     if (sessions.size >= this.#config.maxConnections) {
       this.#log.warn("room_full", { room, connections: this.#config.maxConnections });
@@ -215,6 +279,7 @@ export class ChatRoom extends DurableObject<Env> {
       address,
       ...this.#quota.snapshots(user.id, address, now),
       strikes: [],
+      lastPost: null,
       seen: now,
       batch,
       acked: null,
@@ -238,7 +303,7 @@ export class ChatRoom extends DurableObject<Env> {
       ...this.#welcomeOnline(session.user),
       history: messages,
       gap,
-      limits: this.#limits,
+      limits: this.#welcomeLimits(),
     });
     if (this.#hub !== null) this.#hubArrive(session.user, server);
     else if (first) this.#broadcast({ type: "join", user: publicUser(user), ts: now }, server);
@@ -310,28 +375,167 @@ export class ChatRoom extends DurableObject<Env> {
       this.#reject(ws, session, frame.code, frame.message, frame.nonce);
       return;
     }
-    if (frame.value.type === "ack") {
-      this.#ack(ws, session, frame.value.id);
-      return;
-    }
-    if (frame.value.type !== "message") {
-      // Moderation frames (v1.1) parse, but this room does not act on them yet.
-      this.#reject(ws, session, "forbidden", "moderation is not available in this room", frame.value.nonce);
-      return;
+    const value = frame.value;
+    switch (value.type) {
+      case "ack":
+        this.#ack(ws, session, value.id);
+        return;
+      case "delete":
+        this.#deleteFrame(ws, session, value);
+        return;
+      case "ban":
+      case "unban":
+      case "settings":
+        this.#moderate(ws, session, value);
+        return;
+      case "message":
+        break;
     }
     // After the parse, so a malformed frame from a read-only guest still
     // gets the error that names what is wrong with it.
     if (this.#guests === "read" && session.user.verified !== true) {
-      this.#reject(ws, session, "forbidden", "guests may read but not post here; sign in to post", frame.value.nonce);
+      this.#reject(ws, session, "forbidden", "guests may read but not post here; sign in to post", value.nonce);
       return;
     }
     const now = Date.now();
-    if (!this.#quota.take(session, now)) {
-      this.#reject(ws, session, "rate_limited", "too many messages; this one was dropped", frame.value.nonce);
+    // Before the rate buckets: a message slow mode drops costs no token.
+    const wait = this.#slowWait(session, now);
+    if (wait > 0) {
+      this.#reject(ws, session, "slow_mode", `slow mode: wait ${Math.ceil(wait / 1000)} s before the next message`, value.nonce);
       return;
     }
+    if (!this.#quota.take(session, now)) {
+      this.#reject(ws, session, "rate_limited", "too many messages; this one was dropped", value.nonce);
+      return;
+    }
+    session.lastPost = now;
+    this.#clock.note(session.user.id, now);
     ws.serializeAttachment(session);
-    this.#publish(session.room, publicUser(session.user), frame.value.text, frame.value.nonce, now);
+    this.#publish(session.room, publicUser(session.user), value.text, value.nonce, now);
+  }
+
+  // ---- moderation -------------------------------------------------------------
+  //
+  // Bans and settings live in the room's SQLite (moderation.ts), tombstones in
+  // the history ring itself (history.ts), so all of it survives a restart and
+  // a wake. A ban's end is compared with the clock when it is checked; no
+  // alarm keeps a room awake to lift it.
+
+  #deleteFrame(ws: WebSocket, session: Session, { id, nonce }: ClientDelete): void {
+    const { message, cost } = this.#history.find(id);
+    this.#count(cost);
+    if (message === undefined) {
+      this.#reject(ws, session, "not_found", `no kept message has id ${id}`, nonce);
+      return;
+    }
+    if (!mayDelete(session.user, message)) {
+      this.#reject(ws, session, "forbidden", "only its author or a moderator may delete this message", nonce);
+      return;
+    }
+    this.#erase(session.room, id, session.user, Date.now());
+  }
+
+  #moderate(ws: WebSocket, session: Session, frame: ClientBan | ClientUnban | ClientSettings): void {
+    if (!isModerator(session.user)) {
+      this.#reject(ws, session, "forbidden", `only moderators may send ${frame.type}`, frame.nonce);
+      return;
+    }
+    const now = Date.now();
+    if (frame.type === "settings") {
+      this.#applySettings(session.room, { slowMode: frame.slowMode });
+    } else if (frame.type === "unban") {
+      this.#unban(session.room, frame.user, session.user, now);
+    } else if (this.#ban(session.room, frame.user, frame, session.user, now) === null) {
+      this.#reject(ws, session, "forbidden", "this room holds as many bans as it can; unban someone first", frame.nonce);
+    }
+  }
+
+  /** Tombstones message `id` and tells everyone; false when no live message has that id (a tombstone is a no-op). */
+  #erase(room: string, id: number, by: User, now: number): boolean {
+    const { erased, cost } = this.#history.erase(id);
+    this.#count(cost);
+    if (erased === null) return false;
+    this.#broadcast({ type: "delete", id, by: publicUser(by), ts: now });
+    this.#log.info("message_deleted", { room, id, by: by.id, rowsRead: cost.rowsRead, rowsWritten: cost.rowsWritten });
+    return true;
+  }
+
+  /**
+   * Bans `target`, closes its sockets (and, for a guest, every guest socket
+   * from its address) with 4003, and with `purge` tombstones its kept
+   * messages. Null when the room's ban list is full.
+   */
+  #ban(room: string, target: string, request: BanRequest, by: User, now: number): Ban | null {
+    const input = { user: target, address: this.#guestAddress(target), by: by.id, ...pick(request) };
+    const result = this.#moderation.ban(input, now);
+    this.#count(result.cost);
+    if (!result.ok) {
+      this.#log.warn("bans_full", { room, user: target });
+      return null;
+    }
+    const { ban } = result;
+    const reason = banCloseReason(ban);
+    const covered = [...this.#members()].filter(
+      ([, s]) => s.user.id === target || (ban.address !== null && s.user.verified !== true && s.address === ban.address),
+    );
+    for (const [ws] of covered) this.#close(ws, CloseCode.banned, reason);
+    let purged = 0;
+    if (request.purge === true) {
+      this.#count(this.#history.load());
+      for (const message of this.#history.since(null).messages) {
+        if (message.from.id === target && this.#erase(room, message.id, by, now)) purged++;
+      }
+    }
+    this.#log.info("banned", { room, user: target, by: by.id, until: ban.until, address: ban.address !== null, closed: covered.length, purged });
+    return ban;
+  }
+
+  /**
+   * The address a ban of `target` also covers: where the guest is connected
+   * from now. A verified user's ban never covers an address (its id is what
+   * the host vouches for), and a guest who is offline is banned by id alone.
+   */
+  #guestAddress(target: string): string | null {
+    if (isVerifiedUserId(target)) return null;
+    for (const session of this.#members().values()) {
+      if (session.user.id === target && session.user.verified !== true) return session.address;
+    }
+    return null;
+  }
+
+  #unban(room: string, target: string, by: User, now: number): void {
+    const { removed, cost } = this.#moderation.unban(target, now);
+    this.#count(cost);
+    this.#log.info("unbanned", { room, user: target, by: by.id, removed });
+  }
+
+  #applySettings(room: string, next: RoomSettings): RoomSettings {
+    const { settings, cost } = this.#moderation.setSettings(next);
+    this.#count(cost);
+    this.#broadcast({ type: "settings", slowMode: settings.slowMode });
+    this.#log.info("settings", { room, slowMode: settings.slowMode, rowsWritten: cost.rowsWritten });
+    return settings;
+  }
+
+  /** Milliseconds `session`'s user must still wait under slow mode; 0 when it may post. */
+  #slowWait(session: Session, now: number): number {
+    const { settings, cost } = this.#moderation.settings();
+    this.#count(cost);
+    if (settings.slowMode === 0 || isModerator(session.user)) return 0;
+    if (!this.#clockWarm) {
+      // The ring's authors and times cover users whose posting socket closed
+      // before a wake; its load is needed by the append anyway.
+      this.#count(this.#history.load());
+      for (const message of this.#history.since(null).messages) this.#clock.note(message.from.id, message.ts);
+      this.#clockWarm = true;
+    }
+    return this.#clock.wait(session.user.id, now, settings.slowMode);
+  }
+
+  #welcomeLimits(): Limits {
+    const { settings, cost } = this.#moderation.settings();
+    this.#count(cost);
+    return settings.slowMode > 0 ? { ...this.#limits, slowMode: settings.slowMode } : this.#limits;
   }
 
   /**
@@ -596,6 +800,62 @@ export class ChatRoom extends DurableObject<Env> {
     return this.#publish(room, { id: "bot", name }, text, nonce, Date.now());
   }
 
+  // The moderation API. The Worker has checked that the caller is a
+  // moderator (ADMIN_TOKEN or a moderator's JWT) and validated every field.
+
+  deleteMessage(room: string, id: number, by: User): "deleted" | "not_found" {
+    const { message, cost } = this.#history.find(id);
+    this.#count(cost);
+    if (message === undefined) return "not_found";
+    this.#erase(room, id, by, Date.now());
+    return "deleted";
+  }
+
+  /** False when the room's ban list is full. */
+  banUser(room: string, user: string, request: BanRequest, by: User): boolean {
+    return this.#ban(room, user, request, by, Date.now()) !== null;
+  }
+
+  unbanUser(room: string, user: string, by: User): void {
+    this.#unban(room, user, by, Date.now());
+  }
+
+  bans(): BanEntry[] {
+    const { bans, cost } = this.#moderation.list(Date.now());
+    this.#count(cost);
+    return bans;
+  }
+
+  updateSettings(room: string, settings: RoomSettings): RoomSettings {
+    return this.#applySettings(room, settings);
+  }
+
+  stats(room: string): RoomStats {
+    const sessions = this.#members();
+    this.#count(this.#history.load());
+    const bans = this.#moderation.list(Date.now());
+    const settings = this.#moderation.settings();
+    this.#count(bans.cost);
+    this.#count(settings.cost);
+    const { count, deleted, oldestId } = this.#history.extent;
+    let batching = 0;
+    for (const session of sessions.values()) if (session.batch) batching++;
+    return {
+      room,
+      connections: sessions.size,
+      users: this.#presence.size,
+      lastId: this.#history.lastId,
+      shards: 1,
+      messages: count,
+      deleted,
+      oldestId,
+      bans: bans.bans.length,
+      slowMode: settings.settings.slowMode,
+      batching,
+      usage: { ...this.#usage },
+    };
+  }
+
   // ---- presence and delivery ---------------------------------------------
 
   /** The open sockets and their sessions, rebuilt from attachments after a wake. */
@@ -613,6 +873,7 @@ export class ChatRoom extends DurableObject<Env> {
       }
       sessions.set(ws, session);
       this.#quota.restore(session);
+      if (session.lastPost !== null) this.#clock.note(session.user.id, session.lastPost);
       this.#arrive(session.user);
     }
     this.#sessions = sessions;

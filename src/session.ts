@@ -20,6 +20,12 @@ export interface Session {
   bucket: Bucket;
   /** The address's message bucket as of this socket's last frame. */
   addressBucket: Bucket;
+  /**
+   * When this socket's user last posted through it, for slow mode: with the
+   * history ring, what rebuilds the room's PostClock after a wake (see
+   * moderation.ts). Null until it posts.
+   */
+  lastPost: number | null;
   /** Times of the `error` frames drawn in the last minute, for the 1008 rule. */
   strikes: number[];
   /** When the client last sent a frame other than `ping` (or connected). */
@@ -54,7 +60,7 @@ const isBucket = (v: unknown): v is Bucket => isRecord(v) && isNumber(v.tokens) 
 /** Checks an attachment read back after a wake; null means it cannot be trusted. */
 export function parseSession(value: unknown): Session | null {
   if (!isRecord(value)) return null;
-  const { room, user, address, bucket, addressBucket, strikes, seen, batch, acked, departed } = value;
+  const { room, user, address, bucket, addressBucket, lastPost, strikes, seen, batch, acked, departed } = value;
   if (typeof room !== "string" || !isRecord(user) || typeof address !== "string" || !Array.isArray(strikes)) return null;
   if (typeof user.id !== "string" || typeof user.name !== "string") return null;
   const roles: unknown = user.roles ?? [];
@@ -71,6 +77,7 @@ export function parseSession(value: unknown): Session | null {
     address,
     bucket: { tokens: bucket.tokens, at: bucket.at },
     addressBucket: { tokens: addressBucket.tokens, at: addressBucket.at },
+    lastPost: isNumber(lastPost) ? lastPost : null,
     strikes: strikes.slice(),
     seen,
     batch: batch === true,

@@ -5,7 +5,7 @@
 // the room.
 
 import { addressKey } from "./address.ts";
-import { readAuthSettings, roomAllowed, verifyHostJwt, type AuthSettings, type Identity } from "./auth.ts";
+import { authConfigured, readAuthSettings, roomAllowed, verifyHostJwt, type AuthSettings, type Identity } from "./auth.ts";
 import { readConfig, type Config } from "./config.ts";
 import type { Purpose } from "./limiter.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
@@ -17,8 +17,12 @@ import {
   normalizeName,
   normalizeRoom,
   parseAfter,
+  isModerator,
   parseJsonObject,
+  parseUserId,
+  validateBanFields,
   validateMessageFields,
+  validateSettingsFields,
   type HistoryPage,
   type HttpError,
   type User,
@@ -33,11 +37,32 @@ export { RoomPart } from "./part.ts";
 type Route =
   | { kind: "chat"; room: string }
   | { kind: "messages"; room: string }
+  | { kind: "moderation"; room: string; target: ModerationTarget }
   | { kind: "not_found" }
   | { kind: "page" }
   | { kind: "asset" };
 
+/** The moderation API's resources under `/api/rooms/{room}/`. */
+type ModerationTarget =
+  | { kind: "message"; id: string }
+  | { kind: "bans" }
+  | { kind: "ban"; user: string }
+  | { kind: "settings" }
+  | { kind: "stats" };
+
 const MESSAGES = /^\/api\/rooms\/([^/]+)\/messages$/;
+const MODERATION = /^\/api\/rooms\/([^/]+)\/(?:messages\/([^/]+)|bans\/([^/]+)|(bans|settings|stats))$/;
+
+function moderationRoute(pathname: string): Route {
+  const [, room, id, user, resource] = MODERATION.exec(pathname) ?? [];
+  if (room === undefined) return { kind: "not_found" };
+  if (id !== undefined) return { kind: "moderation", room, target: { kind: "message", id } };
+  if (user !== undefined) return { kind: "moderation", room, target: { kind: "ban", user } };
+  if (resource === "bans" || resource === "settings" || resource === "stats") {
+    return { kind: "moderation", room, target: { kind: resource } };
+  }
+  return { kind: "not_found" };
+}
 
 function route(pathname: string): Route {
   if (pathname === "/chat" || pathname === "/chat/") return { kind: "chat", room: DEFAULT_ROOM };
@@ -47,7 +72,7 @@ function route(pathname: string): Route {
   }
   if (pathname === "/api" || pathname.startsWith("/api/")) {
     const match = MESSAGES.exec(pathname);
-    return match?.[1] === undefined ? { kind: "not_found" } : { kind: "messages", room: match[1] };
+    return match?.[1] === undefined ? moderationRoute(pathname) : { kind: "messages", room: match[1] };
   }
   if (pathname === "/" || pathname === "/index.html") return { kind: "page" };
   return { kind: "asset" };
@@ -292,6 +317,116 @@ async function messages(request: Request, url: URL, room: string, env: Env, log:
   return Response.json(message, { status: 201 });
 }
 
+/** Who acts when ADMIN_TOKEN is presented: a fixed user, so `delete` frames can still say `by`. */
+const ADMIN: User = { id: "admin", name: "admin" };
+
+const ALLOW: Record<ModerationTarget["kind"], string> = {
+  message: "DELETE",
+  bans: "GET",
+  ban: "PUT, DELETE",
+  settings: "PATCH",
+  stats: "GET",
+};
+
+/**
+ * The moderator behind a moderation API request: ADMIN_TOKEN (compared in
+ * constant time) or a host JWT with the `moderator` role, both as
+ * `Authorization: Bearer`. A Response when there is none.
+ */
+async function moderatorOf(request: Request, env: Env, room: string, log: Logger): Promise<User | Response> {
+  const header = request.headers.get("Authorization");
+  if (env.ADMIN_TOKEN !== undefined && env.ADMIN_TOKEN !== "" && (await bearerMatches(header, env.ADMIN_TOKEN))) return ADMIN;
+  const settings = authSettings(env, log);
+  const bearer = bearerJwt(request);
+  if (authConfigured(settings) && bearer !== null) {
+    const verified = await verifyHostJwt(bearer, settings);
+    if (verified.ok) {
+      const { id, name, roles } = verified.identity;
+      const user: User = { id, name: name ?? id, verified: true, roles };
+      if (isModerator(user)) return user;
+      log.info("moderation_forbidden", { room, user: id });
+      return error(403, "forbidden", "this JWT does not carry the moderator role");
+    }
+  }
+  log.info("moderation_unauthorized", { room });
+  return error(401, "unauthorized", "ADMIN_TOKEN or a moderator's JWT is required as a bearer token", { "WWW-Authenticate": "Bearer" });
+}
+
+/** A JSON object body of at most MAX_FRAME_BYTES (an empty body is `{}`), or the error to answer. */
+async function readObject(request: Request): Promise<Record<string, unknown> | Response> {
+  const raw = await readCapped(request, MAX_FRAME_BYTES);
+  if (raw === null) return error(413, "too_large", `the body is over ${MAX_FRAME_BYTES} bytes`);
+  if (raw.trim() === "") return {};
+  return parseJsonObject(raw) ?? error(400, "bad_json", "the body must be a JSON object");
+}
+
+async function moderation(
+  request: Request,
+  room: string,
+  target: ModerationTarget,
+  env: Env,
+  config: Config,
+  log: Logger,
+): Promise<Response> {
+  const adminToken = env.ADMIN_TOKEN !== undefined && env.ADMIN_TOKEN !== "";
+  if (!adminToken && !authConfigured(authSettings(env, log))) {
+    return error(404, "not_found", "moderation over HTTP is not enabled: set ADMIN_TOKEN or a JWT key");
+  }
+  const limited = await limitApi(request, room, env, config, log);
+  if (limited !== null) return limited;
+  const allow = ALLOW[target.kind];
+  if (!allow.split(", ").includes(request.method)) {
+    return error(405, "method_not_allowed", `use ${allow}`, { Allow: allow });
+  }
+  const by = await moderatorOf(request, env, room, log);
+  if (by instanceof Response) return by;
+  const stub = roomStub(env, room);
+  switch (target.kind) {
+    case "message": {
+      const id = parseAfter(target.id);
+      if (id === null || id < 1 || (await stub.deleteMessage(room, id, by)) === "not_found") {
+        return error(404, "not_found", "this room keeps no message with that id");
+      }
+      return new Response(null, { status: 204 });
+    }
+    case "bans":
+      return Response.json({ bans: await stub.bans() });
+    case "ban": {
+      const user = parseUserId(decodePath(target.user) ?? "");
+      if (user === null) return error(400, "invalid_user", "not a user id");
+      if (request.method === "DELETE") {
+        await stub.unbanUser(room, user, by);
+        return new Response(null, { status: 204 });
+      }
+      const body = await readObject(request);
+      if (body instanceof Response) return body;
+      const fields = validateBanFields(body);
+      if (!fields.ok) return error(400, fields.code, fields.message);
+      if (!(await stub.banUser(room, user, fields.value, by))) {
+        return error(409, "too_many_bans", "this room holds as many bans as it can; unban someone first");
+      }
+      return new Response(null, { status: 204 });
+    }
+    case "settings": {
+      const body = await readObject(request);
+      if (body instanceof Response) return body;
+      const fields = validateSettingsFields(body);
+      if (!fields.ok) return error(400, fields.code, fields.message);
+      return Response.json(await stub.updateSettings(room, fields.value));
+    }
+    case "stats":
+      return Response.json(await stub.stats(room));
+  }
+}
+
+function decodePath(segment: string): string | null {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null;
+  }
+}
+
 export default {
   async fetch(request, env) {
     const url = new URL(request.url);
@@ -307,6 +442,7 @@ export default {
     const log = createLogger(config.logLevel, { component: "worker" });
     try {
       if (target.kind === "chat") return await connect(request, url, room, env, config, log);
+      if (target.kind === "moderation") return await moderation(request, room, target.target, env, config, log);
       if (request.method === "GET" || request.method === "POST") {
         const limited = await limitApi(request, room, env, config, log);
         if (limited !== null) return limited;

@@ -309,18 +309,15 @@ describe("PostClock", () => {
   });
 });
 
-describe("a room before moderation is wired in", () => {
-  it("answers every moderation frame with forbidden, echoing its nonce, and keeps the socket", async () => {
+describe("a guest's moderation frames", () => {
+  it("answers ban, unban and settings with forbidden, echoing the nonce, and keeps the socket", async () => {
     const { client } = await join(freshRoom());
-    client.send({ type: "delete", id: 1, nonce: "d1" });
-    client.send({ type: "ban", user: "u_x", minutes: 5 });
+    client.send({ type: "ban", user: "u_x", minutes: 5, nonce: "b1" });
     client.send({ type: "unban", user: "u_x", nonce: "u1" });
     client.send({ type: "settings", slowMode: 10 });
-    const message = "moderation is not available in this room";
-    expect(await client.next("the delete's error")).toEqual({ type: "error", code: "forbidden", message, nonce: "d1" });
-    expect(await client.next("the ban's error")).toEqual({ type: "error", code: "forbidden", message });
-    expect(await client.next("the unban's error")).toEqual({ type: "error", code: "forbidden", message, nonce: "u1" });
-    expect(await client.next("the settings' error")).toEqual({ type: "error", code: "forbidden", message });
+    expect(await client.next("the ban's error")).toEqual({ type: "error", code: "forbidden", message: "only moderators may send ban", nonce: "b1" });
+    expect(await client.next("the unban's error")).toEqual({ type: "error", code: "forbidden", message: "only moderators may send unban", nonce: "u1" });
+    expect(await client.next("the settings' error")).toEqual({ type: "error", code: "forbidden", message: "only moderators may send settings" });
     client.say("still here");
     expect(await client.message()).toMatchObject({ id: 1, text: "still here" });
   });

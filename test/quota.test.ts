@@ -14,6 +14,7 @@ function session(quota: RoomQuota, userId: string, address: string, now = T): Se
     user: { id: userId, name: userId },
     address,
     ...quota.snapshots(userId, address, now),
+    lastPost: null,
     strikes: [],
     seen: now,
     batch: false,

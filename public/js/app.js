@@ -2,8 +2,11 @@
 // The edge-chat web client: one room per page, the room named by the URL
 // (`/?room=ops` or `/#ops`). It keeps a socket open through `Connection`,
 // renders what the room sends, and delivers what the user types exactly
-// once through the nonce-matched `Outbox`.
+// once through the nonce-matched `Outbox`. A host site may sign its users
+// in with a JWT (`#auth=…` or postMessage, see auth.js); moderators then get
+// delete, ban and slow mode.
 
+import { NEED_AUTH_MESSAGE, authFromMessage, needsRenewal, parseAllowedOrigins, parseFragment, peekClaims } from "./auth.js";
 import { Connection } from "./connection.js";
 import { prefs } from "./prefs.js";
 import { LogWriter, el, nameNode, pendingItem, personItem } from "./render.js";
@@ -11,12 +14,18 @@ import { codePointLength, composeText, normalizeName, normalizeRoom, roomFromLoc
 import { StickyScroll } from "./scroll.js";
 import { ACK_AFTER_MS, RoomState } from "./state.js";
 
-/** @typedef {import("../../src/protocol.ts").ServerFrame} ServerFrame */
-/** @typedef {import("../../src/protocol.ts").WelcomeFrame} WelcomeFrame */
-/** @typedef {import("../../src/protocol.ts").Message} Message */
-/** @typedef {import("../../src/protocol.ts").User} User */
+/** @typedef {import("./frames.js").ServerFrame} ServerFrame */
+/** @typedef {import("./frames.js").WelcomeFrame} WelcomeFrame */
+/** @typedef {import("./frames.js").Message} Message */
+/** @typedef {import("./frames.js").User} User */
 /** @typedef {import("./connection.js").ConnectionState} ConnectionState */
 /** @typedef {import("./outbox.js").Pending} Pending */
+/** @typedef {import("./frames.js").ModerationFrame} ModerationFrame */
+/** @typedef {import("./connection.js").CloseInfo} CloseInfo */
+/** @typedef {import("./render.js").View} View */
+
+/** How long a connect waits for the host page to answer `need-auth` before it goes on with what it has. */
+const AUTH_WAIT_MS = 3000;
 
 /** Show the character counter once this few are left. */
 const COUNTER_FROM = 200;
@@ -62,7 +71,24 @@ const ui = {
   share: $("share", HTMLButtonElement),
   switchRoom: $("switch-room", HTMLButtonElement),
   toast: $("toast", HTMLElement),
+  send: $("send", HTMLButtonElement),
+  sendWait: $("send-wait", HTMLElement),
+  slowHint: $("slow-hint", HTMLElement),
+  onlinePartial: $("online-partial", HTMLElement),
+  modTools: $("mod-tools", HTMLElement),
+  slowMode: $("slow-mode", HTMLSelectElement),
+  banned: $("banned", HTMLElement),
+  bannedText: $("banned-text", HTMLElement),
+  bannedRetry: $("banned-retry", HTMLButtonElement),
+  banDialog: $("ban-dialog", HTMLDialogElement),
+  banName: $("ban-name", HTMLElement),
+  banMinutes: $("ban-minutes", HTMLSelectElement),
+  banReason: $("ban-reason", HTMLInputElement),
+  banPurge: $("ban-purge", HTMLInputElement),
 };
+
+const countFormat = new Intl.NumberFormat();
+const clockFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
 const { room, invalid: invalidRoom } = roomFromLocation(location);
 prefs.visit(room);
@@ -76,17 +102,85 @@ const pendingNodes = new Map();
 const log = new LogWriter(ui.log);
 const scroll = new StickyScroll(ui.scroller, ui.jump);
 
-const conn = new Connection({ url: socketUrl, onFrame, onState });
+state.ban = prefs.ban(room);
+
+const conn = new Connection({ url: socketUrl, onFrame, onState, onClose });
+
+// ---- the host's JWT (auth.js) ------------------------------------------------
+
+const allowedOrigins = parseAllowedOrigins(document.querySelector('meta[name="edge-chat-allowed-origins"]')?.getAttribute("content"));
+/** Framed by a page that may hand over a JWT. */
+const hosted = window.parent !== window && allowedOrigins.length > 0;
+/** The origin of the host page once it has sent a JWT; `need-auth` carries no secret, so before that it goes to any. */
+let hostOrigin = "*";
+/** @type {string | null} */
+let auth = prefs.auth;
+/** The last connect with a JWT failed before its welcome: perhaps the JWT, so ask the host for a new one. */
+let authFailed = false;
+let askedHost = false;
+/** @type {(() => void)[]} */
+let authWaiters = [];
+
+takeFragment();
+
+/** Reads `#…&auth=…` and takes the JWT out of the address bar at once. */
+function takeFragment() {
+  const fragment = parseFragment(location.hash);
+  if (fragment.auth === null) return;
+  history.replaceState(history.state, "", `${location.pathname}${location.search}${fragment.rest}`);
+  takeAuth(fragment.auth);
+}
+
+/** @param {string} jwt */
+function takeAuth(jwt) {
+  const before = auth;
+  auth = jwt;
+  prefs.auth = jwt;
+  authFailed = false;
+  const waiting = authWaiters.splice(0);
+  for (const done of waiting) done();
+  // A connect that asked for it goes on with it; otherwise a different person needs a new connection now.
+  if (waiting.length > 0 || conn.state.kind === "idle") return;
+  if (before === null || peekClaims(before).sub !== peekClaims(jwt).sub) conn.restart();
+  else conn.retryNow();
+}
+
+/** Asks the host page for a JWT and waits a little for it. */
+function askHost() {
+  askedHost = true;
+  window.parent.postMessage({ type: NEED_AUTH_MESSAGE }, hostOrigin);
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      resolve(undefined);
+    };
+    const timer = setTimeout(() => {
+      authWaiters = authWaiters.filter((w) => w !== done);
+      resolve(undefined);
+    }, AUTH_WAIT_MS);
+    authWaiters.push(done);
+  });
+}
+
+addEventListener("message", (ev) => {
+  const jwt = authFromMessage({ data: ev.data, origin: ev.origin, fromParent: hosted && ev.source === window.parent }, allowedOrigins);
+  if (jwt === null) return;
+  hostOrigin = ev.origin;
+  takeAuth(jwt);
+});
 
 // ---- connection ------------------------------------------------------------
 
-function socketUrl() {
+async function socketUrl() {
+  if (hosted && (auth === null ? !askedHost : authFailed || needsRenewal(auth, Date.now()))) await askHost();
   const url = new URL(`/chat/${room}`, location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   if (name !== null) url.searchParams.set("name", name);
   const token = prefs.token;
   if (token !== null) url.searchParams.set("token", token);
   if (state.lastId > 0) url.searchParams.set("after", String(state.lastId));
+  // A query parameter, because a browser cannot set headers on a WebSocket; the page sends no Referer (no-referrer), and the room does not log query strings.
+  if (auth !== null) url.searchParams.set("auth", auth);
   // Broadcasts gathered every few tens of ms (a protocol extension): fewer
   // frames for the room to send and for this page to handle in a busy room.
   url.searchParams.set("batch", "1");
@@ -100,6 +194,16 @@ function onFrame(frame) {
       return welcome(frame);
     case "message":
       return messages([frame]);
+    case "delete":
+      if (state.deleted(frame)) log.tombstone(frame.id);
+      return;
+    case "settings":
+      state.settings(frame.slowMode);
+      renderSlowMode();
+      return scroll.append(() => log.system(frame.slowMode === 0 ? "Slow mode is off" : `Slow mode is on: one message every ${duration(frame.slowMode)}`, Date.now()), 0);
+    case "presence":
+      state.presence(frame);
+      return renderPeople();
     case "join":
       if (!state.join(frame.user)) return;
       renderPeople();
@@ -109,22 +213,48 @@ function onFrame(frame) {
       renderPeople();
       return scroll.append(() => log.system([nameNode(frame.user.name), " left"], frame.ts), 0);
     case "error":
-      return serverError(frame.code, frame.message);
+      return serverError(frame.code, frame.message, frame.nonce);
   }
+}
+
+/** @param {number} seconds */
+function duration(seconds) {
+  if (seconds % 3600 === 0) return seconds === 3600 ? "hour" : `${seconds / 3600} hours`;
+  if (seconds % 60 === 0) return seconds === 60 ? "minute" : `${seconds / 60} minutes`;
+  return seconds === 1 ? "second" : `${seconds} seconds`;
+}
+
+/** @returns {View} */
+function view() {
+  return {
+    me: state.me?.id,
+    canDelete: (from) => from === state.me?.id || state.isModerator,
+    ambiguous: (u) => state.ambiguous(u),
+  };
 }
 
 /** @param {WelcomeFrame} w */
 function welcome(w) {
   ackedOnSocket = false;
   prefs.token = w.token;
-  if (name === null || normalizeName(name) === null) {
+  if (w.you.verified !== true && (name === null || normalizeName(name) === null)) {
     // Dismissed the name dialog, or a name the server would not take: keep the guest name it gave.
+    // (Not a signed-in user's: the host's name for them is not this browser's guest name.)
     name = w.you.name;
     prefs.name = name;
   }
+  const was = `${state.me?.id}|${state.isModerator}`;
   const got = state.welcome(w, performance.now());
+  authFailed = false;
+  prefs.setBan(room, null);
+  renderBan();
   ui.me.textContent = w.you.name;
+  ui.me.title = w.you.verified === true ? "Your name comes from the site you signed in with" : "Change your display name";
+  ui.me.setAttribute("aria-label", w.you.verified === true ? `Signed in as ${w.you.name}` : "Change your display name");
+  // Another identity (a JWT arrived, a moderator's role) may delete other messages than the one before.
+  if (`${state.me?.id}|${state.isModerator}` !== was) log.actions(view());
   renderPeople();
+  renderSlowMode();
   if (got.history === "reset") {
     log.clear();
     log.system("This room's history was reset", Date.now(), "gap");
@@ -167,7 +297,8 @@ function ackLater() {
 
 /** @param {Message[]} list */
 function messages(list) {
-  render(state.messages(list));
+  render(state.messages(list, performance.now()));
+  renderSlowMode();
 }
 
 /** @param {import("./state.js").Received} got */
@@ -177,17 +308,68 @@ function render({ fresh, confirmed }) {
     pendingNodes.delete(p.nonce);
   }
   if (fresh.length === 0) return;
-  scroll.append(() => log.messages(fresh, state.me?.id), fresh.length);
+  scroll.append(() => log.messages(fresh, view()), fresh.length);
   ackLater();
   drain();
 }
 
 /**
+ * Moderation frames this page sent, by nonce, so an `error` that echoes one
+ * says what failed and undoes what the page showed in advance. Bounded: a
+ * room answers or the socket dies, and a page sends these by hand.
+ * @type {Map<string, { what: string, undo: () => void }>}
+ */
+const actions = new Map();
+
+/**
+ * @param {ModerationFrame} frame
+ * @param {string} what  for a notice if the room refuses it, e.g. "delete the message"
+ * @param {() => void} undo  puts back what the page changed on sending it
+ */
+function sendAction(frame, what, undo) {
+  const nonce = `a${Math.random().toString(36).slice(2, 12)}`;
+  if (actions.size > 50) actions.clear();
+  actions.set(nonce, { what, undo });
+  if (!conn.send({ ...frame, nonce })) {
+    actions.delete(nonce);
+    undo();
+    showNotice(`Could not ${what}: not connected. Try again once online.`);
+  }
+}
+
+/**
  * @param {string} code
  * @param {string} message
+ * @param {string | undefined} nonce
  */
-function serverError(code, message) {
+function serverError(code, message, nonce) {
+  const action = nonce === undefined ? undefined : actions.get(nonce);
+  if (action !== undefined && nonce !== undefined) {
+    actions.delete(nonce);
+    action.undo();
+    const why = code === "forbidden" ? "not allowed" : code === "not_found" ? "that message is no longer kept" : message || code;
+    showNotice(`Could not ${action.what}: ${why}.`);
+    return;
+  }
   const p = outbox.inFlight;
+  if (code === "slow_mode") {
+    // Dropped by the server (another tab of this user posted, or the clocks differ): it goes again when the countdown ends.
+    const now = performance.now();
+    state.slowed(now);
+    renderSlowMode();
+    clearTimeout(drainTimer);
+    drainTimer = setTimeout(drain, state.slowWait(now));
+    return;
+  }
+  if (code === "forbidden" && p !== undefined) {
+    outbox.remove(p);
+    pendingNodes.get(p.nonce)?.remove();
+    pendingNodes.delete(p.nonce);
+    if (ui.input.value === "") ui.input.value = p.text;
+    showNotice("You can read this room but not write in it. Sign in through the site that sent you here.");
+    drain();
+    return;
+  }
   if (code === "rate_limited") {
     // Dropped by the server, so sending it again cannot duplicate it.
     state.rateLimited();
@@ -224,14 +406,21 @@ function drain() {
     return;
   }
   if (conn.send({ type: "message", text: p.text, nonce: p.nonce })) {
-    state.sent(p);
+    state.sent(p, performance.now());
     renderPending();
+    renderSlowMode();
   }
 }
 
 function submit() {
   const text = composeText(ui.input.value);
   if (text.trim() === "") return;
+  const wait = state.slowWait(performance.now());
+  if (wait > 0) {
+    // The button already counts down; Enter keeps the text and says so to a screen reader.
+    ui.announcer.textContent = `Slow mode: you can send again in ${Math.ceil(wait / 1000)} seconds`;
+    return;
+  }
   if (codePointLength(text) > state.limits.text) {
     showNotice(`Messages can be at most ${state.limits.text} characters.`);
     return;
@@ -269,13 +458,149 @@ function renderPending() {
 function renderPeople() {
   const people = state.people();
   const frag = document.createDocumentFragment();
-  for (const u of people) frag.append(personItem(u, u.id === state.me?.id));
+  for (const u of people) {
+    frag.append(personItem(u, { own: u.id === state.me?.id, ambiguous: state.ambiguous(u), canBan: state.canBan(u) }));
+  }
   ui.online.replaceChildren(frag);
-  const n = String(people.length);
+  const n = countFormat.format(state.onlineCount);
   ui.onlineCount.textContent = n;
   ui.peopleCount.textContent = n;
   ui.peopleToggle.setAttribute("aria-label", `${n} online — show who`);
+  // A large room lists only some of its people (PRESENCE_LIMIT); say so rather than pretend.
+  ui.onlinePartial.hidden = !state.partial;
+  ui.onlinePartial.textContent = state.partial ? `Showing ${countFormat.format(people.length)} of ${n}` : "";
+  ui.modTools.hidden = !state.isModerator;
+  ui.slowMode.value = String(state.slowMode);
+  // A value the menu does not offer (set over HTTP) still shows.
+  if (ui.slowMode.value !== String(state.slowMode)) {
+    ui.slowMode.append(new Option(duration(state.slowMode), String(state.slowMode)));
+    ui.slowMode.value = String(state.slowMode);
+  }
 }
+
+// ---- slow mode -----------------------------------------------------------------
+
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let slowTimer;
+
+/** The send button counts down while slow mode makes this user wait; moderators are exempt. */
+function renderSlowMode() {
+  clearTimeout(slowTimer);
+  const wait = state.slowWait(performance.now());
+  const secs = Math.ceil(wait / 1000);
+  // A disabled button drops its focus to the page; the message box is where the user was going.
+  if (wait > 0 && document.activeElement === ui.send) ui.input.focus();
+  ui.send.disabled = wait > 0 || ui.input.disabled;
+  ui.send.classList.toggle("waiting", wait > 0);
+  ui.sendWait.hidden = wait === 0;
+  ui.sendWait.textContent = wait > 0 ? String(secs) : "";
+  ui.send.setAttribute("aria-label", wait > 0 ? `Slow mode: you can send again in ${secs} seconds` : "Send message");
+  ui.slowHint.hidden = state.slowMode === 0;
+  ui.slowHint.textContent = state.slowMode === 0 ? "" : state.isModerator ? `Slow mode: every ${duration(state.slowMode)}, not for moderators` : `Slow mode: one message every ${duration(state.slowMode)}`;
+  // Tick on the second boundary of the remaining time, so the number never lags.
+  if (wait > 0) slowTimer = setTimeout(renderSlowMode, wait % 1000 || 1000);
+}
+
+ui.slowMode.addEventListener("change", () => {
+  const slowMode = Number(ui.slowMode.value);
+  sendAction({ type: "settings", slowMode }, "change slow mode", () => {
+    ui.slowMode.value = String(state.slowMode);
+  });
+});
+
+// ---- delete and ban ----------------------------------------------------------
+
+ui.log.addEventListener("click", (ev) => {
+  const button = ev.target instanceof Element ? ev.target.closest("button[data-action=delete]") : null;
+  if (!(button instanceof HTMLButtonElement)) return;
+  const id = Number(button.closest(".msg")?.getAttribute("data-id"));
+  // Two clicks: the first arms the button ("Delete?"), so a stray tap deletes nothing.
+  if (!button.hasAttribute("data-armed")) {
+    button.toggleAttribute("data-armed", true);
+    button.setAttribute("aria-label", "Confirm: delete this message");
+    setTimeout(() => {
+      button.removeAttribute("data-armed");
+      button.setAttribute("aria-label", "Delete message");
+    }, 4000);
+    return;
+  }
+  if (!Number.isSafeInteger(id)) return;
+  button.disabled = true;
+  sendAction({ type: "delete", id }, "delete the message", () => {
+    button.disabled = false;
+  });
+});
+
+/** @type {User | null} */
+let banning = null;
+
+ui.online.addEventListener("click", (ev) => {
+  const button = ev.target instanceof Element ? ev.target.closest("button[data-action=ban]") : null;
+  const id = button?.closest(".person")?.getAttribute("data-id");
+  const user = id == null ? undefined : state.online.get(id);
+  if (user === undefined) return;
+  banning = user;
+  ui.banName.textContent = user.name;
+  ui.banReason.value = "";
+  ui.banPurge.checked = false;
+  ui.banDialog.returnValue = "";
+  ui.banDialog.showModal();
+});
+
+ui.banDialog.addEventListener("close", () => {
+  const user = banning;
+  banning = null;
+  if (ui.banDialog.returnValue !== "ban" || user === null) return;
+  /** @type {ModerationFrame & { type: "ban" }} */
+  const frame = { type: "ban", user: user.id };
+  if (ui.banMinutes.value !== "") frame.minutes = Number(ui.banMinutes.value);
+  const reason = ui.banReason.value.trim();
+  if (reason !== "") frame.reason = reason;
+  if (ui.banPurge.checked) frame.purge = true;
+  // The room says nothing on success (the banned user's sockets close, a leave follows), so the toast says what was asked.
+  sendAction(frame, `ban ${user.name}`, () => {});
+  if (conn.state.kind === "online") toast(`Banning ${user.name}…`);
+});
+
+// ---- banned -------------------------------------------------------------------
+
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let banTimer;
+
+/**
+ * @param {CloseInfo} close
+ * @returns {boolean} whether to reconnect
+ */
+function onClose(close) {
+  if (!close.welcomed && auth !== null) authFailed = true;
+  const verdict = state.closed(close, Date.now());
+  prefs.setBan(room, state.ban);
+  renderBan();
+  return verdict === "retry";
+}
+
+/** What a banned user sees instead of the composer: why, and until when. */
+function renderBan() {
+  clearTimeout(banTimer);
+  const ban = state.ban;
+  const banned = ban !== null && conn.state.kind === "stopped";
+  ui.banned.hidden = !banned;
+  ui.input.disabled = banned;
+  renderSlowMode();
+  if (!banned) return;
+  const parts = [`You are banned from #${room}`];
+  if (ban.until === null) parts.push(" until a moderator lifts the ban.");
+  else {
+    const mins = Math.max(1, Math.ceil((ban.until - Date.now()) / 60_000));
+    parts.push(` for ${mins < 120 ? `${mins} more minute${mins === 1 ? "" : "s"}` : `about ${Math.round(mins / 60)} more hours`} (until ${clockFormat.format(ban.until)}).`);
+    // Try again once it is over; the delay is capped where setTimeout stops counting.
+    banTimer = setTimeout(() => conn.retryNow(), Math.min(ban.until - Date.now() + 1000, 2 ** 31 - 1));
+  }
+  if (ban.reason !== "") parts.push(` Reason: “${ban.reason}”`);
+  ui.bannedText.textContent = parts.join("");
+}
+
+ui.bannedRetry.addEventListener("click", () => conn.retryNow());
 
 /** @type {ReturnType<typeof setInterval> | undefined} */
 let countdown;
@@ -293,6 +618,7 @@ function onState(s) {
     online: "Online",
     reconnecting: "Reconnecting…",
     offline: "Offline",
+    stopped: state.ban !== null ? "Banned" : "Not connected",
   }[s.kind];
   ui.statusText.textContent = text;
   if (s.kind === "reconnecting") {
@@ -306,10 +632,12 @@ function onState(s) {
   // The countdown changes every second; announce only the state, and only when it changes.
   if (s.kind !== announced && s.kind !== "connecting") {
     announced = s.kind;
-    ui.announcer.textContent = s.kind === "online" ? "Connected" : s.kind === "offline" ? "You are offline" : "Connection lost, reconnecting";
+    ui.announcer.textContent =
+      s.kind === "online" ? "Connected" : s.kind === "offline" ? "You are offline" : s.kind === "stopped" ? "You are banned from this room" : "Connection lost, reconnecting";
   }
   document.body.dataset.connection = s.kind;
   renderPending();
+  renderBan();
 }
 
 // ---- composer ----------------------------------------------------------------
@@ -386,7 +714,10 @@ ui.nameDialog.addEventListener("close", () => {
   }
   ui.input.focus();
 });
-ui.me.addEventListener("click", askName);
+ui.me.addEventListener("click", () => {
+  if (state.me?.verified === true) toast("Your name comes from the site you signed in with");
+  else askName();
+});
 
 ui.switchRoom.addEventListener("click", () => {
   ui.roomInput.value = "";
@@ -413,7 +744,7 @@ ui.roomDialog.addEventListener("close", () => {
   const next = normalizeRoom(ui.roomInput.value.trim().replace(/^#/, ""));
   if (next !== null && next !== room) location.assign(roomUrl(next));
 });
-for (const dialog of [ui.nameDialog, ui.roomDialog]) {
+for (const dialog of [ui.nameDialog, ui.roomDialog, ui.banDialog]) {
   dialog.querySelector("[data-cancel]")?.addEventListener("click", () => dialog.close("cancel"));
 }
 
@@ -438,8 +769,11 @@ function toast(text) {
   toastTimer = setTimeout(() => (ui.toast.hidden = true), 2000);
 }
 
-// A different room in the hash (someone edited `#ops`): that is a different page.
+// A different room in the hash (someone edited `#ops`): that is a different
+// page. A new `auth=` (the host renewing it through the frame's URL) is
+// taken without a reload.
 addEventListener("hashchange", () => {
+  takeFragment();
   if (new URLSearchParams(location.search).has("room")) return;
   if (roomFromLocation(location).room !== room) location.reload();
 });
@@ -478,5 +812,6 @@ ui.me.textContent = name ?? "…";
 updateCounter();
 if (invalidRoom !== null) showNotice(`“${invalidRoom}” is not a valid room name, so you are in #${room}.`);
 
-if (name === null) askName();
+// A signed-in user's name comes from the host; so does a hosted page's.
+if (name === null && auth === null && !hosted) askName();
 else conn.start();

@@ -8,15 +8,24 @@
 
 import { parseServerFrame } from "./frames.js";
 
-/** @typedef {import("../../src/protocol.ts").ServerFrame} ServerFrame */
-/** @typedef {import("../../src/protocol.ts").ClientFrame} ClientFrame */
+/** @typedef {import("./frames.js").ServerFrame} ServerFrame */
+/** @typedef {import("./frames.js").ClientFrame} ClientFrame */
 
 /**
  * @typedef {{ kind: "connecting" }
  *   | { kind: "online" }
  *   | { kind: "reconnecting", at: number }
  *   | { kind: "offline" }
+ *   | { kind: "stopped" }
  *   | { kind: "idle" }} ConnectionState
+ * `stopped`: `onClose` said not to reconnect (banned); `retryNow` tries again.
+ */
+
+/**
+ * @typedef {object} CloseInfo
+ * @property {number} code  1006 when the socket never opened or the link died
+ * @property {string} reason
+ * @property {boolean} welcomed  whether this socket got its `welcome`
  */
 
 /** @typedef {"retry" | "connect" | "ping" | "pong" | "stable"} TimerName */
@@ -38,9 +47,10 @@ const CLOSE_DEAD = 4000;
 
 /**
  * @typedef {object} ConnectionOptions
- * @property {() => string} url  called before every attempt, so `after` and `name` are current
+ * @property {() => string | Promise<string>} url  called before every attempt, so `after` and `name` are current; it may wait (for a fresh JWT from the host page)
  * @property {(frame: ServerFrame) => void} onFrame
  * @property {(state: ConnectionState) => void} onState
+ * @property {(close: CloseInfo) => boolean} onClose  a socket ended (not one this page closed); false: do not reconnect
  */
 
 export class Connection {
@@ -53,6 +63,9 @@ export class Connection {
   /** @type {Record<TimerName, ReturnType<typeof setTimeout> | undefined>} */
   #timers = { retry: undefined, connect: undefined, ping: undefined, pong: undefined, stable: undefined };
   #opts;
+  /** Counts attempts, so an attempt still waiting for its URL knows when a newer one replaced it. */
+  #opening = 0;
+  #welcomed = false;
 
   /** @param {ConnectionOptions} opts */
   constructor(opts) {
@@ -73,7 +86,7 @@ export class Connection {
 
   start() {
     if (this.#state.kind !== "idle") return;
-    this.#open();
+    void this.#open();
   }
 
   /** Closes the socket and reconnects at once, e.g. after a name change (the name is part of the URL). */
@@ -81,14 +94,14 @@ export class Connection {
     this.#attempt = 0;
     if (this.#ws !== null) this.#drop(this.#ws, CLOSE_NORMAL, "reconnect", false);
     this.#clear("retry");
-    this.#open();
+    void this.#open();
   }
 
-  /** Skips the wait of a scheduled reconnect. */
+  /** Skips the wait of a scheduled reconnect, or tries again after `stopped`. */
   retryNow() {
-    if (this.#state.kind === "reconnecting" || this.#state.kind === "offline") {
+    if (this.#state.kind === "reconnecting" || this.#state.kind === "offline" || this.#state.kind === "stopped") {
       this.#clear("retry");
-      this.#open();
+      void this.#open();
     }
   }
 
@@ -120,25 +133,35 @@ export class Connection {
     else if (this.#state.kind === "online") this.#ping();
   }
 
-  #open() {
+  async #open() {
     if (typeof navigator !== "undefined" && navigator.onLine === false) {
       this.#set({ kind: "offline" });
       return;
     }
     this.#set({ kind: "connecting" });
+    const attempt = ++this.#opening;
+    /** @type {string} */
+    let url;
+    try {
+      url = await this.#opts.url();
+    } catch {
+      url = "";
+    }
+    if (attempt !== this.#opening || this.#state.kind !== "connecting") return;
     /** @type {WebSocket} */
     let ws;
     try {
-      ws = new WebSocket(this.#opts.url());
+      ws = new WebSocket(url);
     } catch {
       // A malformed URL throws synchronously; treat it like any failed attempt.
       this.#schedule();
       return;
     }
     this.#ws = ws;
+    this.#welcomed = false;
     this.#timers.connect = setTimeout(() => this.#drop(ws, CLOSE_DEAD, "connect timeout"), CONNECT_TIMEOUT_MS);
     ws.addEventListener("message", (ev) => this.#receive(ws, ev));
-    ws.addEventListener("close", () => this.#drop(ws));
+    ws.addEventListener("close", (ev) => this.#drop(ws, undefined, undefined, { code: ev.code, reason: ev.reason }));
     ws.addEventListener("error", () => this.#drop(ws));
   }
 
@@ -156,6 +179,7 @@ export class Connection {
     if (frame === null) return;
     if (frame.type === "welcome") {
       this.#clear("connect");
+      this.#welcomed = true;
       this.#set({ kind: "online" });
       this.#timers.stable = setTimeout(() => {
         this.#attempt = 0;
@@ -187,9 +211,9 @@ export class Connection {
    * @param {WebSocket} ws
    * @param {number} [code]  when given, we close the socket ourselves
    * @param {string} [reason]
-   * @param {boolean} [reconnect]
+   * @param {{ code: number, reason: string } | false} [closed]  how the socket closed; `false`: do not reconnect
    */
-  #drop(ws, code, reason, reconnect = true) {
+  #drop(ws, code, reason, closed = { code: 1006, reason: "" }) {
     if (ws !== this.#ws) return;
     this.#ws = null;
     for (const name of /** @type {const} */ (["connect", "ping", "pong", "stable"])) this.#clear(name);
@@ -200,7 +224,11 @@ export class Connection {
         // Already closing; nothing more to do.
       }
     }
-    if (reconnect) this.#schedule();
+    if (closed === false) return;
+    // Only a close the room sent says anything; ours (a timeout) is a dead link.
+    const info = code === undefined ? { ...closed, welcomed: this.#welcomed } : { code: 1006, reason: "", welcomed: this.#welcomed };
+    if (this.#opts.onClose(info)) this.#schedule();
+    else this.#set({ kind: "stopped" });
   }
 
   #schedule() {
@@ -214,7 +242,7 @@ export class Connection {
     this.#clear("retry");
     this.#timers.retry = setTimeout(() => {
       this.#timers.retry = undefined;
-      this.#open();
+      void this.#open();
     }, delay);
     this.#set({ kind: "reconnecting", at: Date.now() + delay });
   }

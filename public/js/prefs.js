@@ -10,10 +10,49 @@
 const NAME = "edge-chat:name";
 const TOKEN = "edge-chat:token";
 const ROOMS = "edge-chat:rooms";
+const AUTH = "edge-chat:auth";
+const BAN = "edge-chat:ban:";
 const MAX_RECENT = 8;
 
 /** @type {Map<string, string>} */
 const memory = new Map();
+
+/**
+ * The host's JWT lives for the tab only (sessionStorage): it is a
+ * credential, and a reload of the same tab should not turn a signed-in user
+ * into a guest, but a new tab gets a new one from the host.
+ * @param {string} key
+ */
+function readSession(key) {
+  try {
+    return sessionStorage.getItem(key) ?? memory.get(key) ?? null;
+  } catch {
+    return memory.get(key) ?? null;
+  }
+}
+
+/**
+ * @param {string} key
+ * @param {string} value
+ */
+function writeSession(key, value) {
+  memory.set(key, value);
+  try {
+    sessionStorage.setItem(key, value);
+  } catch {
+    // Storage disabled: memory only.
+  }
+}
+
+/** @param {string} key */
+function forget(key) {
+  memory.delete(key);
+  try {
+    localStorage.removeItem(key);
+  } catch {
+    // Nothing stored.
+  }
+}
 
 /** @param {string} key */
 function read(key) {
@@ -51,6 +90,42 @@ export const prefs = {
   },
   set token(value) {
     if (value !== null) write(TOKEN, value);
+  },
+  /** @returns {string | null} */
+  get auth() {
+    return readSession(AUTH);
+  },
+  set auth(value) {
+    if (value !== null) writeSession(AUTH, value);
+  },
+  /**
+   * The ban this browser was told of in a room (the 4003 close), so a reload
+   * can still say why it cannot connect: the room's later `403` cannot be
+   * read by a page.
+   * @param {string} room
+   * @returns {import("./state.js").Ban | null}
+   */
+  ban(room) {
+    const raw = read(BAN + room);
+    if (raw === null) return null;
+    try {
+      /** @type {unknown} */
+      const v = JSON.parse(raw);
+      if (typeof v !== "object" || v === null) return null;
+      const { reason, until } = /** @type {Record<string, unknown>} */ (v);
+      if (typeof reason !== "string" || !(until === null || (typeof until === "number" && Number.isFinite(until)))) return null;
+      return { reason, until };
+    } catch {
+      return null;
+    }
+  },
+  /**
+   * @param {string} room
+   * @param {import("./state.js").Ban | null} ban
+   */
+  setBan(room, ban) {
+    if (ban === null) forget(BAN + room);
+    else write(BAN + room, JSON.stringify(ban));
   },
   /** @returns {string[]} most recent first */
   get rooms() {

@@ -4,11 +4,13 @@
 // step, so these few lines repeat its normalizeRoom / normalizeName and
 // count in code points like the server does.
 
+import { parseFragment } from "./auth.js";
+
 export const DEFAULT_ROOM = "lobby";
 export const MAX_ROOM_LENGTH = 64;
 export const MAX_NAME_LENGTH = 32;
 
-/** @type {import("../../src/protocol.ts").Limits} */
+/** @type {import("./frames.js").Limits} */
 export const DEFAULT_LIMITS = { history: 100, text: 2000, name: 32, burst: 10, perSec: 5 };
 
 const ROOM = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
@@ -48,28 +50,16 @@ export function normalizeName(raw) {
 }
 
 /**
- * The room named by the page's URL: `?room=ops` first, then `#ops`.
- * @param {Location} loc
+ * The room named by the page's URL: `?room=ops` first, then `#ops` (or
+ * `#ops&auth=…`, see auth.js).
+ * @param {{ search: string, hash: string }} loc
  * @returns {{ room: string, invalid: string | null }}
  */
 export function roomFromLocation(loc) {
-  const raw = new URLSearchParams(loc.search).get("room") ?? decodeHash(loc.hash.slice(1));
+  const raw = new URLSearchParams(loc.search).get("room") ?? parseFragment(loc.hash).room ?? "";
   if (raw === "") return { room: DEFAULT_ROOM, invalid: null };
   const room = normalizeRoom(raw);
   return room === null ? { room: DEFAULT_ROOM, invalid: raw } : { room, invalid: null };
-}
-
-/**
- * A hash is whatever the link said; a broken escape (`#%E0%A4%A`) makes
- * decodeURIComponent throw, and such a link names no valid room.
- * @param {string} hash
- */
-function decodeHash(hash) {
-  try {
-    return decodeURIComponent(hash);
-  } catch {
-    return hash;
-  }
 }
 
 /**
