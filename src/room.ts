@@ -73,7 +73,7 @@ import { isVerifiedUserId, readAuthSettings, type GuestMode } from "./auth.ts";
 import { parseSession, sessionRoles, type Session } from "./session.ts";
 import type { StreamEvent } from "./link.ts";
 import type { Store } from "./sequencer.ts";
-import { ShardHub } from "./shards.ts";
+import { LOCAL_PART, ShardHub } from "./shards.ts";
 
 /** What the Worker has already checked and decided for a new connection. */
 export interface Admission {
@@ -111,8 +111,10 @@ export interface RoomStats {
   /** Users online (a user with several sockets counts once). */
   users: number;
   lastId: number;
-  /** Durable Objects holding this room's connections; one until rooms spread out. */
+  /** Durable Objects holding this room's connections: 1, plus each part of a large room with connections. */
   shards: number;
+  /** A large room's objects (the room first) and their connections; absent while it is one object. */
+  parts?: { part: string; connections: number }[];
   /** Messages the history ring keeps, tombstones included, and how many of them are tombstones. */
   messages: number;
   deleted: number;
@@ -240,6 +242,8 @@ export class ChatRoom extends DurableObject<Env> {
     const admission = readAdmission(request);
     if (admission === null) return jsonResponse(400, { error: "bad_request", message: "not an admitted connection" });
     try {
+      const refused = this.#refuse(admission);
+      if (refused !== null) return refused;
       if (this.#members().size >= this.#config.shardSize) return await this.#toPart(admission);
       return this.#connect(admission);
     } catch (err) {
@@ -248,7 +252,8 @@ export class ChatRoom extends DurableObject<Env> {
     }
   }
 
-  #connect({ room, user, address, token, after, batch }: Admission): Response {
+  /** The answer to a connection the room will not take, wherever it would land; null to go on. */
+  #refuse({ room, user, address }: Admission): Response | null {
     const sessions = this.#members();
     // A verified user is never refused for a guest's address: its id is the
     // identity the host vouches for, and that is what a ban of it names.
@@ -258,11 +263,13 @@ export class ChatRoom extends DurableObject<Env> {
       this.#log.info("banned_refused", { room, user: user.id, by: banned.ban.user === user.id ? "user" : "address" });
       return jsonResponse(403, bannedError(banned.ban));
     }
-    // The members map, not getWebSockets(): no array of every socket per connect.
-    if (sessions.size >= this.#config.maxConnections) {
+    // The members map, not getWebSockets(): no array of every socket per
+    // connect. A large room counts its parts' sockets too.
+    if (sessions.size + this.#remoteConnections() >= this.#config.maxConnections) {
       this.#log.warn("room_full", { room, connections: this.#config.maxConnections });
       return jsonResponse(503, { error: "room_full", message: "this room has reached its connection limit" });
     }
+    // Only the room's own sockets count per address so far (docs/LARGE-ROOMS.md).
     if (!this.#quota.admits(address)) {
       this.#log.info("address_full", { room, connections: this.#config.addressSocketsPerRoom });
       return jsonResponse(429, {
@@ -270,6 +277,11 @@ export class ChatRoom extends DurableObject<Env> {
         message: `at most ${this.#config.addressSocketsPerRoom} connections from one address in a room`,
       });
     }
+    return null;
+  }
+
+  #connect({ room, user, address, token, after, batch }: Admission): Response {
+    const sessions = this.#members();
     const cost = this.#history.load();
     const now = Date.now();
     const { 0: client, 1: server } = new WebSocketPair();
@@ -693,7 +705,8 @@ export class ChatRoom extends DurableObject<Env> {
         return false;
       },
       append: (from, text, nonce, ts, origin) => {
-        const { message, cost } = history.append(from, text, nonce, ts);
+        // A part's publish carries the sender's roles; a message never does.
+        const { message, cost } = history.append(publicUser(from), text, nonce, ts);
         this.#count(cost);
         if (origin !== null) origins.set(message.id, origin);
         for (const id of origins.keys()) if (id <= message.id - history.size) origins.delete(id);
@@ -734,10 +747,17 @@ export class ChatRoom extends DurableObject<Env> {
     return this.env.PARTS.get(this.env.PARTS.idFromName(part)).fetch(admissionRequest(admission));
   }
 
+  /** Sockets on this room's parts, as their reports say. */
+  #remoteConnections(): number {
+    let n = 0;
+    for (const [part, sockets] of this.#hub?.parts() ?? []) if (part !== LOCAL_PART) n += sockets;
+    return n;
+  }
+
   /** How many objects hold this room's connections, and how many each; for stats and tests. */
   shards(): { shards: number; sequencing: boolean; parts: { part: string; connections: number }[] } {
     const own = this.#members().size;
-    const parts = Array.from(this.#hub?.parts() ?? [], ([part, connections]) => ({ part, connections })).filter((p) => p.part !== "");
+    const parts = Array.from(this.#hub?.parts() ?? [], ([part, connections]) => ({ part, connections })).filter((p) => p.part !== LOCAL_PART);
     return { shards: 1 + parts.length, sequencing: this.#hub !== null, parts: [{ part: this.#name(), connections: own }, ...parts] };
   }
 
@@ -840,12 +860,14 @@ export class ChatRoom extends DurableObject<Env> {
     const { count, deleted, oldestId } = this.#history.extent;
     let batching = 0;
     for (const session of sessions.values()) if (session.batch) batching++;
+    const { shards, parts } = this.shards();
     return {
       room,
-      connections: sessions.size,
-      users: this.#presence.size,
+      connections: sessions.size + this.#remoteConnections(),
+      users: this.#hub?.roster.count ?? this.#presence.size,
       lastId: this.#history.lastId,
-      shards: 1,
+      shards,
+      ...(shards > 1 ? { parts } : {}),
       messages: count,
       deleted,
       oldestId,

@@ -29,7 +29,7 @@ import {
   type UpstreamOp,
 } from "./link.ts";
 import { ANSWER_MEMORY } from "./sequencer.ts";
-import type { BroadcastFrame, ErrorCode, Message, PresenceCountFrame, User } from "./protocol.ts";
+import { publicUser, type BroadcastFrame, type ErrorCode, type Message, type PresenceCountFrame, type User } from "./protocol.ts";
 
 /** What the part must do, in this order. */
 export type PartAction =
@@ -136,7 +136,7 @@ export class PartStream {
     const users = new Map<string, PartUser>();
     for (const { user } of this.#sockets.values()) {
       const entry = users.get(user.id);
-      if (entry === undefined) users.set(user.id, { user, sockets: 1 });
+      if (entry === undefined) users.set(user.id, { user: publicUser(user), sockets: 1 });
       else entry.sockets++;
     }
     const pending = Array.from(this.#publishes.values(), (p) => p.pending);
@@ -165,7 +165,9 @@ export class PartStream {
   open(socket: number, user: User, after: number | null, now: number): PartAction[] {
     const u = this.#nextU;
     this.#sockets.set(socket, { user, after, u, welcomed: false, early: [] });
-    return this.#send({ kind: "arrive", user }, now);
+    // Presence shows the public user; a publish carries the roles (the
+    // room decides whether a moderator may skip slow mode).
+    return this.#send({ kind: "arrive", user: publicUser(user) }, now);
   }
 
   /** A socket closed (either side). */
@@ -443,10 +445,10 @@ export class PartStream {
   /** The whole list while it is short; above the limit, this part's own users (all surely online), the newcomer first. */
   #welcomeOnline(you: User): User[] {
     if (this.#listed) return Array.from(this.#online.values());
-    const local = new Map<string, User>([[you.id, you]]);
+    const local = new Map<string, User>([[you.id, publicUser(you)]]);
     for (const { user, welcomed } of this.#sockets.values()) {
       if (local.size >= this.#options.presenceLimit) break;
-      if (welcomed) local.set(user.id, user);
+      if (welcomed) local.set(user.id, publicUser(user));
     }
     return Array.from(local.values());
   }

@@ -7,7 +7,8 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Message, ServerFrame, WelcomeFrame } from "../../src/protocol.ts";
-import { freshRoom, join, roomStub, type Client } from "../helpers.ts";
+import { freshRoom, join, request, roomStub, upgradeHeaders, type Client } from "../helpers.ts";
+import { api } from "../moderation/support.ts";
 
 /** The next `n` messages this client gets, whatever presence frames come between. */
 async function messages(client: Client, n: number): Promise<Message[]> {
@@ -198,5 +199,28 @@ describe("a room over several Durable Objects", () => {
     const next = await join(room, { name: "next" });
     expect(next.welcome.onlineCount).toBeUndefined();
     expect(next.welcome.online.map((u) => u.name).sort()).toEqual(["c1", "c2", "next"]);
+  });
+
+  it("refuses a banned user before handing the connection to a part, and counts every part in stats", async () => {
+    const room = freshRoom();
+    await crowd(room, 3);
+    const guest = await join(room, { name: "guest" });
+    expect(guest.welcome.onlineCount).toBe(4);
+    const stats = await api(room, "/stats");
+    expect(stats.status).toBe(200);
+    expect(await stats.json()).toMatchObject({
+      connections: 4,
+      users: 4,
+      shards: 2,
+      parts: [
+        { part: room, connections: 3 },
+        { part: `${room}/1`, connections: 1 },
+      ],
+    });
+    const banned = await api(room, `/bans/${guest.welcome.you.id}`, { method: "PUT", body: JSON.stringify({ minutes: 5 }) });
+    expect(banned.status).toBe(204);
+    const again = await request(`/chat/${room}?token=${encodeURIComponent(guest.welcome.token)}`, { headers: upgradeHeaders() });
+    expect(again.status).toBe(403);
+    expect(await again.json()).toMatchObject({ error: "banned" });
   });
 });
