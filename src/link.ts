@@ -13,7 +13,7 @@
 // No Workers APIs here: the sequencer, the part's stream and the model test
 // that drives them through a lossy network all run in plain Node.
 
-import type { Message, User } from "./protocol.ts";
+import type { DeleteFrame, Message, SettingsFrame, User } from "./protocol.ts";
 
 /**
  * The version of these frames. A receiver drops frames of a version it does
@@ -61,7 +61,11 @@ export type StreamEvent =
    */
   | { kind: "admit"; u: number; count: number }
   /** The part's upstream `publish` number `u` was refused. */
-  | { kind: "reject"; u: number; code: RejectCode; message: string };
+  | { kind: "reject"; u: number; code: RejectCode; message: string }
+  /** A moderation broadcast: a tombstone (the part's history keeps it too) or new settings. */
+  | { kind: "frame"; frame: DeleteFrame | SettingsFrame }
+  /** A ban: close the user's sockets (and, for a guest, the guest sockets from `address`) with 4003. */
+  | { kind: "ban"; user: string; address: string | null; reason: string };
 
 export type RejectCode = "rate_limited" | "slow_mode" | "forbidden";
 

@@ -294,6 +294,15 @@ export class RoomPart extends DurableObject<Env> {
           if (ws !== undefined) this.#close(ws, CloseCode.goingAway, action.reason);
           break;
         }
+        case "ban": {
+          const covered = [...this.#members].filter(
+            ([, m]) =>
+              m.admission.user.id === action.user ||
+              (action.address !== null && m.admission.user.verified !== true && m.admission.address === action.address),
+          );
+          for (const [ws] of covered) this.#close(ws, CloseCode.banned, action.reason);
+          break;
+        }
       }
     }
   }

@@ -64,6 +64,8 @@ import {
   type Message,
   type RoomSettings,
   type ServerFrame,
+  type DeleteFrame,
+  type SettingsFrame,
   type User,
 } from "./protocol.ts";
 import { Moderation, PostClock, banCloseReason, bannedError, type Ban } from "./moderation.ts";
@@ -71,7 +73,7 @@ import { RoomQuota } from "./quota.ts";
 import { recordStrike } from "./ratelimit.ts";
 import { isVerifiedUserId, readAuthSettings, type GuestMode } from "./auth.ts";
 import { parseSession, sessionRoles, type Session } from "./session.ts";
-import type { StreamEvent } from "./link.ts";
+import type { RejectCode, StreamEvent } from "./link.ts";
 import type { Store } from "./sequencer.ts";
 import { LOCAL_PART, ShardHub } from "./shards.ts";
 
@@ -411,7 +413,7 @@ export class ChatRoom extends DurableObject<Env> {
     }
     const now = Date.now();
     // Before the rate buckets: a message slow mode drops costs no token.
-    const wait = this.#slowWait(session, now);
+    const wait = this.#slowWait(session.user, now);
     if (wait > 0) {
       this.#reject(ws, session, "slow_mode", `slow mode: wait ${Math.ceil(wait / 1000)} s before the next message`, value.nonce);
       return;
@@ -467,7 +469,7 @@ export class ChatRoom extends DurableObject<Env> {
     const { erased, cost } = this.#history.erase(id);
     this.#count(cost);
     if (erased === null) return false;
-    this.#broadcast({ type: "delete", id, by: publicUser(by), ts: now });
+    this.#announce({ type: "delete", id, by: publicUser(by), ts: now });
     this.#log.info("message_deleted", { room, id, by: by.id, rowsRead: cost.rowsRead, rowsWritten: cost.rowsWritten });
     return true;
   }
@@ -491,6 +493,7 @@ export class ChatRoom extends DurableObject<Env> {
       ([, s]) => s.user.id === target || (ban.address !== null && s.user.verified !== true && s.address === ban.address),
     );
     for (const [ws] of covered) this.#close(ws, CloseCode.banned, reason);
+    this.#hub?.announce({ kind: "ban", user: target, address: ban.address, reason });
     let purged = 0;
     if (request.purge === true) {
       this.#count(this.#history.load());
@@ -524,16 +527,16 @@ export class ChatRoom extends DurableObject<Env> {
   #applySettings(room: string, next: RoomSettings): RoomSettings {
     const { settings, cost } = this.#moderation.setSettings(next);
     this.#count(cost);
-    this.#broadcast({ type: "settings", slowMode: settings.slowMode });
+    this.#announce({ type: "settings", slowMode: settings.slowMode });
     this.#log.info("settings", { room, slowMode: settings.slowMode, rowsWritten: cost.rowsWritten });
     return settings;
   }
 
   /** Milliseconds `session`'s user must still wait under slow mode; 0 when it may post. */
-  #slowWait(session: Session, now: number): number {
+  #slowWait(user: User, now: number): number {
     const { settings, cost } = this.#moderation.settings();
     this.#count(cost);
-    if (settings.slowMode === 0 || isModerator(session.user)) return 0;
+    if (settings.slowMode === 0 || isModerator(user)) return 0;
     if (!this.#clockWarm) {
       // The ring's authors and times cover users whose posting socket closed
       // before a wake; its load is needed by the append anyway.
@@ -541,7 +544,7 @@ export class ChatRoom extends DurableObject<Env> {
       for (const message of this.#history.since(null).messages) this.#clock.note(message.from.id, message.ts);
       this.#clockWarm = true;
     }
-    return this.#clock.wait(session.user.id, now, settings.slowMode);
+    return this.#clock.wait(user.id, now, settings.slowMode);
   }
 
   #welcomeLimits(): Limits {
@@ -727,6 +730,8 @@ export class ChatRoom extends DurableObject<Env> {
           this.#hub?.close();
           this.#hub = null;
         },
+        decide: (from, now) => this.#decidePart(from, now),
+        posted: (from, now) => this.#clock.note(from.id, now),
       },
       own,
     );
@@ -737,6 +742,22 @@ export class ChatRoom extends DurableObject<Env> {
   #name(): string {
     for (const session of this.#members().values()) return session.room;
     return this.ctx.id.name ?? "";
+  }
+
+  /** The room's rules for a message a part's socket sent, the same as for its own sockets but the rate buckets (see shards.ts). */
+  #decidePart(from: User, now: number): { ok: false; code: RejectCode; message: string } | null {
+    if (this.#guests === "read" && from.verified !== true) {
+      return { ok: false, code: "forbidden", message: "guests may read but not post here; sign in to post" };
+    }
+    const wait = this.#slowWait(from, now);
+    if (wait > 0) return { ok: false, code: "slow_mode", message: `slow mode: wait ${Math.ceil(wait / 1000)} s before the next message` };
+    return null;
+  }
+
+  /** A moderation broadcast for everyone: through the hub in a large room, so parts get it in order. */
+  #announce(frame: DeleteFrame | SettingsFrame): void {
+    if (this.#hub !== null) this.#hub.announce({ kind: "frame", frame });
+    else this.#broadcast(frame);
   }
 
   /** A connection beyond the room's own SHARD_SIZE: handed to a part, which the room dials first. */
@@ -791,8 +812,13 @@ export class ChatRoom extends DurableObject<Env> {
       case "list":
         this.#broadcast({ type: "presence", count: event.count, online: event.online });
         break;
+      case "frame":
+        this.#broadcast(event.frame);
+        break;
       case "admit":
       case "reject":
+      case "ban":
+        // Not for the room's own sockets: its #ban closes them itself.
         break;
     }
   }

@@ -149,6 +149,11 @@ export class Sequencer {
     return this.#broadcast(this.#roster.depart(part, userId, now));
   }
 
+  /** An event the room decided by itself (moderation): to every part, in the one order. */
+  announce(event: StreamEvent): Send[] {
+    return this.#broadcast([event]);
+  }
+
   /** A message from outside the parts (the HTTP API, the room's own sockets). */
   post(from: User, text: string, nonce: string | undefined, ts: number): { message: Message; sends: Send[] } {
     const message = this.#store.append(from, text, nonce, ts, null);

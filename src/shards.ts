@@ -6,7 +6,7 @@
 // every event through `local`.
 
 import { linkRequest, PART_RETRY_MS } from "./part.ts";
-import type { Upstream, StreamEvent } from "./link.ts";
+import type { RejectCode, Upstream, StreamEvent } from "./link.ts";
 import type { Logger } from "./log.ts";
 import { describeError } from "./log.ts";
 import type { Message, User } from "./protocol.ts";
@@ -34,6 +34,10 @@ export interface HubOptions {
   local: (event: StreamEvent) => void;
   /** No part has sockets any more and every link is closed: the room is a single object again. */
   idle: () => void;
+  /** The room's rules for a part's publish before the rate limit (guests, slow mode); null to go on. */
+  decide: (from: User, now: number) => { ok: false; code: RejectCode; message: string } | null;
+  /** A part's publish was accepted (slow mode counts from here). */
+  posted: (from: User, now: number) => void;
 }
 
 export class ShardHub {
@@ -62,7 +66,11 @@ export class ShardHub {
     }
     // The room's own clients know each other already: nothing to tell.
     this.#roster.replace(LOCAL_PART, Array.from(counts.values()), Date.now());
-    const decide: Decide = (op, now) => this.#decide(op.from, now);
+    const decide: Decide = (op, now) => {
+      const verdict = o.decide(op.from, now) ?? this.#decide(op.from, now);
+      if (verdict.ok) o.posted(op.from, now);
+      return verdict;
+    };
     this.#seq = new Sequencer(epoch, o.store, this.#roster, decide, { window: 4096, beats: 3, local: o.local });
     this.#ticker = setInterval(() => this.#tick(Date.now()), PART_RETRY_MS);
   }
@@ -117,6 +125,11 @@ export class ShardHub {
       this.#seq.detach(part);
       setTimeout(() => this.#send(this.#seq.drop(part, Date.now())), PART_GRACE_MS);
     });
+  }
+
+  /** A moderation event (a tombstone, settings, a ban) for every part. */
+  announce(event: StreamEvent): void {
+    this.#send(this.#seq.announce(event));
   }
 
   arrive(user: User): void {

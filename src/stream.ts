@@ -29,7 +29,7 @@ import {
   type UpstreamOp,
 } from "./link.ts";
 import { ANSWER_MEMORY } from "./sequencer.ts";
-import { publicUser, type BroadcastFrame, type ErrorCode, type Message, type PresenceCountFrame, type User } from "./protocol.ts";
+import { publicUser, tombstone, type BroadcastFrame, type ErrorCode, type Message, type PresenceCountFrame, type User } from "./protocol.ts";
 
 /** What the part must do, in this order. */
 export type PartAction =
@@ -45,7 +45,9 @@ export type PartAction =
   /** To every socket welcomed so far. */
   | { kind: "deliver"; frame: BroadcastFrame | PresenceCountFrame }
   | { kind: "error"; socket: number; code: ErrorCode; message: string; nonce?: string }
-  | { kind: "close"; socket: number; code: number; reason: string };
+  | { kind: "close"; socket: number; code: number; reason: string }
+  /** Close with 4003 every socket of `user`, and every guest socket from `address`. */
+  | { kind: "ban"; user: string; address: string | null; reason: string };
 
 export interface PartStreamOptions {
   historySize: number;
@@ -406,6 +408,14 @@ export class PartStream {
       }
       case "reject":
         return this.#reject(event.u, event.code, event.message);
+      case "frame":
+        if (event.frame.type === "delete") {
+          const { id } = event.frame;
+          this.#ring = this.#ring.map((m) => (m.id === id ? tombstone(m) : m));
+        }
+        return [{ kind: "deliver", frame: event.frame }];
+      case "ban":
+        return [{ kind: "ban", user: event.user, address: event.address, reason: event.reason }];
     }
   }
 

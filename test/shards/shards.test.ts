@@ -223,4 +223,30 @@ describe("a room over several Durable Objects", () => {
     expect(again.status).toBe(403);
     expect(await again.json()).toMatchObject({ error: "banned" });
   });
+
+  it("carries moderation to parts: tombstones, slow mode and bans", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 3);
+    const author = joined[0]!.client;
+    const onPart = await join(room, { name: "on a part" });
+    author.say("regret");
+    const [said] = await messages(onPart.client, 1);
+    expect((await api(room, `/messages/${said!.id}`, { method: "DELETE" })).status).toBe(204);
+    expect(await onPart.client.next("the tombstone")).toMatchObject({ type: "delete", id: said!.id });
+    expect((await api(room, "/settings", { method: "PATCH", body: JSON.stringify({ slowMode: 60 }) })).status).toBe(200);
+    expect(await onPart.client.next("the settings")).toEqual({ type: "settings", slowMode: 60 });
+    onPart.client.say("first", "s1");
+    expect((await messages(onPart.client, 1))[0]?.nonce).toBe("s1");
+    onPart.client.say("second", "s2");
+    expect(await onPart.client.next("slow mode")).toMatchObject({ type: "error", code: "slow_mode", nonce: "s2" });
+    // A resume on the part shows the tombstone in its place.
+    const later = await join(room, { after: 0, name: "later" });
+    expect(later.welcome.history.map((m) => [m.id, m.text, m.deleted])).toEqual([
+      [1, "", true],
+      [2, "first", undefined],
+    ]);
+    const banned = await api(room, `/bans/${onPart.welcome.you.id}`, { method: "PUT", body: JSON.stringify({ reason: "spam" }) });
+    expect(banned.status).toBe(204);
+    expect((await onPart.client.closed).code).toBe(4003);
+  });
 });
