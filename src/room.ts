@@ -695,24 +695,18 @@ export class ChatRoom extends DurableObject<Env> {
     if (this.#hub !== null) return this.#hub;
     const history = this.#history;
     this.#count(history.load());
-    // Origins of the kept messages, for repeated publishes. In memory for
-    // now: a restarted sequencer answers "cannot tell" for every repeat.
-    const origins = new Map<number, string>();
+    // The origin goes into the message's own row: a publish repeated after
+    // this room restarted is found in storage, at no extra row written.
     const store: Store = {
       get lastId() {
         return history.lastId;
       },
       ring: () => history.since(null).messages,
-      hasOrigin: (origin) => {
-        for (const [id, o] of origins) if (o === origin && id > history.lastId - history.size) return true;
-        return false;
-      },
+      hasOrigin: (origin) => history.hasOrigin(origin),
       append: (from, text, nonce, ts, origin) => {
         // A part's publish carries the sender's roles; a message never does.
-        const { message, cost } = history.append(publicUser(from), text, nonce, ts);
+        const { message, cost } = history.append(publicUser(from), text, nonce, ts, origin);
         this.#count(cost);
-        if (origin !== null) origins.set(message.id, origin);
-        for (const id of origins.keys()) if (id <= message.id - history.size) origins.delete(id);
         return message;
       },
     };
