@@ -19,6 +19,7 @@ import { createLogger, describeError, type Logger } from "./log.ts";
 import {
   CloseCode,
   ERROR_WINDOW_MS,
+  IDLE_TIMEOUT_MS,
   MAX_ERRORS_PER_WINDOW,
   MAX_FRAME_BYTES,
   MAX_NAME_LENGTH,
@@ -59,6 +60,8 @@ interface Member {
   strikes: number[];
   acked: number | null;
   welcomed: boolean;
+  /** When the client last sent a frame other than `ping` (or connected). */
+  seen: number;
 }
 
 export class RoomPart extends DurableObject<Env> {
@@ -74,6 +77,7 @@ export class RoomPart extends DurableObject<Env> {
   readonly #batches = new BatchQueue();
   #flushTimer: ReturnType<typeof setTimeout> | null = null;
   #ticker: ReturnType<typeof setInterval> | null = null;
+  #sweptAt = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -146,7 +150,7 @@ export class RoomPart extends DurableObject<Env> {
     const stream = this.#streamFor(this.ctx.id.name ?? admission.room);
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server);
-    const member: Member = { id: this.#nextId++, admission, strikes: [], acked: null, welcomed: false };
+    const member: Member = { id: this.#nextId++, admission, strikes: [], acked: null, welcomed: false, seen: Date.now() };
     this.#members.set(server, member);
     this.#byId.set(member.id, server);
     this.#apply(stream.open(member.id, admission.user, admission.after, Date.now()));
@@ -171,7 +175,9 @@ export class RoomPart extends DurableObject<Env> {
         return;
       }
       if (this.#link === null && this.#members.size > 0) this.#askForLink();
-      if (this.#stream !== null) this.#apply(this.#stream.tick(Date.now()));
+      const now = Date.now();
+      if (this.#stream !== null) this.#apply(this.#stream.tick(now));
+      this.#sweep(now);
     }, PART_RETRY_MS);
   }
 
@@ -217,7 +223,24 @@ export class RoomPart extends DurableObject<Env> {
     if (this.#stream !== null) this.#apply(this.#stream.close(member.id, Date.now()));
   }
 
+  /**
+   * Dead connections, as the room's alarm finds them: no frame and no
+   * `ping` (answered by the runtime, timestamped without waking us) for
+   * IDLE_TIMEOUT_MS. The part's timer is running anyway, so no alarm.
+   */
+  #sweep(now: number): void {
+    if (now - this.#sweptAt < IDLE_TIMEOUT_MS / 6) return;
+    this.#sweptAt = now;
+    const idle: WebSocket[] = [];
+    for (const [ws, member] of this.#members) {
+      const pinged = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0;
+      if (now - Math.max(member.seen, pinged) >= IDLE_TIMEOUT_MS) idle.push(ws);
+    }
+    for (const ws of idle) this.#close(ws, CloseCode.normal, "no frame or ping for 60 s");
+  }
+
   #receive(ws: WebSocket, member: Member, data: string | ArrayBuffer): void {
+    member.seen = Date.now();
     const oversized = typeof data === "string" ? isOversized(data) : data.byteLength > MAX_FRAME_BYTES;
     if (oversized) {
       this.#close(ws, CloseCode.tooBig, `frame over ${MAX_FRAME_BYTES} bytes`);
@@ -233,7 +256,13 @@ export class RoomPart extends DurableObject<Env> {
       return;
     }
     if (frame.value.type === "ack") {
-      member.acked = Math.max(member.acked ?? 0, frame.value.id);
+      // As in the room: an ack must tell something new and name a message
+      // that exists, or it is an error (and 20 errors close the socket).
+      const { id } = frame.value;
+      const lastId = this.#stream?.lastId ?? 0;
+      if (member.acked !== null && id <= member.acked) this.#reject(ws, member, "invalid_message", `ack ${id} is not above the last ack, ${member.acked}`);
+      else if (id > lastId) this.#reject(ws, member, "invalid_message", `ack ${id} is beyond the last message, ${lastId}`);
+      else member.acked = id;
       return;
     }
     if (frame.value.type !== "message") {

@@ -249,4 +249,20 @@ describe("a room over several Durable Objects", () => {
     expect(banned.status).toBe(204);
     expect((await onPart.client.closed).code).toBe(4003);
   });
+
+  it("closes a reader on a part that falls more than a history behind its ack, and refuses acks that name nothing", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 3);
+    const talker = joined[0]!.client;
+    const reader = await join(room, { name: "reader" });
+    talker.say("m1");
+    expect((await messages(reader.client, 1))[0]?.id).toBe(1);
+    reader.client.send({ type: "ack", id: 99 });
+    expect(await reader.client.next("the refused ack")).toMatchObject({ type: "error", code: "invalid_message" });
+    reader.client.send({ type: "ack", id: 1 });
+    for (let i = 2; i <= 7; i++) talker.say(`m${i}`);
+    // HISTORY_SIZE is 5: message 7 is more than 5 past the ack of 1.
+    const closed = await reader.client.closed;
+    expect(closed).toEqual({ code: 1008, reason: "too far behind: reconnect with after" });
+  });
 });
