@@ -121,7 +121,7 @@ export default defineConfig({
         plugins: [
           cloudflareTest({
             wrangler: { configPath: "./wrangler.toml" },
-            miniflare: { bindings: { ...secrets, ADMIN_TOKEN: "test-admin-token", SHARD_SIZE: "3", HISTORY_SIZE: "5", PRESENCE_LIMIT: "4" } },
+            miniflare: { bindings: { ...identity, ADMIN_TOKEN: "test-admin-token", SHARD_SIZE: "3", HISTORY_SIZE: "5", PRESENCE_LIMIT: "4" } },
           }),
         ],
         test: { name: "shards", include: ["test/shards/*.test.ts"], testTimeout: 60_000 },

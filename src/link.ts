@@ -13,7 +13,10 @@
 // No Workers APIs here: the sequencer, the part's stream and the model test
 // that drives them through a lossy network all run in plain Node.
 
-import type { DeleteFrame, Message, SettingsFrame, User } from "./protocol.ts";
+import type { ClientBan, ClientDelete, ClientSettings, ClientUnban, DeleteFrame, Message, SettingsFrame, User } from "./protocol.ts";
+
+/** A moderation frame a part's socket sent, for the room to decide. */
+export type ModerationRequest = ClientDelete | ClientBan | ClientUnban | ClientSettings;
 
 /**
  * The version of these frames. A receiver drops frames of a version it does
@@ -67,7 +70,7 @@ export type StreamEvent =
   /** A ban: close the user's sockets (and, for a guest, the guest sockets from `address`) with 4003. */
   | { kind: "ban"; user: string; address: string | null; reason: string };
 
-export type RejectCode = "rate_limited" | "slow_mode" | "forbidden";
+export type RejectCode = "rate_limited" | "slow_mode" | "forbidden" | "not_found";
 
 export interface Rejection {
   u: number;
@@ -117,7 +120,9 @@ export type UpstreamOp =
   | { kind: "arrive"; user: User }
   | { kind: "depart"; userId: string }
   /** No time: a message's `ts` is the sequencer's clock, so it never goes backwards in id order. */
-  | { kind: "publish"; from: User; text: string; nonce?: string };
+  | { kind: "publish"; from: User; text: string; nonce?: string }
+  /** `from` carries its roles: the room decides whether it may. */
+  | { kind: "moderate"; from: User; frame: ModerationRequest };
 
 /**
  * A publish an attach repeats. `floor` is the part's last delivered id when
@@ -127,7 +132,7 @@ export type UpstreamOp =
  */
 export interface PendingPublish {
   u: number;
-  op: Extract<UpstreamOp, { kind: "publish" }>;
+  op: Extract<UpstreamOp, { kind: "publish" | "moderate" }>;
   floor: number | null;
 }
 

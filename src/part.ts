@@ -266,7 +266,7 @@ export class RoomPart extends DurableObject<Env> {
       return;
     }
     if (frame.value.type !== "message") {
-      this.#reject(ws, member, "forbidden", "moderation is not available in this part of a large room yet", frame.value.nonce);
+      if (this.#stream !== null) this.#apply(this.#stream.moderate(member.id, frame.value, Date.now()));
       return;
     }
     if (this.#stream !== null) this.#apply(this.#stream.publish(member.id, frame.value.text, frame.value.nonce, Date.now()));

@@ -73,7 +73,7 @@ import { RoomQuota } from "./quota.ts";
 import { recordStrike } from "./ratelimit.ts";
 import { isVerifiedUserId, readAuthSettings, type GuestMode } from "./auth.ts";
 import { parseSession, sessionRoles, type Session } from "./session.ts";
-import type { RejectCode, StreamEvent } from "./link.ts";
+import type { ModerationRequest, RejectCode, StreamEvent } from "./link.ts";
 import type { Store } from "./sequencer.ts";
 import { LOCAL_PART, ShardHub } from "./shards.ts";
 
@@ -726,6 +726,7 @@ export class ChatRoom extends DurableObject<Env> {
         },
         decide: (from, now) => this.#decidePart(from, now),
         posted: (from, now) => this.#clock.note(from.id, now),
+        moderate: (op, now) => this.#moderatePart(op.from, op.frame, now),
       },
       own,
     );
@@ -746,6 +747,26 @@ export class ChatRoom extends DurableObject<Env> {
     const wait = this.#slowWait(from, now);
     if (wait > 0) return { ok: false, code: "slow_mode", message: `slow mode: wait ${Math.ceil(wait / 1000)} s before the next message` };
     return null;
+  }
+
+  /** A moderation frame from a socket on a part: the same rules as #deleteFrame and #moderate. */
+  #moderatePart(from: User, frame: ModerationRequest, now: number): { ok: true } | { ok: false; code: RejectCode; message: string } {
+    const room = this.#name();
+    if (frame.type === "delete") {
+      const { message, cost } = this.#history.find(frame.id);
+      this.#count(cost);
+      if (message === undefined) return { ok: false, code: "not_found", message: `no kept message has id ${frame.id}` };
+      if (!mayDelete(from, message)) return { ok: false, code: "forbidden", message: "only its author or a moderator may delete this message" };
+      this.#erase(room, frame.id, from, now);
+      return { ok: true };
+    }
+    if (!isModerator(from)) return { ok: false, code: "forbidden", message: `only moderators may send ${frame.type}` };
+    if (frame.type === "settings") this.#applySettings(room, { slowMode: frame.slowMode });
+    else if (frame.type === "unban") this.#unban(room, frame.user, from, now);
+    else if (this.#ban(room, frame.user, frame, from, now) === null) {
+      return { ok: false, code: "forbidden", message: "this room holds as many bans as it can; unban someone first" };
+    }
+    return { ok: true };
   }
 
   /** A moderation broadcast for everyone: through the hub in a large room, so parts get it in order. */

@@ -52,6 +52,8 @@ export interface SequencerOptions {
   beats: number;
   /** Sees every event sent to all parts, in order: the sequencer's own sockets get them from here. */
   local?: (event: StreamEvent) => void;
+  /** Moderation from parts' sockets; without it, refused. */
+  moderate?: Moderate;
 }
 
 /**
@@ -61,6 +63,13 @@ export interface SequencerOptions {
  * its answer arrives.
  */
 export const ANSWER_MEMORY = 1024;
+
+/**
+ * The room's verdict on a moderation frame from a part's socket; on `ok` the
+ * room has applied it, and its effects went out through `announce`. Doing it
+ * twice (a repeat after a restart) changes nothing more than once.
+ */
+export type Moderate = (op: Extract<UpstreamOp, { kind: "moderate" }>, now: number) => { ok: true } | { ok: false; code: RejectCode; message: string };
 
 /** One frame for one part. */
 export interface Send {
@@ -96,6 +105,8 @@ export class Sequencer {
   // #attach), oldest first, at most ANSWER_MEMORY of each. Every sync repeats them.
   readonly #answers = new Map<string, { incarnation: string; refused: Map<number, Rejection>; unknown: Set<number> }>();
   // Of each part: which incarnation, its last attach and the last upstream number handled.
+  // While a part's frame is handled: what `announce` sent meanwhile.
+  #collecting: Send[] | null = null;
   readonly #handled = new Map<string, { incarnation: string; attach: number; u: number }>();
 
   constructor(epoch: number, store: Store, roster: Roster, decide: Decide, options: SequencerOptions) {
@@ -114,13 +125,18 @@ export class Sequencer {
   /** Handles one frame from a part. */
   receive(frame: Upstream, now: number): Send[] {
     if (frame.v !== LINK_VERSION) return [];
-    switch (frame.type) {
-      case "attach":
-        return this.#attach(frame, now);
-      case "op":
-        return this.#op(frame.part, frame.incarnation, frame.u, frame.op, now);
-      case "refill":
-        return this.#refill(frame.part, frame.incarnation, frame.stream, frame.from);
+    this.#collecting = [];
+    try {
+      switch (frame.type) {
+        case "attach":
+          return this.#attach(frame, now);
+        case "op":
+          return this.#op(frame.part, frame.incarnation, frame.u, frame.op, now);
+        case "refill":
+          return this.#refill(frame.part, frame.incarnation, frame.stream, frame.from);
+      }
+    } finally {
+      this.#collecting = null;
     }
   }
 
@@ -149,9 +165,17 @@ export class Sequencer {
     return this.#broadcast(this.#roster.depart(part, userId, now));
   }
 
-  /** An event the room decided by itself (moderation): to every part, in the one order. */
+  /**
+   * An event the room decided by itself (moderation): to every part, in the
+   * one order. Announced while a part's frame is being handled (the room
+   * acting on a part's moderation frame), the sends join that frame's
+   * answer in order instead, after the sync they may follow.
+   */
   announce(event: StreamEvent): Send[] {
-    return this.#broadcast([event]);
+    const sends = this.#broadcast([event]);
+    if (this.#collecting === null) return sends;
+    this.#collecting.push(...sends);
+    return [];
   }
 
   /** A message from outside the parts (the HTTP API, the room's own sockets). */
@@ -194,8 +218,11 @@ export class Sequencer {
       if (p.floor !== null && p.floor >= ringStart - 1) fresh.push(p);
       else remember(answers.unknown, p.u);
     }
-    sends.push(this.#sync(frame.part, link, fresh.length));
-    for (const { u, op } of fresh) sends.push(...this.#publish(frame.part, frame.incarnation, u, op, now));
+    const sync = this.#sync(frame.part, link);
+    sends.push(sync);
+    for (const { u, op } of fresh) sends.push(...this.#decideOp(frame.part, frame.incarnation, u, op, now));
+    // The part keeps the nonces of these until the events that answer them.
+    if (sync.frame.type === "sync") sync.frame.answered = link.seq;
     this.#handled.set(frame.part, { incarnation: frame.incarnation, attach: frame.n, u: frame.upTo });
     return sends;
   }
@@ -216,7 +243,7 @@ export class Sequencer {
     return link;
   }
 
-  #sync(part: string, link: Link, answered = 0): Send {
+  #sync(part: string, link: Link): Send {
     const answers = this.#answersOf(part, link.incarnation);
     return {
       part,
@@ -229,7 +256,7 @@ export class Sequencer {
         lastId: this.#store.lastId,
         presence: this.#roster.snapshot(),
         unknown: Array.from(answers.unknown),
-        answered,
+        answered: 0,
         rejected: Array.from(answers.refused.values()),
       },
     };
@@ -266,25 +293,36 @@ export class Sequencer {
       case "depart":
         return this.#broadcast(this.#roster.depart(part, op.userId, now));
       case "publish":
-        return this.#publish(part, link.incarnation, u, op, now);
+      case "moderate":
+        return this.#decideOp(part, link.incarnation, u, op, now);
     }
+  }
+
+  #decideOp(part: string, incarnation: string, u: number, op: PendingPublish["op"], now: number): Send[] {
+    if (op.kind === "publish") return this.#publish(part, incarnation, u, op, now);
+    const start = this.#collecting?.length ?? 0;
+    const verdict = this.#options.moderate?.(op, now) ?? { ok: false, code: "forbidden", message: "moderation is not available here" };
+    const effects = this.#collecting?.splice(start) ?? [];
+    return verdict.ok ? effects : [...effects, ...this.#refuse(part, incarnation, { u, code: verdict.code, message: verdict.message })];
   }
 
   #publish(part: string, incarnation: string, u: number, op: Extract<UpstreamOp, { kind: "publish" }>, now: number): Send[] {
     const verdict = this.#decide(op, now);
-    if (!verdict.ok) {
-      const rejection: Rejection = { u, code: verdict.code, message: verdict.message };
-      const { refused } = this.#answersOf(part, incarnation);
-      refused.set(u, rejection);
-      for (const old of refused.keys()) {
-        if (refused.size <= ANSWER_MEMORY) break;
-        refused.delete(old);
-      }
-      const link = this.#links.get(part);
-      return link === undefined ? [] : [this.#emit(part, link, { kind: "reject", ...rejection })];
-    }
+    if (!verdict.ok) return this.#refuse(part, incarnation, { u, code: verdict.code, message: verdict.message });
     const message = this.#store.append(op.from, op.text, op.nonce, now, originOf(part, incarnation, u));
     return this.#broadcast([{ kind: "message", message }]);
+  }
+
+  /** Refuses upstream frame `u`, and remembers it for the syncs to come. */
+  #refuse(part: string, incarnation: string, rejection: Rejection): Send[] {
+    const { refused } = this.#answersOf(part, incarnation);
+    refused.set(rejection.u, rejection);
+    for (const old of refused.keys()) {
+      if (refused.size <= ANSWER_MEMORY) break;
+      refused.delete(old);
+    }
+    const link = this.#links.get(part);
+    return link === undefined ? [] : [this.#emit(part, link, { kind: "reject", ...rejection })];
   }
 
   #answersOf(part: string, incarnation: string): { refused: Map<number, Rejection>; unknown: Set<number> } {

@@ -12,7 +12,7 @@ import { describeError } from "./log.ts";
 import type { Message, User } from "./protocol.ts";
 import { take, type Bucket } from "./ratelimit.ts";
 import { Roster } from "./roster.ts";
-import { Sequencer, type Decide, type Send, type Store } from "./sequencer.ts";
+import { Sequencer, type Decide, type Moderate, type Send, type Store } from "./sequencer.ts";
 import type { Config } from "./config.ts";
 
 /** The roster's name for the sequencer's own sockets. */
@@ -38,6 +38,8 @@ export interface HubOptions {
   decide: (from: User, now: number) => { ok: false; code: RejectCode; message: string } | null;
   /** A part's publish was accepted (slow mode counts from here). */
   posted: (from: User, now: number) => void;
+  /** Decides and applies a moderation frame from a part's socket. */
+  moderate: Moderate;
 }
 
 export class ShardHub {
@@ -71,7 +73,7 @@ export class ShardHub {
       if (verdict.ok) o.posted(op.from, now);
       return verdict;
     };
-    this.#seq = new Sequencer(epoch, o.store, this.#roster, decide, { window: 4096, beats: 3, local: o.local });
+    this.#seq = new Sequencer(epoch, o.store, this.#roster, decide, { window: 4096, beats: 3, local: o.local, moderate: o.moderate });
     this.#ticker = setInterval(() => this.#tick(Date.now()), PART_RETRY_MS);
   }
 

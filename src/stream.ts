@@ -20,6 +20,7 @@ import {
   compareStreams,
   type Downstream,
   type PartUser,
+  type ModerationRequest,
   type PendingPublish,
   type PresenceSnapshot,
   type RejectCode,
@@ -204,6 +205,20 @@ export class PartStream {
       return [busy];
     }
     const op: PublishOp = nonce === undefined ? { kind: "publish", from: s.user, text } : { kind: "publish", from: s.user, text, nonce };
+    this.#publishes.set(this.#nextU, { socket, pending: { u: this.#nextU, op, floor: this.#lastId } });
+    return this.#send(op, now);
+  }
+
+  /** A moderation frame from a welcomed socket, for the room to decide and apply. */
+  moderate(socket: number, frame: ModerationRequest, now: number): PartAction[] {
+    const s = this.#sockets.get(socket);
+    if (s === undefined) return [];
+    if (!s.welcomed || this.#publishes.size >= ANSWER_MEMORY) {
+      const refused: PartAction = { kind: "error", socket, code: "rate_limited", message: "not now; this frame was dropped" };
+      if (frame.nonce !== undefined) refused.nonce = frame.nonce;
+      return [refused];
+    }
+    const op: UpstreamOp = { kind: "moderate", from: s.user, frame };
     this.#publishes.set(this.#nextU, { socket, pending: { u: this.#nextU, op, floor: this.#lastId } });
     return this.#send(op, now);
   }
@@ -425,7 +440,9 @@ export class PartStream {
     this.#publishes.delete(u);
     if (publish === undefined || !this.#sockets.has(publish.socket)) return [];
     const error: PartAction = { kind: "error", socket: publish.socket, code, message };
-    if (publish.pending.op.nonce !== undefined) error.nonce = publish.pending.op.nonce;
+    const { op } = publish.pending;
+    const nonce = op.kind === "publish" ? op.nonce : op.frame.nonce;
+    if (nonce !== undefined) error.nonce = nonce;
     return [error];
   }
 

@@ -8,7 +8,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Message, ServerFrame, WelcomeFrame } from "../../src/protocol.ts";
 import { freshRoom, join, request, roomStub, upgradeHeaders, type Client } from "../helpers.ts";
-import { api } from "../moderation/support.ts";
+import { api, joinAs } from "../moderation/support.ts";
 
 /** The next `n` messages this client gets, whatever presence frames come between. */
 async function messages(client: Client, n: number): Promise<Message[]> {
@@ -264,5 +264,24 @@ describe("a room over several Durable Objects", () => {
     // HISTORY_SIZE is 5: message 7 is more than 5 past the ack of 1.
     const closed = await reader.client.closed;
     expect(closed).toEqual({ code: 1008, reason: "too far behind: reconnect with after" });
+  });
+
+  it("acts on moderation frames sent from a part's sockets, with the room's rules", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 3);
+    const watcher = joined[0]!.client;
+    const author = await join(room, { name: "author" });
+    const moderator = await joinAs(room, "mod", ["moderator"]);
+    author.client.say("oops");
+    const [oops] = await messages(author.client, 1);
+    await messages(watcher, 1);
+    author.client.send({ type: "ban", user: "someone", nonce: "b1" });
+    expect(await author.client.next("the refusal")).toMatchObject({ type: "error", code: "forbidden", nonce: "b1" });
+    author.client.send({ type: "delete", id: 99, nonce: "d0" });
+    expect(await author.client.next("not found")).toMatchObject({ type: "error", code: "not_found", nonce: "d0" });
+    author.client.send({ type: "delete", id: oops!.id, nonce: "d1" });
+    expect(await watcher.next("the tombstone")).toMatchObject({ type: "delete", id: oops!.id, by: { name: "author" } });
+    moderator.send({ type: "ban", user: author.welcome.you.id, reason: "spam" });
+    expect((await author.client.closed).code).toBe(4003);
   });
 });
