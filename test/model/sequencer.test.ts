@@ -194,4 +194,30 @@ describe("Sequencer", () => {
     expect(seq.receive({ ...attach("p1"), v: 2 } as unknown as Upstream, 0)).toEqual([]);
     expect(seq.attached).toEqual([]);
   });
+
+  it("sends the effects of a part's moderation after the sync they follow, and refuses with the frame's number", () => {
+    const store = new MemoryStore(4);
+    const announced: string[] = [];
+    const seq: Sequencer = new Sequencer(1, store, new Roster(10), refuseBang, {
+      window: 4,
+      beats: 2,
+      moderate: (op) => {
+        if (op.frame.type !== "settings") return { ok: false, code: "forbidden", message: "no" };
+        announced.push(...seq.announce({ kind: "frame", frame: { type: "settings", slowMode: op.frame.slowMode } }).map((s) => s.part));
+        return { ok: true };
+      },
+    });
+    const settings = { kind: "moderate", from: alice, frame: { type: "settings", slowMode: 5 } } as const;
+    const sends = seq.receive(attach("p1", { upTo: 1, lastId: 0, pending: [{ u: 1, op: settings, floor: 0 }] }), 0);
+    expect(announced).toEqual([]);
+    expect(framesTo(sends, "p1").map((f) => f.type)).toEqual(["sync", "event"]);
+    expect(framesTo(sends, "p1")[0]).toMatchObject({ type: "sync", answered: 1 });
+    expect(framesTo(sends, "p1")[1]).toMatchObject({ seq: 1, event: { kind: "frame", frame: { type: "settings", slowMode: 5 } } });
+    const refused = seq.receive(op("p1", 2, { kind: "moderate", from: alice, frame: { type: "unban", user: "u" } }), 1);
+    expect(framesTo(refused, "p1")).toEqual([
+      { v, type: "event", stream: { epoch: 1, gen: 1 }, seq: 2, acked: 2, event: { kind: "reject", u: 2, code: "forbidden", message: "no" } },
+    ]);
+    // Outside a part's frame, an announcement is sent by whoever made it.
+    expect(seq.announce({ kind: "ban", user: "u", address: null, reason: "r" }).map((s) => s.part)).toEqual(["p1"]);
+  });
 });
