@@ -121,7 +121,18 @@ export default defineConfig({
         plugins: [
           cloudflareTest({
             wrangler: { configPath: "./wrangler.toml" },
-            miniflare: { bindings: { ...identity, ADMIN_TOKEN: "test-admin-token", SHARD_SIZE: "3", HISTORY_SIZE: "5", PRESENCE_LIMIT: "4" } },
+            // An address bucket of 12 that barely refills, so a test can empty it.
+            miniflare: {
+              bindings: {
+                ...identity,
+                ADMIN_TOKEN: "test-admin-token",
+                SHARD_SIZE: "3",
+                HISTORY_SIZE: "5",
+                PRESENCE_LIMIT: "4",
+                ADDRESS_RATE_BURST: "12",
+                ADDRESS_RATE_PER_SEC: "0.01",
+              },
+            },
           }),
         ],
         test: { name: "shards", include: ["test/shards/*.test.ts"], testTimeout: 60_000 },

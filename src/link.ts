@@ -120,7 +120,8 @@ export type UpstreamOp =
   | { kind: "arrive"; user: User }
   | { kind: "depart"; userId: string }
   /** No time: a message's `ts` is the sequencer's clock, so it never goes backwards in id order. */
-  | { kind: "publish"; from: User; text: string; nonce?: string }
+  /** `address`: the sender's address key, for the room's per-address bucket. */
+  | { kind: "publish"; from: User; text: string; nonce?: string; address?: string }
   /** `from` carries its roles: the room decides whether it may. */
   | { kind: "moderate"; from: User; frame: ModerationRequest };
 

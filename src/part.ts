@@ -153,7 +153,7 @@ export class RoomPart extends DurableObject<Env> {
     const member: Member = { id: this.#nextId++, admission, strikes: [], acked: null, welcomed: false, seen: Date.now() };
     this.#members.set(server, member);
     this.#byId.set(member.id, server);
-    this.#apply(stream.open(member.id, admission.user, admission.after, Date.now()));
+    this.#apply(stream.open(member.id, admission.user, admission.after, Date.now(), admission.address));
     if (this.#link === null) this.#askForLink();
     this.#keepTicking();
     return new Response(null, { status: 101, webSocket: client });

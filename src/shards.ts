@@ -69,7 +69,7 @@ export class ShardHub {
     // The room's own clients know each other already: nothing to tell.
     this.#roster.replace(LOCAL_PART, Array.from(counts.values()), Date.now());
     const decide: Decide = (op, now) => {
-      const verdict = o.decide(op.from, now) ?? this.#decide(op.from, now);
+      const verdict = o.decide(op.from, now) ?? this.#decide(op.from, op.address, now);
       if (verdict.ok) o.posted(op.from, now);
       return verdict;
     };
@@ -189,11 +189,21 @@ export class ShardHub {
     }
   }
 
-  /** The per-user bucket across the whole room (the per-address one is not wired yet). */
-  #decide(from: User, now: number): ReturnType<Decide> {
-    const { rateBurst, ratePerSec } = this.#o.config;
-    const result = take(this.#buckets.get(from.id) ?? { tokens: rateBurst, at: now }, now, rateBurst, ratePerSec);
-    this.#buckets.set(from.id, result.bucket);
-    return result.allowed ? { ok: true } : { ok: false, code: "rate_limited", message: "too many messages; this one was dropped" };
+  /**
+   * The per-user and the per-address buckets for a part's publishes, taken
+   * from both or neither, as RoomQuota does for the room's own sockets. Kept
+   * apart from the room's own buckets, in memory: a user posting from the
+   * room's own sockets and from a part at once gets both allowances.
+   */
+  #decide(from: User, address: string | undefined, now: number): ReturnType<Decide> {
+    const { rateBurst, ratePerSec, addressRateBurst, addressRatePerSec } = this.#o.config;
+    const refused = { ok: false, code: "rate_limited", message: "too many messages; this one was dropped" } as const;
+    const user = take(this.#buckets.get(from.id) ?? { tokens: rateBurst, at: now }, now, rateBurst, ratePerSec);
+    const keyed = address !== undefined && addressRateBurst > 0 && addressRatePerSec > 0 ? `@${address}` : null;
+    const byAddress = keyed === null ? null : take(this.#buckets.get(keyed) ?? { tokens: addressRateBurst, at: now }, now, addressRateBurst, addressRatePerSec);
+    if (!user.allowed || byAddress?.allowed === false) return refused;
+    this.#buckets.set(from.id, user.bucket);
+    if (keyed !== null && byAddress !== null) this.#buckets.set(keyed, byAddress.bucket);
+    return { ok: true };
   }
 }

@@ -65,6 +65,7 @@ interface Socket {
   /** The upstream number of its `arrive`. */
   u: number;
   welcomed: boolean;
+  address?: string;
   /** What it sent before its welcome: published after it, so the echo comes live. */
   early: { text: string; nonce: string | undefined }[];
 }
@@ -164,10 +165,10 @@ export class PartStream {
     ];
   }
 
-  /** A socket was upgraded; its welcome waits for the room. */
-  open(socket: number, user: User, after: number | null, now: number): PartAction[] {
+  /** A socket was upgraded; its welcome waits for the room. `address` is its client's address key (address.ts). */
+  open(socket: number, user: User, after: number | null, now: number, address?: string): PartAction[] {
     const u = this.#nextU;
-    this.#sockets.set(socket, { user, after, u, welcomed: false, early: [] });
+    this.#sockets.set(socket, address === undefined ? { user, after, u, welcomed: false, early: [] } : { user, after, u, welcomed: false, early: [], address });
     // Presence shows the public user; a publish carries the roles (the
     // room decides whether a moderator may skip slow mode).
     return this.#send({ kind: "arrive", user: publicUser(user) }, now);
@@ -204,7 +205,9 @@ export class PartStream {
       if (nonce !== undefined) busy.nonce = nonce;
       return [busy];
     }
-    const op: PublishOp = nonce === undefined ? { kind: "publish", from: s.user, text } : { kind: "publish", from: s.user, text, nonce };
+    const op: PublishOp = { kind: "publish", from: s.user, text };
+    if (nonce !== undefined) op.nonce = nonce;
+    if (s.address !== undefined) op.address = s.address;
     this.#publishes.set(this.#nextU, { socket, pending: { u: this.#nextU, op, floor: this.#lastId } });
     return this.#send(op, now);
   }

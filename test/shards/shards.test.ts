@@ -7,7 +7,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Message, ServerFrame, WelcomeFrame } from "../../src/protocol.ts";
-import { freshRoom, join, request, roomStub, upgradeHeaders, type Client } from "../helpers.ts";
+import { freshIp, freshRoom, join, request, roomStub, upgradeHeaders, type Client } from "../helpers.ts";
 import { api, joinAs } from "../moderation/support.ts";
 
 /** The next `n` messages this client gets, whatever presence frames come between. */
@@ -283,5 +283,30 @@ describe("a room over several Durable Objects", () => {
     expect(await watcher.next("the tombstone")).toMatchObject({ type: "delete", id: oops!.id, by: { name: "author" } });
     moderator.send({ type: "ban", user: author.welcome.you.id, reason: "spam" });
     expect((await author.client.closed).code).toBe(4003);
+  });
+
+  it("holds one address to its message bucket across the sockets it has on parts", async () => {
+    const room = freshRoom();
+    await crowd(room, 3);
+    const headers = { "CF-Connecting-IP": freshIp() };
+    const a = await join(room, { name: "a", headers });
+    const b = await join(room, { name: "b", headers });
+    for (let i = 1; i <= 7; i++) {
+      a.client.say(`a${i}`, `a${i}`);
+      b.client.say(`b${i}`, `b${i}`);
+    }
+    // 14 messages, 12 in the address's bucket: two refused, whoever sent them.
+    const answers = async (client: Client) => {
+      const mine = new Map<string, string>();
+      while (mine.size < 7) {
+        const frame = await client.next("an answer");
+        if (frame.type === "error" && frame.nonce !== undefined) mine.set(frame.nonce, frame.code);
+        if (frame.type === "message" && frame.nonce !== undefined && frame.from.name === (client === a.client ? "a" : "b")) mine.set(frame.nonce, "stored");
+      }
+      return [...mine.values()];
+    };
+    const all = [...(await answers(a.client)), ...(await answers(b.client))];
+    expect(all.filter((x) => x === "rate_limited")).toHaveLength(2);
+    expect(all.filter((x) => x === "stored")).toHaveLength(12);
   });
 });
