@@ -155,6 +155,7 @@ export class ShardHub {
 
   #tick(now: number): void {
     this.#send(this.#seq.tick(now));
+    this.#prune(now);
     // Shrinking: a part with no sockets for a while is unlinked; with none
     // left, the room goes back to being one object.
     for (const [part, ws] of this.#links) {
@@ -172,6 +173,15 @@ export class ShardHub {
     }
     const remote = Array.from(this.#roster.parts().keys()).some((part) => part !== LOCAL_PART);
     if (this.#links.size === 0 && this.#dialling.size === 0 && !remote) this.#o.idle();
+  }
+
+  /** Forgets buckets that have refilled: a full bucket and no bucket are the same. */
+  #prune(now: number): void {
+    const { rateBurst, ratePerSec, addressRateBurst, addressRatePerSec } = this.#o.config;
+    for (const [key, bucket] of this.#buckets) {
+      const [burst, perSec] = key.startsWith("@") ? [addressRateBurst, addressRatePerSec] : [rateBurst, ratePerSec];
+      if (bucket.tokens + ((now - bucket.at) * perSec) / 1000 >= burst) this.#buckets.delete(key);
+    }
   }
 
   close(): void {
