@@ -248,6 +248,25 @@ describe("a moderator at work", () => {
     await carol.waitForOnline(["Alice", "Bob", "Carol"]);
   });
 
+  test("a ban is remembered per user: another user welcomed in a tab of the same browser does not clear it", async () => {
+    const room = newRoom();
+    const bob = await signedIn(room, "bob", "Bob");
+    const banned = await fetch(`${h.server.url}/api/rooms/${room}/bans/${await verifiedUserId("bob")}`, {
+      method: "PUT",
+      headers: { Authorization: `Bearer ${await jwt("alice", "Alice", ["moderator"])}` },
+      body: JSON.stringify({ minutes: 60, reason: "spam" }),
+    });
+    expect(banned.status).toBe(204);
+    await eventually("Bob's page never showed the ban", async () => await bob.page.locator("#banned").isVisible());
+    // Dave signs in beside Bob: another tab, the same localStorage.
+    const dave = await bob.context.newPage();
+    await dave.goto(`${h.server.url}/#${room}&auth=${await jwt("dave", "Dave")}`);
+    await eventually("Dave's tab never got online", async () => (await dave.locator("#status").getAttribute("data-state")) === "online");
+    await bob.page.reload();
+    await eventually("after Dave's welcome, Bob's reload no longer knew of the ban", async () => await bob.page.locator("#banned").isVisible());
+    expect(await bob.page.locator("#banned-text").textContent()).toMatch(/Reason: “spam”$/);
+  });
+
   test("everyone may delete their own message (two clicks), and only their own", async () => {
     const room = newRoom();
     const bob = await h.person(room, "Bob");
