@@ -4,6 +4,9 @@ import { take, type Bucket } from "./ratelimit.ts";
 /** What a per-address allowance is for; each has its own bucket. */
 export type Purpose = "connect" | "api";
 
+/** The secrets whose guessing is throttled: PUBLISH_TOKEN, and ADMIN_TOKEN or a moderator's JWT. */
+export type BearerKind = "publish" | "moderation";
+
 /**
  * Counts what one client address does across all rooms: one instance per
  * address key (`idFromName(addressKey(request))`, see address.ts), and in it
@@ -27,21 +30,21 @@ export class ConnectLimiter extends DurableObject<Env> {
     return allowed;
   }
 
-  // Times of this address's failed PUBLISH_TOKEN attempts in the last minute.
-  #publishFailures: number[] = [];
+  // Times of this address's failed bearer attempts in the last minute, one list per kind of secret.
+  readonly #failures = new Map<BearerKind, number[]>();
 
   /**
-   * Checks a publish attempt that presented a wrong (`failed`) or the right
-   * bearer token, and returns the seconds to wait before the next attempt
-   * counts, or 0 to go on. While `perMinute` failures are less than a minute
-   * old every attempt waits, the right token too: otherwise a guess that
+   * Checks an attempt that presented a wrong (`failed`) or a good bearer for
+   * `kind`, and returns the seconds to wait before the next attempt counts,
+   * or 0 to go on. While `perMinute` failures are less than a minute old
+   * every attempt waits, the good bearer too: otherwise a guess that
    * succeeds while throttled would still tell itself apart. Attempts that
    * wait are not counted, so the wait never outlasts the oldest failure.
    */
-  publishAttempt(failed: boolean, perMinute: number): number {
+  bearerAttempt(kind: BearerKind, failed: boolean, perMinute: number): number {
     const now = Date.now();
-    const recent = this.#publishFailures.filter((t) => now - t < 60_000);
-    this.#publishFailures = recent;
+    const recent = (this.#failures.get(kind) ?? []).filter((t) => now - t < 60_000);
+    this.#failures.set(kind, recent);
     const oldest = recent[0];
     if (oldest !== undefined && recent.length >= perMinute) return Math.max(1, Math.ceil((oldest + 60_000 - now) / 1000));
     if (failed) recent.push(now);

@@ -13,6 +13,8 @@ export const DEFAULT_RATE_BURST = 10;
 export const DEFAULT_RATE_PER_SEC = 5;
 /** Failed PUBLISH_TOKEN attempts one address may make in a minute; then `429` until the oldest is a minute old. */
 export const PUBLISH_FAILURES_PER_MIN = 10;
+/** The same for the moderation API's bearer (ADMIN_TOKEN or a moderator's JWT), counted apart. */
+export const MODERATION_FAILURES_PER_MIN = 10;
 
 // Moderation (v1.1). User ids are opaque to clients (guest `u_…`, verified
 // ids derived from `sub`), so the bound is generous rather than a pattern.

@@ -7,12 +7,13 @@
 import { addressKey } from "./address.ts";
 import { authConfigured, readAuthSettings, roomAllowed, verifyHostJwt, type AuthSettings, type Identity } from "./auth.ts";
 import { readConfig, type Config } from "./config.ts";
-import type { Purpose } from "./limiter.ts";
+import type { BearerKind, Purpose } from "./limiter.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
 import { servePage } from "./page.ts";
 import {
   DEFAULT_ROOM,
   MAX_FRAME_BYTES,
+  MODERATION_FAILURES_PER_MIN,
   PUBLISH_FAILURES_PER_MIN,
   normalizeName,
   normalizeRoom,
@@ -272,6 +273,26 @@ async function readCapped(request: Request, limit: number): Promise<string | nul
   return new TextDecoder().decode(bytes);
 }
 
+const FAILURES_PER_MIN: Record<BearerKind, number> = {
+  publish: PUBLISH_FAILURES_PER_MIN,
+  moderation: MODERATION_FAILURES_PER_MIN,
+};
+
+/**
+ * Counts a bearer attempt for `kind` against the address's failures (see
+ * ConnectLimiter.bearerAttempt); a 429 while the address is throttled, null
+ * to go on. Requests without an address come from no edge (a test, a local
+ * proxy) and share one count.
+ */
+async function throttleGuesses(request: Request, env: Env, room: string, kind: BearerKind, failed: boolean, log: Logger): Promise<Response | null> {
+  const address = addressKey(request) ?? "none";
+  const perMinute = FAILURES_PER_MIN[kind];
+  const wait = await env.CONNECT_LIMITER.get(env.CONNECT_LIMITER.idFromName(address)).bearerAttempt(kind, failed, perMinute);
+  if (wait === 0) return null;
+  log.info("bearer_throttled", { room, kind, wait });
+  return error(429, "too_many_requests", `too many failed attempts; at most ${perMinute} a minute`, { "Retry-After": String(wait) });
+}
+
 async function messages(request: Request, url: URL, room: string, env: Env, log: Logger): Promise<Response> {
   if (request.method === "GET") {
     const settings = authSettings(env, log);
@@ -289,17 +310,8 @@ async function messages(request: Request, url: URL, room: string, env: Env, log:
     return error(404, "not_found", "publishing over HTTP is not enabled");
   }
   const authorized = await bearerMatches(request.headers.get("Authorization"), env.PUBLISH_TOKEN);
-  // Requests without an address come from no edge (a test, a local proxy)
-  // and share one count.
-  const address = addressKey(request) ?? "none";
-  const limiter = env.CONNECT_LIMITER.get(env.CONNECT_LIMITER.idFromName(address));
-  const wait = await limiter.publishAttempt(!authorized, PUBLISH_FAILURES_PER_MIN);
-  if (wait > 0) {
-    log.info("publish_throttled", { room, wait });
-    return error(429, "too_many_requests", `too many failed attempts; at most ${PUBLISH_FAILURES_PER_MIN} a minute`, {
-      "Retry-After": String(wait),
-    });
-  }
+  const throttled = await throttleGuesses(request, env, room, "publish", !authorized, log);
+  if (throttled !== null) return throttled;
   if (!authorized) {
     log.info("publish_unauthorized", { room });
     return error(401, "unauthorized", "a valid bearer token is required", { "WWW-Authenticate": "Bearer" });
@@ -379,6 +391,9 @@ async function moderation(
     return error(405, "method_not_allowed", `use ${allow}`, { Allow: allow });
   }
   const by = await moderatorOf(request, env, room, log);
+  // Only a 401 is a guess: a verified user without the role (403) knew the key.
+  const throttled = await throttleGuesses(request, env, room, "moderation", by instanceof Response && by.status === 401, log);
+  if (throttled !== null) return throttled;
   if (by instanceof Response) return by;
   const stub = roomStub(env, room);
   switch (target.kind) {

@@ -67,7 +67,11 @@ export class ChatPage {
     page.on("pageerror", (e) => this.errors.push(e.message));
   }
 
-  /** A new person (fresh context) opening `room` and answering the name prompt. */
+  /**
+   * A new person (fresh context) opening `room`: a guest answers the name
+   * prompt; with `auth` (a host JWT) the page is opened as a host links to it,
+   * `#room&auth=JWT`, and asks no name.
+   */
   static async open(
     browser: Browser,
     baseUrl: string,
@@ -78,6 +82,7 @@ export class ChatPage {
       colorScheme?: "light" | "dark";
       /** Runs before the page loads, e.g. to route its WebSocket. */
       setup?: (context: BrowserContext) => Promise<void>;
+      auth?: string;
     } = {},
   ): Promise<ChatPage> {
     const context = await browser.newContext({
@@ -86,9 +91,13 @@ export class ChatPage {
     });
     await opts.setup?.(context);
     const chat = new ChatPage(name, context, await context.newPage());
-    await chat.page.goto(`${baseUrl}/?room=${room}`);
-    await chat.page.locator("#name-input").fill(name);
-    await chat.page.locator("#name-dialog button[value=save]").click();
+    if (opts.auth === undefined) {
+      await chat.page.goto(`${baseUrl}/?room=${room}`);
+      await chat.page.locator("#name-input").fill(name);
+      await chat.page.locator("#name-dialog button[value=save]").click();
+    } else {
+      await chat.page.goto(`${baseUrl}/#${room}&auth=${opts.auth}`);
+    }
     await chat.waitOnline();
     return chat;
   }

@@ -19,14 +19,17 @@ export function newRoom(): string {
   return `t-${randomUUID()}`;
 }
 
-/** Registers the file's hooks; call once at the top level of a test file. */
-export function useHarness(): Harness {
+/**
+ * Registers the file's hooks; call once at the top level of a test file.
+ * `vars` go to the file's dev server (see startDevServer).
+ */
+export function useHarness(vars: Readonly<Record<string, string>> = {}): Harness {
   let server: DevServer | undefined;
   let browser: Browser | undefined;
   const open: ChatPage[] = [];
 
   beforeAll(async () => {
-    [server, browser] = await Promise.all([startDevServer(), launchBrowser()]);
+    [server, browser] = await Promise.all([startDevServer(vars), launchBrowser()]);
   });
 
   afterAll(async () => {

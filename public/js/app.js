@@ -102,8 +102,6 @@ const pendingNodes = new Map();
 const log = new LogWriter(ui.log);
 const scroll = new StickyScroll(ui.scroller, ui.jump);
 
-state.ban = prefs.ban(room);
-
 const conn = new Connection({ url: socketUrl, onFrame, onState, onClose });
 
 // ---- the host's JWT (auth.js) ------------------------------------------------
@@ -122,6 +120,14 @@ let askedHost = false;
 let authWaiters = [];
 
 takeFragment();
+state.ban = prefs.ban(room, banHolder());
+
+/** Who this page connects as, before the room says: the JWT's subject, else the guest token's id. */
+function banHolder() {
+  const sub = auth === null ? null : peekClaims(auth).sub;
+  if (sub !== null) return `sub:${sub}`;
+  return `guest:${prefs.token?.split(".")[0] ?? "new"}`;
+}
 
 /** Reads `#…&auth=…` and takes the JWT out of the address bar at once. */
 function takeFragment() {
@@ -246,7 +252,7 @@ function welcome(w) {
   const was = `${state.me?.id}|${state.isModerator}`;
   const got = state.welcome(w, performance.now());
   authFailed = false;
-  prefs.setBan(room, null);
+  prefs.setBan(room, banHolder(), null);
   renderBan();
   ui.me.textContent = w.you.name;
   ui.me.title = w.you.verified === true ? "Your name comes from the site you signed in with" : "Change your display name";
@@ -574,7 +580,7 @@ let banTimer;
 function onClose(close) {
   if (!close.welcomed && auth !== null) authFailed = true;
   const verdict = state.closed(close, Date.now());
-  prefs.setBan(room, state.ban);
+  prefs.setBan(room, banHolder(), state.ban);
   renderBan();
   return verdict === "retry";
 }

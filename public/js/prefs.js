@@ -101,12 +101,14 @@ export const prefs = {
   /**
    * The ban this browser was told of in a room (the 4003 close), so a reload
    * can still say why it cannot connect: the room's later `403` cannot be
-   * read by a page.
+   * read by a page. Kept per identity: tabs of one browser may be different
+   * users, and one user's welcome must not clear another's ban.
    * @param {string} room
+   * @param {string} holder  who was banned (see banHolder in app.js)
    * @returns {import("./state.js").Ban | null}
    */
-  ban(room) {
-    const raw = read(BAN + room);
+  ban(room, holder) {
+    const raw = read(`${BAN}${room}:${holder}`);
     if (raw === null) return null;
     try {
       /** @type {unknown} */
@@ -121,11 +123,13 @@ export const prefs = {
   },
   /**
    * @param {string} room
+   * @param {string} holder
    * @param {import("./state.js").Ban | null} ban
    */
-  setBan(room, ban) {
-    if (ban === null) forget(BAN + room);
-    else write(BAN + room, JSON.stringify(ban));
+  setBan(room, holder, ban) {
+    const key = `${BAN}${room}:${holder}`;
+    if (ban === null) forget(key);
+    else write(key, JSON.stringify(ban));
   },
   /** @returns {string[]} most recent first */
   get rooms() {

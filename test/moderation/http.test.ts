@@ -2,9 +2,10 @@
 // answers, and that reading a room nobody wrote to creates no storage.
 
 import { describe, expect, it } from "vitest";
+import { MODERATION_FAILURES_PER_MIN } from "../../src/protocol.ts";
 import type { RoomStats } from "../../src/room.ts";
-import { freshRoom, join, publish, request, seed, type Client } from "../helpers.ts";
-import { ADMIN, api, hostJwt, tables, usage, verifiedUser } from "./support.ts";
+import { freshIp, freshRoom, join, publish, request, seed, type Client } from "../helpers.ts";
+import { ADMIN, ADMIN_TOKEN, api, hostJwt, tables, usage, verifiedUser } from "./support.ts";
 
 async function frameOf(client: Client, type: string): Promise<unknown> {
   for (;;) {
@@ -54,6 +55,41 @@ describe("who may call the moderation API", () => {
       expect(missing.status, path).toBe(404);
       expect(await missing.json()).toEqual({ error: "not_found", message: "no such endpoint" });
     }
+  });
+});
+
+describe("failed bearer attempts on the moderation API", () => {
+  const call = (room: string, bearer: string, ip: string) => api(room, "/bans", { bearer, headers: { "CF-Connecting-IP": ip } });
+
+  async function expectThrottled(res: Response): Promise<void> {
+    expect(res.status).toBe(429);
+    expect(await res.json()).toEqual({ error: "too_many_requests", message: `too many failed attempts; at most ${MODERATION_FAILURES_PER_MIN} a minute` });
+    const wait = Number(res.headers.get("Retry-After"));
+    expect(Number.isInteger(wait) && wait >= 1 && wait <= 60, `Retry-After ${wait}`).toBe(true);
+  }
+
+  it(`are throttled per address: ${MODERATION_FAILURES_PER_MIN} a minute (wrong ADMIN_TOKEN or a JWT that does not verify), then 429 for every bearer`, async () => {
+    const room = freshRoom();
+    const ip = freshIp();
+    const forged = `${await hostJwt("mod", ["moderator"])}x`;
+    for (let i = 0; i < MODERATION_FAILURES_PER_MIN; i++) expect((await call(room, i % 2 === 0 ? `guess-${i}` : forged, ip)).status).toBe(401);
+    await expectThrottled(await call(room, "one more", ip));
+    // A right guess must not stand out while the address is throttled.
+    await expectThrottled(await call(room, ADMIN_TOKEN, ip));
+    await expectThrottled(await call(room, await hostJwt("mod", ["moderator"]), ip));
+    expect((await call(room, ADMIN_TOKEN, freshIp())).status).toBe(200);
+  });
+
+  it("count only guesses: good bearers and a verified user without the role (403) are not counted", async () => {
+    const room = freshRoom();
+    const ip = freshIp();
+    const eve = await hostJwt("eve");
+    for (let i = 0; i < MODERATION_FAILURES_PER_MIN + 2; i++) {
+      expect((await call(room, ADMIN_TOKEN, ip)).status).toBe(200);
+      expect((await call(room, eve, ip)).status).toBe(403);
+    }
+    for (let i = 0; i < MODERATION_FAILURES_PER_MIN; i++) expect((await call(room, "wrong", ip)).status).toBe(401);
+    await expectThrottled(await call(room, "wrong", ip));
   });
 });
 
