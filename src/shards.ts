@@ -51,6 +51,7 @@ export class ShardHub {
   readonly #buckets = new Map<string, Bucket>();
   // Since when each linked part has had no sockets.
   readonly #empty = new Map<string, number>();
+  #prunedAt = 0;
   #ticker: ReturnType<typeof setInterval>;
 
   constructor(o: HubOptions, own: readonly User[]) {
@@ -175,8 +176,10 @@ export class ShardHub {
     if (this.#links.size === 0 && this.#dialling.size === 0 && !remote) this.#o.idle();
   }
 
-  /** Forgets buckets that have refilled: a full bucket and no bucket are the same. */
+  /** Forgets buckets that have refilled (a full bucket and no bucket are the same), every 10 s at most. */
   #prune(now: number): void {
+    if (now - this.#prunedAt < 10_000) return;
+    this.#prunedAt = now;
     const { rateBurst, ratePerSec, addressRateBurst, addressRatePerSec } = this.#o.config;
     for (const [key, bucket] of this.#buckets) {
       const [burst, perSec] = key.startsWith("@") ? [addressRateBurst, addressRatePerSec] : [rateBurst, ratePerSec];
