@@ -777,10 +777,7 @@ export class ChatRoom extends DurableObject<Env> {
 
   /** A connection beyond the room's own SHARD_SIZE: handed to a part, which the room dials first. */
   async #toPart(admission: Admission): Promise<Response> {
-    const hub = this.#ensureHub();
-    const part = hub.partFor(admission.user.id);
-    await hub.link(part);
-    return this.env.PARTS.get(this.env.PARTS.idFromName(part)).fetch(admissionRequest(admission));
+    return this.#ensureHub().forward(admission.user.id, admissionRequest(admission));
   }
 
   /** Sockets on this room's parts, as their reports say. */

@@ -51,6 +51,8 @@ export class ShardHub {
   readonly #buckets = new Map<string, Bucket>();
   // Since when each linked part has had no sockets.
   readonly #empty = new Map<string, number>();
+  // Connections handed to each part whose arrival may not be counted yet.
+  readonly #reserved = new Map<string, number>();
   #prunedAt = 0;
   #ticker: ReturnType<typeof setInterval>;
 
@@ -86,13 +88,40 @@ export class ShardHub {
   partFor(userId: string): string {
     const size = this.#o.config.shardSize;
     const parts = this.#roster.parts();
+    const load = (part: string) => (parts.get(part) ?? 0) + (this.#reserved.get(part) ?? 0);
     for (const part of this.#roster.partsOf(userId)) {
-      if (part !== LOCAL_PART && (parts.get(part) ?? 0) < size) return part;
+      if (part !== LOCAL_PART && load(part) < size) return part;
     }
     for (let k = 1; ; k++) {
       const part = `${this.#o.room}/${k}`;
-      if ((parts.get(part) ?? 0) < size) return part;
+      if (load(part) < size) return part;
     }
+  }
+
+  /**
+   * Hands a connection to a part, dialling it first. Until the part reports
+   * it, the connection counts as reserved on that part, so a storm of
+   * connects does not send them all to one part (which would refuse those
+   * beyond SHARD_SIZE).
+   */
+  async forward(userId: string, request: Request): Promise<Response> {
+    const part = this.partFor(userId);
+    this.#reserve(part, 1);
+    let accepted = false;
+    try {
+      await this.link(part);
+      const response = await this.#o.env.PARTS.get(this.#o.env.PARTS.idFromName(part)).fetch(request);
+      accepted = response.status === 101;
+      return response;
+    } finally {
+      if (!accepted) this.#reserve(part, -1);
+    }
+  }
+
+  #reserve(part: string, n: number): void {
+    const left = (this.#reserved.get(part) ?? 0) + n;
+    if (left > 0) this.#reserved.set(part, left);
+    else this.#reserved.delete(part);
   }
 
   /** Dials `part` unless a link to it is open or being opened. */
@@ -117,7 +146,11 @@ export class ShardHub {
         if (typeof event.data !== "string") return;
         // From a part of this room, over a link no client can reach; the
         // sequencer drops versions it does not know.
+        const before = this.#roster.sockets(part);
         this.#send(this.#seq.receive(JSON.parse(event.data) as Upstream, Date.now()));
+        // Sockets the part now reports are no longer only reserved.
+        const arrived = this.#roster.sockets(part) - before;
+        if (arrived > 0) this.#reserve(part, -Math.min(arrived, this.#reserved.get(part) ?? 0));
       } catch (err) {
         this.#o.log.error("fault", { room: this.#o.room, part, where: "link", error: describeError(err) });
       }

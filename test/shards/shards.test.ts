@@ -309,4 +309,13 @@ describe("a room over several Durable Objects", () => {
     expect(all.filter((x) => x === "rate_limited")).toHaveLength(2);
     expect(all.filter((x) => x === "stored")).toHaveLength(12);
   });
+
+  it("spreads a storm of connects over parts instead of overfilling one", async () => {
+    const room = freshRoom();
+    await crowd(room, 3);
+    const storm = await Promise.all(Array.from({ length: 7 }, (_, i) => join(room, { name: `s${i}` })));
+    expect(storm.every((j) => j.welcome.type === "welcome")).toBe(true);
+    const { parts } = await roomStub(room).shards();
+    expect(parts.map((p) => p.connections)).toEqual([3, 3, 3, 1]);
+  });
 });
