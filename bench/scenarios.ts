@@ -15,9 +15,7 @@ import type { LatencySummary } from "./stats.ts";
 export const P99_LIMIT_MS = 250;
 export const SENDERS = 10;
 
-export interface Progress {
-  (line: string): void;
-}
+export type Progress = (line: string) => void
 
 function targetOf(server: BenchServer): Target {
   return {
@@ -466,7 +464,7 @@ export async function cost(host: "wrangler" | "miniflare", messages: number, pro
     const coldEntries = parseLog(logLines);
     const warmEntries = parseLog(lines);
     const events = costsByEvent(warmEntries);
-    const stored = events["message_stored"] ?? { count: 0, rowsRead: 0, rowsWritten: 0 };
+    const stored = events.message_stored ?? { count: 0, rowsRead: 0, rowsWritten: 0 };
     const connects = warmEntries.filter((e) => e.event === "connect");
     const warmConnects = connects.slice(1);
     const coldConnect = coldEntries.find((e) => e.event === "connect");

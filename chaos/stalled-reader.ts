@@ -513,7 +513,7 @@ export async function stalledReader(args: string[]): Promise<number> {
     const row = (label: string, xs: number[]): string =>
       `${label.padEnd(18)} n=${String(xs.length).padStart(7)}  p50 ${pct(xs, 50).toFixed(1).padStart(7)}  p90 ${pct(xs, 90).toFixed(1).padStart(7)}  p99 ${pct(xs, 99).toFixed(1).padStart(7)}  max ${pct(xs, 100).toFixed(1).padStart(7)}`;
     for (const p of ["base", "stalled", "drain", "tail"] as const) console.log(row(p, latency[p]));
-    stalledBuckets.forEach((b, i) => console.log(row(`  stalled ${i * 10}-${i * 10 + 10}s`, b)));
+    for (const [i, b] of stalledBuckets.entries()) console.log(row(`  stalled ${i * 10}-${i * 10 + 10}s`, b));
     const withoutStalled = [...latency.base, ...latency.tail];
     const r50 = pct(latency.stalled, 50) / pct(withoutStalled, 50);
     const r99 = pct(latency.stalled, 99) / pct(withoutStalled, 99);

@@ -69,7 +69,7 @@ async function blockStorage(context: BrowserContext): Promise<void> {
  * next frame (in the given direction) whose text contains `marker` is dropped
  * and the connection is cut, as if the network failed at that instant.
  */
-class Proxy {
+class SocketProxy {
   #current: { page: WebSocketRoute; server: WebSocketRoute | null } | null = null;
   #trap: { direction: "up" | "down"; marker: string; sprung: boolean } | null = null;
   /** While blocked, new connections are refused. */
@@ -170,7 +170,7 @@ describe("delivery across broken connections", () => {
 
   test("a message stored but whose echo was lost is not sent again", async () => {
     const room = newRoom();
-    const proxy = new Proxy();
+    const proxy = new SocketProxy();
     const alice = await person(room, "Alice", proxy.install);
     const bob = await person(room, "Bob");
 
@@ -192,7 +192,7 @@ describe("delivery across broken connections", () => {
 
   test("with browser storage blocked, a message whose echo was lost is still stored once", async () => {
     const room = newRoom();
-    const proxy = new Proxy();
+    const proxy = new SocketProxy();
     const alice = await person(room, "Alice", async (context) => {
       await blockStorage(context);
       await proxy.install(context);
@@ -233,7 +233,7 @@ describe("delivery across broken connections", () => {
 
   test("a message lost on the way to the server is sent again after the reconnect", async () => {
     const room = newRoom();
-    const proxy = new Proxy();
+    const proxy = new SocketProxy();
     const alice = await person(room, "Alice", proxy.install);
     const bob = await person(room, "Bob");
 
@@ -251,7 +251,7 @@ describe("delivery across broken connections", () => {
 
   test("away longer than the history keeps: a gap notice, then the kept messages once each", async () => {
     const room = newRoom();
-    const proxy = new Proxy();
+    const proxy = new SocketProxy();
     const alice = await person(room, "Alice", proxy.install);
     await alice.send("before leaving");
     await alice.waitForMessage("before leaving");

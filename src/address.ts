@@ -39,7 +39,8 @@ export function normalizeAddress(text: string): string | null {
     const groups = parseIpv6(trimmed);
     if (groups === null) return null;
     if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-      return [groups[6]! >> 8, groups[6]! & 0xff, groups[7]! >> 8, groups[7]! & 0xff].join(".");
+      const [, , , , , , high = 0, low = 0] = groups;
+      return [high >> 8, high & 0xff, low >> 8, low & 0xff].join(".");
     }
     return `${groups
       .slice(0, 4)
@@ -61,8 +62,9 @@ function parseIpv4(text: string): number[] | null {
 function parseIpv6(text: string): number[] | null {
   const halves = text.split("::");
   if (halves.length > 2) return null;
-  const head = groupsOf(halves[0]!);
-  const tail = halves.length === 2 ? groupsOf(halves[1]!) : [];
+  const [before = "", after = ""] = halves;
+  const head = groupsOf(before);
+  const tail = halves.length === 2 ? groupsOf(after) : [];
   if (head === null || tail === null) return null;
   const missing = 8 - head.length - tail.length;
   if (halves.length === 2 ? missing < 1 : missing !== 0) return null;
@@ -77,7 +79,8 @@ function groupsOf(text: string): number[] | null {
     if (i === parts.length - 1 && part.includes(".")) {
       const octets = parseIpv4(part);
       if (octets === null) return null;
-      groups.push((octets[0]! << 8) | octets[1]!, (octets[2]! << 8) | octets[3]!);
+      const [a = 0, b = 0, c = 0, d = 0] = octets;
+      groups.push((a << 8) | b, (c << 8) | d);
     } else if (/^[0-9a-fA-F]{1,4}$/.test(part)) {
       groups.push(parseInt(part, 16));
     } else {

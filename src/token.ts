@@ -51,7 +51,7 @@ function fromBase64Url(text: string): Uint8Array | null {
 
 export function newUserId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(ID_BYTES));
-  return "u_" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `u_${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
 
 export async function signToken(userId: string, secret: string): Promise<string> {

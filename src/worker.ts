@@ -196,7 +196,7 @@ function forbiddenRoom(room: string, log: Logger): Response {
 function guestName(): string {
   const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
   const bytes = crypto.getRandomValues(new Uint8Array(4));
-  return "guest-" + Array.from(bytes, (b) => alphabet[b % alphabet.length]).join("");
+  return `guest-${Array.from(bytes, (b) => alphabet[b % alphabet.length]).join("")}`;
 }
 
 async function connect(request: Request, url: URL, room: string, env: Env, config: Config, log: Logger): Promise<Response> {

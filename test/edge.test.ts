@@ -89,7 +89,7 @@ describe("log lines", () => {
   it("cut every string field, never splitting a character", () => {
     const lines = vi.spyOn(console, "log").mockImplementation(() => undefined);
     const log = createLogger("info", { component: "x".repeat(5000) });
-    const emoji = "a" + "😀".repeat(3000);
+    const emoji = `a${"😀".repeat(3000)}`;
     log.info("test", { origin: "o".repeat(12 * 1024), emoji, short: "kept", n: 7 });
     const line = String(lines.mock.calls[0]?.[0]);
     expect(line.length).toBeLessThan(4 * MAX_LOG_STRING);

@@ -60,7 +60,7 @@ describe("linkify", () => {
       "plain",
       "a https://x.test/1 b http://y.test/2) c.",
       "((https://x.test/a_(b)_c)))...",
-      `long ${"https://x.test/" + "a".repeat(1900)} end`,
+      `long ${`https://x.test/${"a".repeat(1900)}`} end`,
       "emoji 👩‍👩‍👧 https://x.test/ü?q=ß tail",
       "line\nhttps://x.test\n\n  indented",
     ];

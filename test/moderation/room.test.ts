@@ -144,7 +144,6 @@ describe("ban", () => {
     await twin.welcome();
     // A verified user on the same network, connected before the ban.
     const carol = await joinAs(room, "carol", [], { ip: "2001:db8:aa:bb::5" });
-    const mod = await verifiedUser("mod");
     const client = await joinAs(room, "mod", MODERATOR);
     client.send({ type: "ban", user: welcome.you.id, minutes: 30, reason: "spam" });
     const closes = await Promise.all([target.closed, twin.closed]);
@@ -172,7 +171,6 @@ describe("ban", () => {
 
   it("bans a verified user by id only, and an offline guest by id only", async () => {
     const room = freshRoom();
-    const mod = await verifiedUser("mod");
     const client = await joinAs(room, "mod", MODERATOR);
     const dave = await verifiedUser("dave");
     const daveSocket = await joinAs(room, "dave", [], { ip: "198.51.100.7" });
@@ -256,7 +254,6 @@ describe("ban", () => {
     const res = await upgrade(room, "192.0.2.30");
     const guest = new Client(res.webSocket!);
     const welcome = await guest.welcome();
-    const mod = await verifiedUser("mod");
     const client = await joinAs(room, "mod", MODERATOR);
     const other = await join(room);
     await next(client, "join");
