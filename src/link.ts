@@ -13,7 +13,16 @@
 // No Workers APIs here: the sequencer, the part's stream and the model test
 // that drives them through a lossy network all run in plain Node.
 
-import type { ClientBan, ClientDelete, ClientSettings, ClientUnban, DeleteFrame, Message, SettingsFrame, User } from "./protocol.ts";
+import type {
+  ClientBan,
+  ClientDelete,
+  ClientSettings,
+  ClientUnban,
+  DeleteFrame,
+  Message,
+  SettingsFrame,
+  User,
+} from "./protocol.ts";
 
 /** A moderation frame a part's socket sent, for the room to decide. */
 export type ModerationRequest = ClientDelete | ClientBan | ClientUnban | ClientSettings;

@@ -103,7 +103,8 @@ export class RoomPart extends DurableObject<Env> {
     try {
       if (url.pathname === LINK_PATH) return this.#acceptLink(url);
       const admission = readAdmission(request);
-      if (admission === null) return Response.json({ error: "bad_request", message: "not an admitted connection" }, { status: 400 });
+      if (admission === null)
+        return Response.json({ error: "bad_request", message: "not an admitted connection" }, { status: 400 });
       return this.#connect(admission);
     } catch (err) {
       this.#log.error("fault", { where: "fetch", error: describeError(err) });
@@ -124,7 +125,8 @@ export class RoomPart extends DurableObject<Env> {
   #acceptLink(url: URL): Response {
     const room = url.searchParams.get("room");
     const part = url.searchParams.get("part");
-    if (room === null || part === null) return Response.json({ error: "bad_request", message: "room and part" }, { status: 400 });
+    if (room === null || part === null)
+      return Response.json({ error: "bad_request", message: "room and part" }, { status: 400 });
     this.#room = room;
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server, [LINK_TAG]);
@@ -150,7 +152,14 @@ export class RoomPart extends DurableObject<Env> {
     const stream = this.#streamFor(this.ctx.id.name ?? admission.room);
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server);
-    const member: Member = { id: this.#nextId++, admission, strikes: [], acked: null, welcomed: false, seen: Date.now() };
+    const member: Member = {
+      id: this.#nextId++,
+      admission,
+      strikes: [],
+      acked: null,
+      welcomed: false,
+      seen: Date.now(),
+    };
     this.#members.set(server, member);
     this.#byId.set(member.id, server);
     this.#apply(stream.open(member.id, admission.user, admission.after, Date.now(), admission.address));
@@ -260,8 +269,10 @@ export class RoomPart extends DurableObject<Env> {
       // that exists, or it is an error (and 20 errors close the socket).
       const { id } = frame.value;
       const lastId = this.#stream?.lastId ?? 0;
-      if (member.acked !== null && id <= member.acked) this.#reject(ws, member, "invalid_message", `ack ${id} is not above the last ack, ${member.acked}`);
-      else if (id > lastId) this.#reject(ws, member, "invalid_message", `ack ${id} is beyond the last message, ${lastId}`);
+      if (member.acked !== null && id <= member.acked)
+        this.#reject(ws, member, "invalid_message", `ack ${id} is not above the last ack, ${member.acked}`);
+      else if (id > lastId)
+        this.#reject(ws, member, "invalid_message", `ack ${id} is beyond the last message, ${lastId}`);
       else member.acked = id;
       return;
     }
@@ -269,7 +280,8 @@ export class RoomPart extends DurableObject<Env> {
       if (this.#stream !== null) this.#apply(this.#stream.moderate(member.id, frame.value, Date.now()));
       return;
     }
-    if (this.#stream !== null) this.#apply(this.#stream.publish(member.id, frame.value.text, frame.value.nonce, Date.now()));
+    if (this.#stream !== null)
+      this.#apply(this.#stream.publish(member.id, frame.value.text, frame.value.nonce, Date.now()));
   }
 
   #reject(ws: WebSocket, member: Member, code: ErrorCode, message: string, nonce?: string): void {
@@ -315,7 +327,8 @@ export class RoomPart extends DurableObject<Env> {
         case "error": {
           const ws = this.#byId.get(action.socket);
           const member = ws === undefined ? undefined : this.#members.get(ws);
-          if (ws !== undefined && member !== undefined) this.#reject(ws, member, action.code, action.message, action.nonce);
+          if (ws !== undefined && member !== undefined)
+            this.#reject(ws, member, action.code, action.message, action.nonce);
           break;
         }
         case "close": {
@@ -395,4 +408,3 @@ export class RoomPart extends DurableObject<Env> {
     this.#gone(ws);
   }
 }
-

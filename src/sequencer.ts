@@ -69,7 +69,10 @@ export const ANSWER_MEMORY = 1024;
  * room has applied it, and its effects went out through `announce`. Doing it
  * twice (a repeat after a restart) changes nothing more than once.
  */
-export type Moderate = (op: Extract<UpstreamOp, { kind: "moderate" }>, now: number) => { ok: true } | { ok: false; code: RejectCode; message: string };
+export type Moderate = (
+  op: Extract<UpstreamOp, { kind: "moderate" }>,
+  now: number,
+) => { ok: true } | { ok: false; code: RejectCode; message: string };
 
 /** One frame for one part. */
 export interface Send {
@@ -289,7 +292,10 @@ export class Sequencer {
     link.beatsLeft = this.#options.beats;
     switch (op.kind) {
       case "arrive":
-        return [...this.#broadcast(this.#roster.arrive(part, op.user, now)), this.#emit(part, link, { kind: "admit", u, count: this.#roster.welcomeCount() })];
+        return [
+          ...this.#broadcast(this.#roster.arrive(part, op.user, now)),
+          this.#emit(part, link, { kind: "admit", u, count: this.#roster.welcomeCount() }),
+        ];
       case "depart":
         return this.#broadcast(this.#roster.depart(part, op.userId, now));
       case "publish":
@@ -301,12 +307,24 @@ export class Sequencer {
   #decideOp(part: string, incarnation: string, u: number, op: PendingPublish["op"], now: number): Send[] {
     if (op.kind === "publish") return this.#publish(part, incarnation, u, op, now);
     const start = this.#collecting?.length ?? 0;
-    const verdict = this.#options.moderate?.(op, now) ?? { ok: false, code: "forbidden", message: "moderation is not available here" };
+    const verdict = this.#options.moderate?.(op, now) ?? {
+      ok: false,
+      code: "forbidden",
+      message: "moderation is not available here",
+    };
     const effects = this.#collecting?.splice(start) ?? [];
-    return verdict.ok ? effects : [...effects, ...this.#refuse(part, incarnation, { u, code: verdict.code, message: verdict.message })];
+    return verdict.ok
+      ? effects
+      : [...effects, ...this.#refuse(part, incarnation, { u, code: verdict.code, message: verdict.message })];
   }
 
-  #publish(part: string, incarnation: string, u: number, op: Extract<UpstreamOp, { kind: "publish" }>, now: number): Send[] {
+  #publish(
+    part: string,
+    incarnation: string,
+    u: number,
+    op: Extract<UpstreamOp, { kind: "publish" }>,
+    now: number,
+  ): Send[] {
     const verdict = this.#decide(op, now);
     if (!verdict.ok) return this.#refuse(part, incarnation, { u, code: verdict.code, message: verdict.message });
     const message = this.#store.append(op.from, op.text, op.nonce, now, originOf(part, incarnation, u));
@@ -360,7 +378,14 @@ export class Sequencer {
 
   #emit(part: string, link: Link, event: StreamEvent): Send {
     link.seq++;
-    const frame: Downstream = { v: LINK_VERSION, type: "event", stream: link.stream, seq: link.seq, acked: link.acked, event };
+    const frame: Downstream = {
+      v: LINK_VERSION,
+      type: "event",
+      stream: link.stream,
+      seq: link.seq,
+      acked: link.acked,
+      event,
+    };
     link.outbox.push(frame);
     if (link.outbox.length > this.#options.window) link.outbox.shift();
     link.beatsLeft = this.#options.beats;

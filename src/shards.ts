@@ -60,8 +60,12 @@ export class ShardHub {
     this.#o = o;
     // A new epoch for every sequencer that starts: one row, once.
     o.sql.exec(STATE_SCHEMA);
-    const epoch = (o.sql.exec<{ value: number }>("SELECT value FROM shard_state WHERE key = 'epoch'").toArray()[0]?.value ?? 0) + 1;
-    o.sql.exec("INSERT INTO shard_state (key, value) VALUES ('epoch', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", epoch);
+    const epoch =
+      (o.sql.exec<{ value: number }>("SELECT value FROM shard_state WHERE key = 'epoch'").toArray()[0]?.value ?? 0) + 1;
+    o.sql.exec(
+      "INSERT INTO shard_state (key, value) VALUES ('epoch', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      epoch,
+    );
     this.#roster = new Roster(o.config.presenceLimit);
     const counts = new Map<string, { user: User; sockets: number }>();
     for (const user of own) {
@@ -76,7 +80,12 @@ export class ShardHub {
       if (verdict.ok) o.posted(op.from, now);
       return verdict;
     };
-    this.#seq = new Sequencer(epoch, o.store, this.#roster, decide, { window: 4096, beats: 3, local: o.local, moderate: o.moderate });
+    this.#seq = new Sequencer(epoch, o.store, this.#roster, decide, {
+      window: 4096,
+      beats: 3,
+      local: o.local,
+      moderate: o.moderate,
+    });
     this.#ticker = setInterval(() => this.#tick(Date.now()), PART_RETRY_MS);
   }
 
@@ -246,7 +255,15 @@ export class ShardHub {
     const refused = { ok: false, code: "rate_limited", message: "too many messages; this one was dropped" } as const;
     const user = take(this.#buckets.get(from.id) ?? { tokens: rateBurst, at: now }, now, rateBurst, ratePerSec);
     const keyed = address !== undefined && addressRateBurst > 0 && addressRatePerSec > 0 ? `@${address}` : null;
-    const byAddress = keyed === null ? null : take(this.#buckets.get(keyed) ?? { tokens: addressRateBurst, at: now }, now, addressRateBurst, addressRatePerSec);
+    const byAddress =
+      keyed === null
+        ? null
+        : take(
+            this.#buckets.get(keyed) ?? { tokens: addressRateBurst, at: now },
+            now,
+            addressRateBurst,
+            addressRatePerSec,
+          );
     if (!user.allowed || byAddress?.allowed === false) return refused;
     this.#buckets.set(from.id, user.bucket);
     if (keyed !== null && byAddress !== null) this.#buckets.set(keyed, byAddress.bucket);

@@ -30,7 +30,15 @@ import {
   type UpstreamOp,
 } from "./link.ts";
 import { ANSWER_MEMORY } from "./sequencer.ts";
-import { publicUser, tombstone, type BroadcastFrame, type ErrorCode, type Message, type PresenceCountFrame, type User } from "./protocol.ts";
+import {
+  publicUser,
+  tombstone,
+  type BroadcastFrame,
+  type ErrorCode,
+  type Message,
+  type PresenceCountFrame,
+  type User,
+} from "./protocol.ts";
 
 /** What the part must do, in this order. */
 export type PartAction =
@@ -168,7 +176,12 @@ export class PartStream {
   /** A socket was upgraded; its welcome waits for the room. `address` is its client's address key (address.ts). */
   open(socket: number, user: User, after: number | null, now: number, address?: string): PartAction[] {
     const u = this.#nextU;
-    this.#sockets.set(socket, address === undefined ? { user, after, u, welcomed: false, early: [] } : { user, after, u, welcomed: false, early: [], address });
+    this.#sockets.set(
+      socket,
+      address === undefined
+        ? { user, after, u, welcomed: false, early: [] }
+        : { user, after, u, welcomed: false, early: [], address },
+    );
     // Presence shows the public user; a publish carries the roles (the
     // room decides whether a moderator may skip slow mode).
     return this.#send({ kind: "arrive", user: publicUser(user) }, now);
@@ -194,14 +207,24 @@ export class PartStream {
         s.early.push({ text, nonce });
         return [];
       }
-      const refused: PartAction = { kind: "error", socket, code: "rate_limited", message: "wait for the welcome; this message was dropped" };
+      const refused: PartAction = {
+        kind: "error",
+        socket,
+        code: "rate_limited",
+        message: "wait for the welcome; this message was dropped",
+      };
       if (nonce !== undefined) refused.nonce = nonce;
       return [refused];
     }
     // The room remembers this many answers per part (see ANSWER_MEMORY); a
     // part that far behind its room is overloaded anyway.
     if (this.#publishes.size >= ANSWER_MEMORY) {
-      const busy: PartAction = { kind: "error", socket, code: "rate_limited", message: "the room is busy; this message was dropped" };
+      const busy: PartAction = {
+        kind: "error",
+        socket,
+        code: "rate_limited",
+        message: "the room is busy; this message was dropped",
+      };
       if (nonce !== undefined) busy.nonce = nonce;
       return [busy];
     }
@@ -217,7 +240,12 @@ export class PartStream {
     const s = this.#sockets.get(socket);
     if (s === undefined) return [];
     if (!s.welcomed || this.#publishes.size >= ANSWER_MEMORY) {
-      const refused: PartAction = { kind: "error", socket, code: "rate_limited", message: "not now; this frame was dropped" };
+      const refused: PartAction = {
+        kind: "error",
+        socket,
+        code: "rate_limited",
+        message: "not now; this frame was dropped",
+      };
       if (frame.nonce !== undefined) refused.nonce = frame.nonce;
       return [refused];
     }
@@ -286,7 +314,10 @@ export class PartStream {
   }
 
   #op({ u, op }: Sent): PartAction {
-    return { kind: "up", frame: { v: LINK_VERSION, type: "op", part: this.part, incarnation: this.incarnation, u, op } };
+    return {
+      kind: "up",
+      frame: { v: LINK_VERSION, type: "op", part: this.part, incarnation: this.incarnation, u, op },
+    };
   }
 
   #askRefill(now: number): PartAction[] {
@@ -295,7 +326,14 @@ export class PartStream {
     return [
       {
         kind: "up",
-        frame: { v: LINK_VERSION, type: "refill", part: this.part, incarnation: this.incarnation, stream: this.#stream, from: this.#seq + 1 },
+        frame: {
+          v: LINK_VERSION,
+          type: "refill",
+          part: this.part,
+          incarnation: this.incarnation,
+          stream: this.#stream,
+          from: this.#seq + 1,
+        },
       },
     ];
   }
@@ -305,7 +343,8 @@ export class PartStream {
    * whose answer (a message or a reject) has been applied.
    */
   #retire(acked: number, answered: boolean): void {
-    if ((this.#unacked[0]?.u ?? Number.POSITIVE_INFINITY) <= acked) this.#unacked = this.#unacked.filter((s) => s.u > acked);
+    if ((this.#unacked[0]?.u ?? Number.POSITIVE_INFINITY) <= acked)
+      this.#unacked = this.#unacked.filter((s) => s.u > acked);
     if (!answered || this.#seq < this.#answeredAt) return;
     for (const u of this.#publishes.keys()) if (u <= acked) this.#publishes.delete(u);
   }
@@ -323,7 +362,12 @@ export class PartStream {
       if (!s.welcomed) continue;
       if (lost) {
         this.#sockets.delete(socket);
-        actions.push({ kind: "close", socket, code: RESUME_CLOSE_CODE, reason: "the room restarted: reconnect with after" });
+        actions.push({
+          kind: "close",
+          socket,
+          code: RESUME_CLOSE_CODE,
+          reason: "the room restarted: reconnect with after",
+        });
         this.#queue({ kind: "depart", userId: s.user.id }, now);
       }
     }
@@ -369,7 +413,8 @@ export class PartStream {
   #resetPresence(snapshot: PresenceSnapshot, ts: number): PartAction[] {
     const actions: PartAction[] = [];
     if (snapshot.online === null) {
-      if (this.#listed || this.#count !== snapshot.count) actions.push({ kind: "deliver", frame: { type: "presence", count: snapshot.count } });
+      if (this.#listed || this.#count !== snapshot.count)
+        actions.push({ kind: "deliver", frame: { type: "presence", count: snapshot.count } });
       this.#listed = false;
       this.#count = snapshot.count;
       return actions;
@@ -378,8 +423,10 @@ export class PartStream {
     if (!this.#listed) {
       actions.push({ kind: "deliver", frame: { type: "presence", count: snapshot.count, online: snapshot.online } });
     } else {
-      for (const [id, user] of this.#online) if (!next.has(id)) actions.push({ kind: "deliver", frame: { type: "leave", user, ts } });
-      for (const [id, user] of next) if (!this.#online.has(id)) actions.push({ kind: "deliver", frame: { type: "join", user, ts } });
+      for (const [id, user] of this.#online)
+        if (!next.has(id)) actions.push({ kind: "deliver", frame: { type: "leave", user, ts } });
+      for (const [id, user] of next)
+        if (!this.#online.has(id)) actions.push({ kind: "deliver", frame: { type: "join", user, ts } });
     }
     this.#listed = true;
     this.#online = next;
@@ -399,7 +446,8 @@ export class PartStream {
       case "message": {
         const { message } = event;
         this.#ring.push(message);
-        if (this.#ring.length > this.#options.historySize) this.#ring.splice(0, this.#ring.length - this.#options.historySize);
+        if (this.#ring.length > this.#options.historySize)
+          this.#ring.splice(0, this.#ring.length - this.#options.historySize);
         this.#lastId = message.id;
         return [{ kind: "deliver", frame: message }];
       }
@@ -421,7 +469,8 @@ export class PartStream {
         this.#count = event.count;
         return [{ kind: "deliver", frame: { type: "presence", count: event.count, online: event.online } }];
       case "admit": {
-        for (const [socket, s] of this.#sockets) if (s.u === event.u && !s.welcomed) return this.#welcome(socket, s, now, event.count);
+        for (const [socket, s] of this.#sockets)
+          if (s.u === event.u && !s.welcomed) return this.#welcome(socket, s, now, event.count);
         return [];
       }
       case "reject":
@@ -466,7 +515,14 @@ export class PartStream {
       gap = history.length < lastId - after;
     }
     const actions: PartAction[] = [
-      { kind: "welcome", socket, history, gap, online: this.#welcomeOnline(s.user), onlineCount: this.#listed ? this.#count : count },
+      {
+        kind: "welcome",
+        socket,
+        history,
+        gap,
+        online: this.#welcomeOnline(s.user),
+        onlineCount: this.#listed ? this.#count : count,
+      },
     ];
     for (const { text, nonce } of s.early.splice(0)) actions.push(...this.publish(socket, text, nonce, now));
     return actions;

@@ -59,7 +59,10 @@ describe("large room, random schedules", () => {
   });
 
   it("holds with many parts and no evictions", () => {
-    const { failures } = runSeeds({ ...base, parts: 8, users: 20, presenceLimit: 50, evictPart: 0, evictRoom: 0 }, Math.ceil(SEEDS / 4));
+    const { failures } = runSeeds(
+      { ...base, parts: 8, users: 20, presenceLimit: 50, evictPart: 0, evictRoom: 0 },
+      Math.ceil(SEEDS / 4),
+    );
     expect(failures.slice(0, 3)).toEqual([]);
   });
 });

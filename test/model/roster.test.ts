@@ -13,7 +13,12 @@ describe("Roster", () => {
     expect(r.arrive("p1", u(1), 6)).toEqual([]);
     expect(r.arrive("p2", u(1), 7)).toEqual([]);
     expect(r.sockets("p1")).toBe(2);
-    expect(r.parts()).toEqual(new Map([["p1", 2], ["p2", 1]]));
+    expect(r.parts()).toEqual(
+      new Map([
+        ["p1", 2],
+        ["p2", 1],
+      ]),
+    );
     expect(r.depart("p1", "u1", 8)).toEqual([]);
     expect(r.depart("p1", "u1", 9)).toEqual([]);
     expect(r.depart("p2", "u1", 10)).toEqual([{ kind: "leave", user: u(1), ts: 10 }]);
@@ -71,7 +76,16 @@ describe("Roster", () => {
     r.arrive("p1", u(1), 0);
     r.arrive("p1", u(1), 0);
     r.arrive("p2", u(3), 0);
-    expect(r.replace("p1", [{ user: u(1), sockets: 1 }, { user: u(2), sockets: 1 }], 1)).toEqual([{ kind: "join", user: u(2), ts: 1 }]);
+    expect(
+      r.replace(
+        "p1",
+        [
+          { user: u(1), sockets: 1 },
+          { user: u(2), sockets: 1 },
+        ],
+        1,
+      ),
+    ).toEqual([{ kind: "join", user: u(2), ts: 1 }]);
     expect(r.sockets("p1")).toBe(2);
     expect(r.replace("p2", [{ user: u(1), sockets: 1 }], 2)).toEqual([{ kind: "leave", user: u(3), ts: 2 }]);
     expect(r.drop("p1", 3)).toEqual([{ kind: "leave", user: u(2), ts: 3 }]);

@@ -138,7 +138,16 @@ export class Sim {
   readonly sessions: Session[] = [];
   /** Each user's last seen id, for its next connect's `after`. */
   readonly #seen = new Map<string, number>();
-  readonly stats = { published: 0, rejected: 0, welcomes: 0, gaps: 0, partEvictions: 0, roomEvictions: 0, dropped: 0, duplicated: 0 };
+  readonly stats = {
+    published: 0,
+    rejected: 0,
+    welcomes: 0,
+    gaps: 0,
+    partEvictions: 0,
+    roomEvictions: 0,
+    dropped: 0,
+    duplicated: 0,
+  };
 
   constructor(seed: number, options: SimOptions) {
     this.#rnd = random(seed);
@@ -158,7 +167,8 @@ export class Sim {
   #startRoom(): void {
     this.#roster = new Roster(this.#o.presenceLimit, 1000);
     // Texts with "!" stand for whatever the room refuses (rate limits, slow mode, bans).
-    const decide: Decide = (op) => (op.text.includes("!") ? { ok: false, code: "rate_limited", message: "too many" } : { ok: true });
+    const decide: Decide = (op) =>
+      op.text.includes("!") ? { ok: false, code: "rate_limited", message: "too many" } : { ok: true };
     this.#seq = new Sequencer(this.#epoch, this.store, this.#roster, decide, { window: this.#o.window, beats: 3 });
     this.#detached.clear();
   }
@@ -186,7 +196,13 @@ export class Sim {
     const due = this.#net.filter((p) => p.at <= this.now).sort((a, b) => a.at - b.at);
     this.#net = this.#net.filter((p) => p.at > this.now);
     for (const p of due) {
-      this.#o.trace?.(`t=${this.now} ${p.from?.part ?? "room"}(${p.from?.incarnation ?? p.link})->${p.to}(${p.link}) ${JSON.stringify(p.frame).replace(/"ring":\[[^\]]*\]/, "\"ring\":[…]").slice(0, process.env.FULL ? 100000 : 400)}`);
+      this.#o.trace?.(
+        `t=${this.now} ${p.from?.part ?? "room"}(${p.from?.incarnation ?? p.link})->${p.to}(${p.link}) ${JSON.stringify(
+          p.frame,
+        )
+          .replace(/"ring":\[[^\]]*\]/, '"ring":[…]')
+          .slice(0, process.env.FULL ? 100000 : 400)}`,
+      );
       if (p.to === "room") {
         if (p.link !== String(this.#epoch)) continue;
         if (p.from !== undefined && this.#parts.get(p.from.part)?.stream.incarnation !== p.from.incarnation) continue;
@@ -277,9 +293,12 @@ export class Sim {
     const first = history[0]?.id;
     if (s.after !== null) {
       const seamless = first === undefined || first === s.after + 1;
-      if (!gap && !seamless && first > s.after + 1) this.#fail(`socket ${s.id}: history after ${s.after} starts at ${first} without gap`);
-      if (gap && first !== undefined && first <= s.after + 1) this.#fail(`socket ${s.id}: false gap after ${s.after} (history from ${first})`);
-      if (gap && first === undefined && s.after <= this.store.lastId) this.#fail(`socket ${s.id}: false gap with empty history`);
+      if (!gap && !seamless && first > s.after + 1)
+        this.#fail(`socket ${s.id}: history after ${s.after} starts at ${first} without gap`);
+      if (gap && first !== undefined && first <= s.after + 1)
+        this.#fail(`socket ${s.id}: false gap after ${s.after} (history from ${first})`);
+      if (gap && first === undefined && s.after <= this.store.lastId)
+        this.#fail(`socket ${s.id}: false gap with empty history`);
     }
     if (gap) s.gapFrom = first ?? this.store.lastId + 1;
     const last = history.at(-1)?.id;
@@ -292,8 +311,10 @@ export class Sim {
     s.listed = onlineCount <= this.#o.presenceLimit;
     s.online = new Map(online.map((u) => [u.id, u] as const));
     if (!s.online.has(s.user.id)) this.#fail(`socket ${s.id}: welcome.online lacks its own user`);
-    if (s.listed && online.length !== onlineCount) this.#fail(`socket ${s.id}: welcome lists ${online.length} of ${onlineCount}`);
-    if (online.length > this.#o.presenceLimit) this.#fail(`socket ${s.id}: welcome lists ${online.length} above the limit`);
+    if (s.listed && online.length !== onlineCount)
+      this.#fail(`socket ${s.id}: welcome lists ${online.length} of ${onlineCount}`);
+    if (online.length > this.#o.presenceLimit)
+      this.#fail(`socket ${s.id}: welcome lists ${online.length} above the limit`);
   }
 
   #check(s: Session, m: Message): void {
@@ -445,7 +466,8 @@ export class Sim {
     for (const s of open) {
       truth.set(s.user.id, s.user);
       if (!s.welcomed) this.#fail(`socket ${s.id}: never welcomed`);
-      if (s.next !== this.store.lastId + 1) this.#fail(`socket ${s.id}: saw up to ${(s.next ?? 1) - 1} of ${this.store.lastId}`);
+      if (s.next !== this.store.lastId + 1)
+        this.#fail(`socket ${s.id}: saw up to ${(s.next ?? 1) - 1} of ${this.store.lastId}`);
       for (const [nonce, n] of s.answers) {
         if (n === 1) continue;
         // Its own message among those a welcome said were gone for good.

@@ -14,15 +14,39 @@ const S2: StreamId = { epoch: 1, gen: 2 };
 const options = { historySize: 3, presenceLimit: 10, retryMs: 100, holdLimit: 8 };
 
 const msg = (id: number, from: User = bob, nonce?: string): Message =>
-  nonce === undefined ? { type: "message", id, ts: id, from, text: `m${id}` } : { type: "message", id, ts: id, from, text: `m${id}`, nonce };
+  nonce === undefined
+    ? { type: "message", id, ts: id, from, text: `m${id}` }
+    : { type: "message", id, ts: id, from, text: `m${id}`, nonce };
 
 function sync(over: Partial<Extract<Downstream, { type: "sync" }>> = {}): Downstream {
-  return { v, type: "sync", stream: S1, acked: 0, ring: [], lastId: 0, presence: { count: 0, online: [] }, unknown: [], answered: 0, rejected: [], ...over };
+  return {
+    v,
+    type: "sync",
+    stream: S1,
+    acked: 0,
+    ring: [],
+    lastId: 0,
+    presence: { count: 0, online: [] },
+    unknown: [],
+    answered: 0,
+    rejected: [],
+    ...over,
+  };
 }
 
-const ev = (seq: number, event: StreamEvent, acked = 0, stream = S1): Downstream => ({ v, type: "event", stream, seq, acked, event });
+const ev = (seq: number, event: StreamEvent, acked = 0, stream = S1): Downstream => ({
+  v,
+  type: "event",
+  stream,
+  seq,
+  acked,
+  event,
+});
 
-const kinds = (actions: PartAction[]) => actions.map((a) => (a.kind === "up" ? `up:${a.frame.type}${a.frame.type === "op" ? `:${a.frame.op.kind}` : ""}` : a.kind));
+const kinds = (actions: PartAction[]) =>
+  actions.map((a) =>
+    a.kind === "up" ? `up:${a.frame.type}${a.frame.type === "op" ? `:${a.frame.op.kind}` : ""}` : a.kind,
+  );
 
 /** A part attached and synced to a room with `ring`. */
 function synced(ring: Message[] = [], online: User[] = []): PartStream {
@@ -36,7 +60,20 @@ describe("PartStream", () => {
   it("attaches with its users and waiting publishes", () => {
     const p = new PartStream("p1", "i1", options);
     expect(p.attach(5)).toEqual([
-      { kind: "up", frame: { v, type: "attach", part: "p1", incarnation: "i1", n: 1, upTo: 0, lastId: null, users: [], pending: [] } },
+      {
+        kind: "up",
+        frame: {
+          v,
+          type: "attach",
+          part: "p1",
+          incarnation: "i1",
+          n: 1,
+          upTo: 0,
+          lastId: null,
+          users: [],
+          pending: [],
+        },
+      },
     ]);
     // Frames while attaching wait for the sync.
     expect(p.open(1, alice, null, 6)).toEqual([]);
@@ -45,12 +82,24 @@ describe("PartStream", () => {
   it("welcomes a socket only when the room admits it, with the history and presence as of then", () => {
     const p = synced([msg(1), msg(2)], [bob]);
     expect(p.open(7, alice, null, 1)).toEqual([
-      { kind: "up", frame: { v, type: "op", part: "p1", incarnation: "i1", u: 1, op: { kind: "arrive", user: alice } } },
+      {
+        kind: "up",
+        frame: { v, type: "op", part: "p1", incarnation: "i1", u: 1, op: { kind: "arrive", user: alice } },
+      },
     ]);
-    expect(p.receive(ev(1, { kind: "join", user: alice, ts: 2 }, 1), 2)).toEqual([{ kind: "deliver", frame: { type: "join", user: alice, ts: 2 } }]);
+    expect(p.receive(ev(1, { kind: "join", user: alice, ts: 2 }, 1), 2)).toEqual([
+      { kind: "deliver", frame: { type: "join", user: alice, ts: 2 } },
+    ]);
     expect(p.receive(ev(2, { kind: "message", message: msg(3) }, 1), 2)).toEqual([{ kind: "deliver", frame: msg(3) }]);
     expect(p.receive(ev(3, { kind: "admit", u: 1, count: 1 }, 1), 3)).toEqual([
-      { kind: "welcome", socket: 7, history: [msg(1), msg(2), msg(3)], gap: false, online: [bob, alice], onlineCount: 2 },
+      {
+        kind: "welcome",
+        socket: 7,
+        history: [msg(1), msg(2), msg(3)],
+        gap: false,
+        online: [bob, alice],
+        onlineCount: 2,
+      },
     ]);
   });
 
@@ -72,7 +121,9 @@ describe("PartStream", () => {
     p.open(1, alice, null, 0);
     p.receive(ev(1, { kind: "admit", u: 1, count: 1 }, 1), 0);
     const early = p.receive(ev(3, { kind: "message", message: msg(2) }), 10);
-    expect(early).toEqual([{ kind: "up", frame: { v, type: "refill", part: "p1", incarnation: "i1", stream: S1, from: 2 } }]);
+    expect(early).toEqual([
+      { kind: "up", frame: { v, type: "refill", part: "p1", incarnation: "i1", stream: S1, from: 2 } },
+    ]);
     expect(p.receive(ev(4, { kind: "message", message: msg(3) }), 20)).toEqual([]);
     expect(p.tick(50)).toEqual([]);
     expect(kinds(p.tick(110))).toEqual(["up:refill"]);
@@ -102,7 +153,16 @@ describe("PartStream", () => {
     p.open(1, alice, null, 0);
     p.receive(ev(1, { kind: "admit", u: 1, count: 1 }, 1), 0);
     p.open(2, carol, 1, 0);
-    const actions = p.receive(sync({ stream: S2, acked: 2, ring: [msg(1), msg(2), msg(3)], lastId: 3, presence: { count: 2, online: [alice, carol] } }), 5);
+    const actions = p.receive(
+      sync({
+        stream: S2,
+        acked: 2,
+        ring: [msg(1), msg(2), msg(3)],
+        lastId: 3,
+        presence: { count: 2, online: [alice, carol] },
+      }),
+      5,
+    );
     expect(actions).toEqual([
       { kind: "deliver", frame: msg(2) },
       { kind: "deliver", frame: msg(3) },
@@ -119,7 +179,12 @@ describe("PartStream", () => {
     p.open(1, alice, null, 0);
     p.receive(ev(1, { kind: "admit", u: 1, count: 1 }, 1), 0);
     const actions = p.receive(sync({ stream: S2, acked: 1, ring: [msg(5), msg(6), msg(7)], lastId: 7 }), 5);
-    expect(actions[0]).toEqual({ kind: "close", socket: 1, code: RESUME_CLOSE_CODE, reason: "the room restarted: reconnect with after" });
+    expect(actions[0]).toEqual({
+      kind: "close",
+      socket: 1,
+      code: RESUME_CLOSE_CODE,
+      reason: "the room restarted: reconnect with after",
+    });
     expect(kinds(actions)).toEqual(["close", "up:op:depart"]);
   });
 
@@ -129,8 +194,12 @@ describe("PartStream", () => {
     p.receive(ev(1, { kind: "admit", u: 1, count: 1 }, 1), 0);
     expect(kinds(p.publish(1, "hi", "c1", 1))).toEqual(["up:op:publish"]);
     const refusal = { kind: "reject", u: 2, code: "slow_mode", message: "wait" } as const;
-    expect(p.receive(ev(2, refusal, 2), 2)).toEqual([{ kind: "error", socket: 1, code: "slow_mode", message: "wait", nonce: "c1" }]);
-    expect(p.receive(sync({ stream: S2, acked: 2, rejected: [{ u: 2, code: "slow_mode", message: "wait" }] }), 3)).toEqual([]);
+    expect(p.receive(ev(2, refusal, 2), 2)).toEqual([
+      { kind: "error", socket: 1, code: "slow_mode", message: "wait", nonce: "c1" },
+    ]);
+    expect(
+      p.receive(sync({ stream: S2, acked: 2, rejected: [{ u: 2, code: "slow_mode", message: "wait" }] }), 3),
+    ).toEqual([]);
   });
 
   it("repeats waiting publishes in its next attach, with the floor they were sent at", () => {
@@ -161,7 +230,13 @@ describe("PartStream", () => {
     p.open(1, alice, null, 0);
     for (let i = 0; i < EARLY_LIMIT; i++) expect(p.publish(1, `t${i}`, undefined, 0)).toEqual([]);
     expect(p.publish(1, "one too many", "x", 0)).toEqual([
-      { kind: "error", socket: 1, code: "rate_limited", message: "wait for the welcome; this message was dropped", nonce: "x" },
+      {
+        kind: "error",
+        socket: 1,
+        code: "rate_limited",
+        message: "wait for the welcome; this message was dropped",
+        nonce: "x",
+      },
     ]);
     const welcomed = p.receive(ev(1, { kind: "admit", u: 1, count: 1 }, 1), 1);
     expect(kinds(welcomed)).toEqual(["welcome", ...Array<string>(EARLY_LIMIT).fill("up:op:publish")]);

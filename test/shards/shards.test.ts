@@ -34,7 +34,9 @@ async function crowd(room: string, count: number): Promise<{ client: Client; wel
  * sharded room and its parts always have a timer running.)
  */
 async function restart(stub: DurableObjectStub<Rpc.DurableObjectBranded | undefined>): Promise<void> {
-  await expect(runInDurableObject(stub, (_: unknown, state: DurableObjectState) => state.abort("restart"))).rejects.toThrow();
+  await expect(
+    runInDurableObject(stub, (_: unknown, state: DurableObjectState) => state.abort("restart")),
+  ).rejects.toThrow();
 }
 
 const summary = (list: Message[]) => list.map((m) => `${m.id}:${m.text}`);
@@ -48,7 +50,7 @@ describe("a room over several Durable Objects", () => {
     // Above PRESENCE_LIMIT (4) a welcome lists the newcomer and its own part's users.
     expect(joined[6]?.welcome.online.map((u) => u.name)).toEqual(["c7"]);
     expect(joined[3]?.welcome.online.map((u) => u.name).sort()).toEqual(["c1", "c2", "c3", "c4"]);
-    joined.forEach(({ client }, i) => client.say(`from c${i + 1}`, `n${i + 1}`));
+    for (const [i, { client }] of joined.entries()) client.say(`from c${i + 1}`, `n${i + 1}`);
     const seen = await Promise.all(joined.map(({ client }) => messages(client, 7)));
     const first = seen[0] ?? [];
     expect(first.map((m) => m.id)).toEqual([1, 2, 3, 4, 5, 6, 7]);
@@ -147,7 +149,8 @@ describe("a room over several Durable Objects", () => {
     const own = joined[0]!.client;
     const onPart = joined[3]!.client;
     // own saw c2, c3, c4 join; onPart joined last.
-    for (let i = 2; i <= 4; i++) expect(await own.next(`c${i}'s join`)).toMatchObject({ type: "join", user: { name: `c${i}` } });
+    for (let i = 2; i <= 4; i++)
+      expect(await own.next(`c${i}'s join`)).toMatchObject({ type: "join", user: { name: `c${i}` } });
     const fifth = await join(room, { name: "c5" });
     expect(fifth.welcome.onlineCount).toBe(5);
     expect(await own.next("the count")).toEqual({ type: "presence", count: 5 });
@@ -156,7 +159,9 @@ describe("a room over several Durable Objects", () => {
     const names = ["c1", "c2", "c3", "c4"];
     for (const client of [own, onPart]) {
       const frame = await client.next("the list");
-      expect(frame.type === "presence" ? { count: frame.count, names: frame.online?.map((u) => u.name).sort() } : frame).toEqual({ count: 4, names });
+      expect(
+        frame.type === "presence" ? { count: frame.count, names: frame.online?.map((u) => u.name).sort() } : frame,
+      ).toEqual({ count: 4, names });
     }
     joined[1]!.client.close();
     expect(await onPart.next("c2's leave")).toMatchObject({ type: "leave", user: { name: "c2" } });
@@ -167,7 +172,7 @@ describe("a room over several Durable Objects", () => {
     const joined = await crowd(room, 4);
     const batcher = await join(room, { name: "batcher", batch: true });
     expect(batcher.welcome.onlineCount).toBe(5);
-    joined.forEach(({ client }, i) => client.say(`t${i + 1}`));
+    for (const [i, { client }] of joined.entries()) client.say(`t${i + 1}`);
     batcher.client.say("t5", "mine");
     const seen = await messages(batcher.client, 5);
     const reference = await messages(joined[0]!.client, 5);
@@ -217,9 +222,14 @@ describe("a room over several Durable Objects", () => {
         { part: `${room}/1`, connections: 1 },
       ],
     });
-    const banned = await api(room, `/bans/${guest.welcome.you.id}`, { method: "PUT", body: JSON.stringify({ minutes: 5 }) });
+    const banned = await api(room, `/bans/${guest.welcome.you.id}`, {
+      method: "PUT",
+      body: JSON.stringify({ minutes: 5 }),
+    });
     expect(banned.status).toBe(204);
-    const again = await request(`/chat/${room}?token=${encodeURIComponent(guest.welcome.token)}`, { headers: upgradeHeaders() });
+    const again = await request(`/chat/${room}?token=${encodeURIComponent(guest.welcome.token)}`, {
+      headers: upgradeHeaders(),
+    });
     expect(again.status).toBe(403);
     expect(await again.json()).toMatchObject({ error: "banned" });
   });
@@ -233,7 +243,9 @@ describe("a room over several Durable Objects", () => {
     const [said] = await messages(onPart.client, 1);
     expect((await api(room, `/messages/${said!.id}`, { method: "DELETE" })).status).toBe(204);
     expect(await onPart.client.next("the tombstone")).toMatchObject({ type: "delete", id: said!.id });
-    expect((await api(room, "/settings", { method: "PATCH", body: JSON.stringify({ slowMode: 60 }) })).status).toBe(200);
+    expect((await api(room, "/settings", { method: "PATCH", body: JSON.stringify({ slowMode: 60 }) })).status).toBe(
+      200,
+    );
     expect(await onPart.client.next("the settings")).toEqual({ type: "settings", slowMode: 60 });
     onPart.client.say("first", "s1");
     expect((await messages(onPart.client, 1))[0]?.nonce).toBe("s1");
@@ -245,7 +257,10 @@ describe("a room over several Durable Objects", () => {
       [1, "", true],
       [2, "first", undefined],
     ]);
-    const banned = await api(room, `/bans/${onPart.welcome.you.id}`, { method: "PUT", body: JSON.stringify({ reason: "spam" }) });
+    const banned = await api(room, `/bans/${onPart.welcome.you.id}`, {
+      method: "PUT",
+      body: JSON.stringify({ reason: "spam" }),
+    });
     expect(banned.status).toBe(204);
     expect((await onPart.client.closed).code).toBe(4003);
   });
@@ -301,7 +316,12 @@ describe("a room over several Durable Objects", () => {
       while (mine.size < 7) {
         const frame = await client.next("an answer");
         if (frame.type === "error" && frame.nonce !== undefined) mine.set(frame.nonce, frame.code);
-        if (frame.type === "message" && frame.nonce !== undefined && frame.from.name === (client === a.client ? "a" : "b")) mine.set(frame.nonce, "stored");
+        if (
+          frame.type === "message" &&
+          frame.nonce !== undefined &&
+          frame.from.name === (client === a.client ? "a" : "b")
+        )
+          mine.set(frame.nonce, "stored");
       }
       return [...mine.values()];
     };
