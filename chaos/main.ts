@@ -137,7 +137,7 @@ async function main(): Promise<number> {
   }
   if (phases.fuzz) {
     log(`fuzz`);
-    await fuzz({ server, findings, room: `chaos-${tag}-fuzz`, random, log, rss, verbose: values.verbose, rounds: short ? 1 : 3, burstFrames: 2000 });
+    await fuzz({ server, findings, room: `chaos-${tag}-fuzz`, random, log, rss, verbose: values.verbose, rounds: short ? 1 : 3, burstFrames: 2000, fill: shardSize ?? 0 });
     checkReload("the fuzz run");
   }
   for (let k = 1; k <= phases.kills; k++) {
