@@ -87,6 +87,8 @@ export class ChatClient {
   readonly presence = { users: new Map<string, string>(), count: 0, partial: false };
   /** `join` for a user already listed, `leave` for one not listed, while the list was whole. */
   readonly presenceAnomalies: string[] = [];
+  /** Presence frames received, by kind (`presence` split by whether it carried the list). */
+  readonly presenceFrames = { join: 0, leave: 0, count: 0, list: 0 };
 
   // Outbox.
   private readonly outbox = new Map<string, Outgoing>();
@@ -268,6 +270,7 @@ export class ChatClient {
           this.onPresence(f);
           return;
         case "presence":
+          this.presenceFrames[f.online === undefined ? "count" : "list"]++;
           this.presence.count = f.count;
           if (f.online === undefined) {
             this.presence.partial = true;
@@ -297,6 +300,7 @@ export class ChatClient {
 
   private onPresence(f: PresenceFrame): void {
     const p = this.presence;
+    this.presenceFrames[f.type]++;
     const listed = p.users.has(f.user.id);
     if (!p.partial && listed === (f.type === "join")) {
       this.presenceAnomalies.push(`${f.type} ${f.user.id} (${f.user.name}) while ${listed ? "listed" : "not listed"}`);

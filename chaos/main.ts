@@ -107,6 +107,8 @@ function checkReload(phase: string): void {
 function summarize(label: string, r: SoakResult): void {
   const codes = Object.entries(r.closeCodes).map(([c, k]) => `${c}×${k}`).join(" ");
   log(`  ${label}: ${r.lastId} messages, ids 1..${r.lastId}, ${r.connects} connects (${r.drops.abrupt} abrupt + ${r.drops.graceful} graceful drops), ${r.gaps} gap resumes, ${r.retried} resent (${r.settledByOthers} settled from other clients' view, ${r.releasedAtEnd} resent at the end), ${r.retryDuplicates} duplicates from resends, closes ${codes}, ${(r.wallMs / 1000).toFixed(1)} s`);
+  const pf = r.presenceFrames;
+  log(`  ${label}: presence frames received: ${pf.join} join, ${pf.leave} leave, ${pf.count} count-only and ${pf.list} full-list`);
   if (r.shards !== undefined) log(`  ${label}: at most ${r.shards.maxShards} objects (${r.shards.maxParts}) over ${r.shards.samples} stats samples`);
 }
 

@@ -55,6 +55,8 @@ export interface SoakResult {
   releasedAtEnd: number;
   closeCodes: Record<string, number>;
   kill?: { downMs: number; restartMs: number; backMs: number; maxIdBefore: number };
+  /** Presence frames all clients received, by kind. */
+  presenceFrames: { join: number; leave: number; count: number; list: number };
   /** Sharded runs: the most objects and the most parts' connections stats ever showed. */
   shards?: { maxShards: number; maxParts: string; samples: number };
 }
@@ -287,6 +289,12 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
     releasedAtEnd: released,
     closeCodes,
     kill,
+    presenceFrames: {
+      join: clients.reduce((k, c) => k + c.presenceFrames.join, 0),
+      leave: clients.reduce((k, c) => k + c.presenceFrames.leave, 0),
+      count: clients.reduce((k, c) => k + c.presenceFrames.count, 0),
+      list: clients.reduce((k, c) => k + c.presenceFrames.list, 0),
+    },
     ...(o.shards !== undefined ? { shards: sharding } : {}),
   };
 }
