@@ -317,12 +317,15 @@ async function readStats(o: SoakOptions): Promise<Stats | null> {
     if (res.status !== 200) return null;
     const v: unknown = await res.json();
     if (typeof v !== "object" || v === null) return null;
-    const { connections, users, shards, parts } = v as Record<string, unknown>;
+    const field = (k: string): unknown => (Object.hasOwn(v, k) ? Reflect.get(v, k) : undefined);
+    const [connections, users, shards, parts] = [field("connections"), field("users"), field("shards"), field("parts")];
     if (typeof connections !== "number" || typeof users !== "number" || typeof shards !== "number") {
       o.findings.violation(`${o.room}: stats without connections/users/shards: ${JSON.stringify(v).slice(0, 200)}`);
       return null;
     }
-    const list = Array.isArray(parts) ? parts.filter((p): p is { part: string; connections: number } => typeof p?.part === "string" && typeof p?.connections === "number") : undefined;
+    const isPart = (p: unknown): p is { part: string; connections: number } =>
+      typeof p === "object" && p !== null && typeof Reflect.get(p, "part") === "string" && typeof Reflect.get(p, "connections") === "number";
+    const list = Array.isArray(parts) ? (parts as unknown[]).filter(isPart) : undefined;
     return { connections, users, shards, ...(list !== undefined ? { parts: list } : {}) };
   } catch {
     return null;
