@@ -13,7 +13,7 @@
 //   node bench/run.ts --memory        JS heap and RSS per idle connection (do-raw, edge-chat,
 //                                     +batch under Miniflare), heap snapshot breakdown, and the
 //                                     worst case of one object (full 2000-character history,
-//                                     storm): --memory-steps 0,250,500,1000  --memory-storm 1000
+//                                     storm): --memory-steps 0,250,500,1000  --memory-storm 1000 (a list)
 import { cpus, totalmem } from "node:os";
 import { readFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
@@ -34,7 +34,7 @@ import { ROOT, stopServersOnExit } from "../tools/harness/devserver.ts";
 
 const USAGE =
   "node bench/run.ts [--full] [--runs N] [--servers LIST] [--hosts LIST | --wrangler] [--clients LIST] [--storm N] [--step-seconds S] [--no-cost] [--from FILE]" +
-  " | --memory [--servers LIST] [--memory-steps LIST] [--memory-storm N]";
+  " | --memory [--servers LIST] [--memory-steps LIST] [--memory-storm LIST]";
 const flags = parseCli(
   {
     full: { type: "boolean", default: false },
@@ -342,9 +342,9 @@ function printTargets(): void {
 async function memory(): Promise<void> {
   const started = Date.now();
   const steps = (listFlag(flags["memory-steps"]) ?? ["0", "250", "500", "1000"]).map((c) => numberFlag(c, 0, "memory-steps", 0));
-  const stormN = numberFlag(flags["memory-storm"], 1000, "memory-storm", 1);
+  const storms = (listFlag(flags["memory-storm"]) ?? ["1000"]).map((c) => numberFlag(c, 0, "memory-storm", 1));
   const chosen = servers.filter((s) => s !== "ws-raw");
-  process.stderr.write(`bench --memory: steps ${steps.join("/")}, worst-case storm ${stormN}; ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), node ${process.version}\n`);
+  process.stderr.write(`bench --memory: steps ${steps.join("/")}, worst-case storm ${storms.join("/")}; ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), node ${process.version}\n`);
   const idle: MemoryResult[] = [];
   const worst: WorstResult[] = [];
   for (const server of chosen) {
@@ -359,14 +359,16 @@ async function memory(): Promise<void> {
     }
   }
   for (const server of chosen.filter(isEdgeChat)) {
-    try {
-      const r = await worstCase(server, stormN, progress);
-      progressDone();
-      process.stdout.write(`${JSON.stringify(r)}\n`);
-      worst.push(r);
-    } catch (err) {
-      progressDone();
-      process.stderr.write(`${server} worst case failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    for (const n of storms) {
+      try {
+        const r = await worstCase(server, n, progress);
+        progressDone();
+        process.stdout.write(`${JSON.stringify(r)}\n`);
+        worst.push(r);
+      } catch (err) {
+        progressDone();
+        process.stderr.write(`${server} worst case N=${n} failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      }
     }
   }
   const mib = (kib: number) => fmt(kib / 1024, 1);
