@@ -123,6 +123,34 @@ export default defineConfig({
         test: { name: "unconfigured", include: ["test/unconfigured/*.test.ts"], testTimeout: 60_000 },
       },
       {
+        // A large room spread over several Durable Objects: three sockets per
+        // object, and history and presence small enough to overflow.
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            // An address bucket of 12 that barely refills, so a test can empty it.
+            miniflare: {
+              bindings: {
+                ...identity,
+                ADMIN_TOKEN: "test-admin-token",
+                SHARD_SIZE: "3",
+                HISTORY_SIZE: "5",
+                PRESENCE_LIMIT: "4",
+                ADDRESS_RATE_BURST: "12",
+                ADDRESS_RATE_PER_SEC: "0.01",
+              },
+            },
+          }),
+        ],
+        test: { name: "shards", include: ["test/shards/*.test.ts"], testTimeout: 60_000 },
+      },
+      {
+        // A large room's ordering core (sequencer, roster, part stream) in
+        // plain Node: it uses no Workers APIs, and the random-schedule model
+        // runs thousands of schedules in seconds.
+        test: { name: "model", include: ["test/model/*.test.ts"], environment: "node", testTimeout: 300_000 },
+      },
+      {
         // The web client's DOM-free modules (public/js) in plain Node.
         test: { name: "client", include: ["test/client/*.test.ts"], environment: "node" },
       },

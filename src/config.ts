@@ -3,6 +3,9 @@ import { isLogLevel, type LogLevel } from "./log.ts";
 
 export const DEFAULT_IP_CONNECT_PER_MIN = 300;
 export const DEFAULT_MAX_CONNECTIONS = 5000;
+/** Provisional, until measured: see docs/LARGE-ROOMS.md. */
+export const DEFAULT_SHARD_SIZE = 1000;
+export const DEFAULT_PRESENCE_LIMIT = 500;
 export const DEFAULT_ADDRESS_RATE_BURST = 30;
 export const DEFAULT_ADDRESS_RATE_PER_SEC = 15;
 export const DEFAULT_ADDRESS_SOCKETS_PER_ROOM = 100;
@@ -26,6 +29,10 @@ export interface Config {
   /** HTTP API requests per address per minute; 0 turns the limit off. */
   apiPerMin: number;
   maxConnections: number;
+  /** Connections one object of a room holds; past it, new ones go to another part. */
+  shardSize: number;
+  /** Above this many users online, presence is a count. */
+  presenceLimit: number;
   logLevel: LogLevel;
 }
 
@@ -41,6 +48,8 @@ type Vars = Pick<
   | "IP_CONNECT_PER_MIN"
   | "API_PER_MIN"
   | "MAX_CONNECTIONS"
+  | "SHARD_SIZE"
+  | "PRESENCE_LIMIT"
   | "LOG_LEVEL"
 >;
 
@@ -77,6 +86,8 @@ export function readConfig(vars: Partial<Vars>): Config {
     ipConnectPerMin: number(vars.IP_CONNECT_PER_MIN, DEFAULT_IP_CONNECT_PER_MIN, isCount(0)),
     apiPerMin: number(vars.API_PER_MIN, DEFAULT_API_PER_MIN, isCount(0)),
     maxConnections: number(vars.MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS, isCount(1)),
+    shardSize: number(vars.SHARD_SIZE, DEFAULT_SHARD_SIZE, isCount(1)),
+    presenceLimit: number(vars.PRESENCE_LIMIT, DEFAULT_PRESENCE_LIMIT, isCount(1)),
     logLevel: isLogLevel(vars.LOG_LEVEL) ? vars.LOG_LEVEL : "info",
   };
 }

@@ -30,8 +30,11 @@ const SCHEMA = `CREATE TABLE IF NOT EXISTS messages (
   from_id TEXT NOT NULL,
   from_name TEXT NOT NULL,
   text TEXT NOT NULL,
-  nonce TEXT
+  nonce TEXT,
+  origin TEXT
 )`;
+
+const SELECT_ALL = "SELECT slot, id, ts, from_id, from_name, text, nonce, origin FROM messages";
 
 type Row = {
   slot: number;
@@ -41,6 +44,8 @@ type Row = {
   from_name: string;
   text: string;
   nonce: string | null;
+  /** Large rooms: the part's publish this message was stored from (see sequencer.ts); null otherwise. */
+  origin: string | null;
 };
 
 /** SQLite rows touched by one operation, from the cursor (what Cloudflare bills). */
@@ -92,12 +97,20 @@ export class History {
   // wake; afterwards every append keeps it equal to the table.
   #kept: Message[] | null = null;
   #lastId = 0;
+  // Origins of the kept messages that came from a large room's parts, by id.
+  readonly #origins = new Map<number, string>();
   // Whether the messages table is known to exist.
   #created = false;
 
   constructor(sql: SqlStorage, size: number) {
     this.#sql = sql;
     this.size = size;
+  }
+
+  /** Whether a kept message was stored from `origin` (a large room's repeated publish). Call `load()` first after a wake. */
+  hasOrigin(origin: string): boolean {
+    for (const o of this.#origins.values()) if (o === origin) return true;
+    return false;
   }
 
   /** The last id this room issued; 0 before the first message. Call `load()` first after a wake. */
@@ -132,6 +145,8 @@ export class History {
       cost.rowsWritten += resized.rowsWritten;
     }
     const kept = window.map(toMessage);
+    this.#origins.clear();
+    for (const row of window) if (row.origin !== null) this.#origins.set(row.id, row.origin);
     this.#kept = kept;
     this.#lastId = lastId;
     return { kept, cost };
@@ -140,12 +155,15 @@ export class History {
   /** Every row of the table; null when the room was never written and has no table. */
   #scan(): SqlStorageCursor<Row> | null {
     try {
-      return this.#sql.exec<Row>("SELECT slot, id, ts, from_id, from_name, text, nonce FROM messages");
+      return this.#sql.exec<Row>(SELECT_ALL);
     } catch (err) {
       // Only a missing table is an empty room; sqlite_master is read on this
       // path alone, so a room with messages pays nothing for the check.
-      if (this.#sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages'").toArray().length > 0) throw err;
-      return null;
+      if (this.#sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages'").toArray().length === 0) return null;
+      // A table from before large rooms: the origin column, once.
+      if (!String(err).includes("origin")) throw err;
+      this.#sql.exec("ALTER TABLE messages ADD COLUMN origin TEXT");
+      return this.#sql.exec<Row>(SELECT_ALL);
     }
   }
 
@@ -212,7 +230,7 @@ export class History {
   }
 
   /** Stores a message under the next id and returns it; memory is left untouched if the write throws. */
-  append(from: User, text: string, nonce: string | undefined, ts: number): { message: Message; cost: RowCost } {
+  append(from: User, text: string, nonce: string | undefined, ts: number, origin: string | null = null): { message: Message; cost: RowCost } {
     const { kept, cost } = this.#ring();
     if (!this.#created) {
       this.#sql.exec(SCHEMA);
@@ -220,9 +238,9 @@ export class History {
     }
     const id = this.#lastId + 1;
     const cursor = this.#sql.exec(
-      `INSERT INTO messages (slot, id, ts, from_id, from_name, text, nonce) VALUES (?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO messages (slot, id, ts, from_id, from_name, text, nonce, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (slot) DO UPDATE SET id = excluded.id, ts = excluded.ts, from_id = excluded.from_id,
-         from_name = excluded.from_name, text = excluded.text, nonce = excluded.nonce`,
+         from_name = excluded.from_name, text = excluded.text, nonce = excluded.nonce, origin = excluded.origin`,
       id % this.size,
       id,
       ts,
@@ -230,6 +248,7 @@ export class History {
       from.name,
       text,
       nonce ?? null,
+      origin,
     );
     const message: Message = { type: "message", id, ts, from, text };
     if (nonce !== undefined) message.nonce = nonce;
@@ -237,6 +256,8 @@ export class History {
     kept.push(message);
     const stale = firstAfter(kept, id - this.size);
     if (stale > 0) kept.splice(0, stale);
+    if (origin !== null) this.#origins.set(id, origin);
+    for (const old of this.#origins.keys()) if (old <= id - this.size) this.#origins.delete(old);
     return {
       message,
       cost: { rowsRead: cost.rowsRead + cursor.rowsRead, rowsWritten: cost.rowsWritten + cursor.rowsWritten },

@@ -130,6 +130,8 @@ export interface WelcomeFrame {
   you: User;
   token: string;
   online: User[];
+  /** v1.1, large rooms: users online; `online` lists at most PRESENCE_LIMIT of them. */
+  onlineCount?: number;
   history: Message[];
   gap: boolean;
   limits: Limits;
@@ -163,8 +165,19 @@ export interface SettingsFrame {
   slowMode: number;
 }
 
+/**
+ * v1.1, large rooms: above PRESENCE_LIMIT users online, the count instead of
+ * `join`/`leave`, at most once a second; with `online`, the whole list once
+ * the count is back at the limit or below, and `join`/`leave` resume.
+ */
+export interface PresenceCountFrame {
+  type: "presence";
+  count: number;
+  online?: User[];
+}
+
 /** Frames sent to every connection of the room, and so the ones a batch may hold. */
-export type BroadcastFrame = Message | PresenceFrame | DeleteFrame | SettingsFrame;
+export type BroadcastFrame = Message | PresenceFrame | DeleteFrame | SettingsFrame | PresenceCountFrame;
 
 /** Extension: broadcasts gathered for a socket that connected with `batch=1`. */
 export interface BatchFrame {
@@ -172,7 +185,7 @@ export interface BatchFrame {
   frames: BroadcastFrame[];
 }
 
-export type ServerFrame = WelcomeFrame | Message | PresenceFrame | ErrorFrame | BatchFrame | DeleteFrame | SettingsFrame;
+export type ServerFrame = WelcomeFrame | Message | PresenceFrame | ErrorFrame | BatchFrame | DeleteFrame | SettingsFrame | PresenceCountFrame;
 
 export interface ClientMessage {
   type: "message";

@@ -64,6 +64,8 @@ import {
   type Message,
   type RoomSettings,
   type ServerFrame,
+  type DeleteFrame,
+  type SettingsFrame,
   type User,
 } from "./protocol.ts";
 import { Moderation, PostClock, banCloseReason, bannedError, type Ban } from "./moderation.ts";
@@ -71,6 +73,9 @@ import { RoomQuota } from "./quota.ts";
 import { recordStrike } from "./ratelimit.ts";
 import { isVerifiedUserId, readAuthSettings, type GuestMode } from "./auth.ts";
 import { parseSession, sessionRoles, type Session } from "./session.ts";
+import type { ModerationRequest, RejectCode, StreamEvent } from "./link.ts";
+import type { Store } from "./sequencer.ts";
+import { LOCAL_PART, ShardHub } from "./shards.ts";
 
 /** What the Worker has already checked and decided for a new connection. */
 export interface Admission {
@@ -108,8 +113,10 @@ export interface RoomStats {
   /** Users online (a user with several sockets counts once). */
   users: number;
   lastId: number;
-  /** Durable Objects holding this room's connections; one until rooms spread out. */
+  /** Durable Objects holding this room's connections: 1, plus each part of a large room with connections. */
   shards: number;
+  /** A large room's objects (the room first) and their connections; absent while it is one object. */
+  parts?: { part: string; connections: number }[];
   /** Messages the history ring keeps, tombstones included, and how many of them are tombstones. */
   messages: number;
   deleted: number;
@@ -143,7 +150,7 @@ export function admissionRequest(admission: Admission): Request {
   return new Request(url, { headers: { Upgrade: "websocket" } });
 }
 
-function readAdmission(request: Request): Admission | null {
+export function readAdmission(request: Request): Admission | null {
   const url = new URL(request.url);
   const q = url.searchParams;
   const room = q.get("room");
@@ -200,6 +207,11 @@ export class ChatRoom extends DurableObject<Env> {
   // here can be lost to a hibernation; an eviction closes the sockets too.
   readonly #batches = new BatchQueue();
   #flushTimer: ReturnType<typeof setTimeout> | null = null;
+  // Once the room's own sockets reach SHARD_SIZE: the sequencer of its
+  // parts (see shards.ts, docs/LARGE-ROOMS.md). Null: exactly a single room.
+  #hub: ShardHub | null = null;
+  // The socket whose own arrival is being told, so it does not hear its join.
+  #joining: WebSocket | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -232,6 +244,9 @@ export class ChatRoom extends DurableObject<Env> {
     const admission = readAdmission(request);
     if (admission === null) return jsonResponse(400, { error: "bad_request", message: "not an admitted connection" });
     try {
+      const refused = this.#refuse(admission);
+      if (refused !== null) return refused;
+      if (this.#members().size >= this.#config.shardSize) return await this.#toPart(admission);
       return this.#connect(admission);
     } catch (err) {
       this.#log.error("fault", { room: admission.room, where: "connect", error: describeError(err) });
@@ -239,7 +254,8 @@ export class ChatRoom extends DurableObject<Env> {
     }
   }
 
-  #connect({ room, user, address, token, after, batch }: Admission): Response {
+  /** The answer to a connection the room will not take, wherever it would land; null to go on. */
+  #refuse({ room, user, address }: Admission): Response | null {
     const sessions = this.#members();
     // A verified user is never refused for a guest's address: its id is the
     // identity the host vouches for, and that is what a ban of it names.
@@ -249,11 +265,13 @@ export class ChatRoom extends DurableObject<Env> {
       this.#log.info("banned_refused", { room, user: user.id, by: banned.ban.user === user.id ? "user" : "address" });
       return jsonResponse(403, bannedError(banned.ban));
     }
-    // The members map, not getWebSockets(): no array of every socket per connect.
-    if (sessions.size >= this.#config.maxConnections) {
+    // The members map, not getWebSockets(): no array of every socket per
+    // connect. A large room counts its parts' sockets too.
+    if (sessions.size + this.#remoteConnections() >= this.#config.maxConnections) {
       this.#log.warn("room_full", { room, connections: this.#config.maxConnections });
       return jsonResponse(503, { error: "room_full", message: "this room has reached its connection limit" });
     }
+    // Only the room's own sockets count per address so far (docs/LARGE-ROOMS.md).
     if (!this.#quota.admits(address)) {
       this.#log.info("address_full", { room, connections: this.#config.addressSocketsPerRoom });
       return jsonResponse(429, {
@@ -261,6 +279,11 @@ export class ChatRoom extends DurableObject<Env> {
         message: `at most ${this.#config.addressSocketsPerRoom} connections from one address in a room`,
       });
     }
+    return null;
+  }
+
+  #connect({ room, user, address, token, after, batch }: Admission): Response {
+    const sessions = this.#members();
     const cost = this.#history.load();
     const now = Date.now();
     const { 0: client, 1: server } = new WebSocketPair();
@@ -291,12 +314,13 @@ export class ChatRoom extends DurableObject<Env> {
       room,
       you: user,
       token,
-      online: this.#online(),
+      ...this.#welcomeOnline(session.user),
       history: messages,
       gap,
       limits: this.#welcomeLimits(),
     });
-    if (first) this.#broadcast({ type: "join", user: publicUser(user), ts: now }, server);
+    if (this.#hub !== null) this.#hubArrive(session.user, server);
+    else if (first) this.#broadcast({ type: "join", user: publicUser(user), ts: now }, server);
     if (!this.#sweepArmed) {
       this.#armSweep(now).catch((err) => this.#log.error("fault", { room, where: "alarm", error: describeError(err) }));
     }
@@ -389,7 +413,7 @@ export class ChatRoom extends DurableObject<Env> {
     }
     const now = Date.now();
     // Before the rate buckets: a message slow mode drops costs no token.
-    const wait = this.#slowWait(session, now);
+    const wait = this.#slowWait(session.user, now);
     if (wait > 0) {
       this.#reject(ws, session, "slow_mode", `slow mode: wait ${Math.ceil(wait / 1000)} s before the next message`, value.nonce);
       return;
@@ -445,7 +469,7 @@ export class ChatRoom extends DurableObject<Env> {
     const { erased, cost } = this.#history.erase(id);
     this.#count(cost);
     if (erased === null) return false;
-    this.#broadcast({ type: "delete", id, by: publicUser(by), ts: now });
+    this.#announce({ type: "delete", id, by: publicUser(by), ts: now });
     this.#log.info("message_deleted", { room, id, by: by.id, rowsRead: cost.rowsRead, rowsWritten: cost.rowsWritten });
     return true;
   }
@@ -469,6 +493,7 @@ export class ChatRoom extends DurableObject<Env> {
       ([, s]) => s.user.id === target || (ban.address !== null && s.user.verified !== true && s.address === ban.address),
     );
     for (const [ws] of covered) this.#close(ws, CloseCode.banned, reason);
+    this.#hub?.announce({ kind: "ban", user: target, address: ban.address, reason });
     let purged = 0;
     if (request.purge === true) {
       this.#count(this.#history.load());
@@ -502,16 +527,16 @@ export class ChatRoom extends DurableObject<Env> {
   #applySettings(room: string, next: RoomSettings): RoomSettings {
     const { settings, cost } = this.#moderation.setSettings(next);
     this.#count(cost);
-    this.#broadcast({ type: "settings", slowMode: settings.slowMode });
+    this.#announce({ type: "settings", slowMode: settings.slowMode });
     this.#log.info("settings", { room, slowMode: settings.slowMode, rowsWritten: cost.rowsWritten });
     return settings;
   }
 
   /** Milliseconds `session`'s user must still wait under slow mode; 0 when it may post. */
-  #slowWait(session: Session, now: number): number {
+  #slowWait(user: User, now: number): number {
     const { settings, cost } = this.#moderation.settings();
     this.#count(cost);
-    if (settings.slowMode === 0 || isModerator(session.user)) return 0;
+    if (settings.slowMode === 0 || isModerator(user)) return 0;
     if (!this.#clockWarm) {
       // The ring's authors and times cover users whose posting socket closed
       // before a wake; its load is needed by the append anyway.
@@ -519,7 +544,7 @@ export class ChatRoom extends DurableObject<Env> {
       for (const message of this.#history.since(null).messages) this.#clock.note(message.from.id, message.ts);
       this.#clockWarm = true;
     }
-    return this.#clock.wait(session.user.id, now, settings.slowMode);
+    return this.#clock.wait(user.id, now, settings.slowMode);
   }
 
   #welcomeLimits(): Limits {
@@ -534,6 +559,10 @@ export class ChatRoom extends DurableObject<Env> {
    * durable, so no peer can see a message that a crash could still lose.
    */
   #publish(room: string, from: User, text: string, nonce: string | undefined, now: number): Message {
+    if (this.#hub !== null) {
+      this.#usage.messages++;
+      return this.#hub.post(from, text, nonce);
+    }
     const { message, cost } = this.#history.append(from, text, nonce, now);
     this.#count(cost);
     this.#usage.messages++;
@@ -606,7 +635,9 @@ export class ChatRoom extends DurableObject<Env> {
     // event that wakes the room) never was: its user leaves only when no
     // member socket of that user is left.
     const last = member !== undefined ? this.#leave(session.user.id) : !this.#presence.has(session.user.id);
-    if (last) this.#broadcast({ type: "leave", user: publicUser(session.user), ts: Date.now() });
+    if (this.#hub !== null) {
+      if (member !== undefined) this.#hub.depart(session.user.id);
+    } else if (last) this.#broadcast({ type: "leave", user: publicUser(session.user), ts: Date.now() });
     this.#log.info("disconnect", { room: session.room, user: session.user.id, connections: sessions.size, ...detail });
   }
 
@@ -656,6 +687,163 @@ export class ChatRoom extends DurableObject<Env> {
     if (!Number.isFinite(oldest)) return;
     await this.ctx.storage.setAlarm(Math.max(oldest + IDLE_TIMEOUT_MS, now + 1000));
     this.#sweepArmed = true;
+  }
+
+  // ---- large rooms: this room as the sequencer of its parts ------------------
+
+  #ensureHub(): ShardHub {
+    if (this.#hub !== null) return this.#hub;
+    const history = this.#history;
+    this.#count(history.load());
+    // The origin goes into the message's own row: a publish repeated after
+    // this room restarted is found in storage, at no extra row written.
+    const store: Store = {
+      get lastId() {
+        return history.lastId;
+      },
+      ring: () => history.since(null).messages,
+      hasOrigin: (origin) => history.hasOrigin(origin),
+      append: (from, text, nonce, ts, origin) => {
+        // A part's publish carries the sender's roles; a message never does.
+        const { message, cost } = history.append(publicUser(from), text, nonce, ts, origin);
+        this.#count(cost);
+        return message;
+      },
+    };
+    const own = Array.from(this.#members().values(), (s) => publicUser(s.user));
+    this.#hub = new ShardHub(
+      {
+        env: this.env,
+        sql: this.ctx.storage.sql,
+        room: this.#name(),
+        config: this.#config,
+        log: this.#log,
+        store,
+        local: (e) => this.#deliverLocal(e),
+        idle: () => {
+          this.#hub?.close();
+          this.#hub = null;
+        },
+        decide: (from, now) => this.#decidePart(from, now),
+        posted: (from, now) => this.#clock.note(from.id, now),
+        moderate: (op, now) => this.#moderatePart(op.from, op.frame, now),
+      },
+      own,
+    );
+    return this.#hub;
+  }
+
+  /** The room's name: the Durable Object's, as the Worker addressed it. */
+  #name(): string {
+    for (const session of this.#members().values()) return session.room;
+    return this.ctx.id.name ?? "";
+  }
+
+  /** The room's rules for a message a part's socket sent, the same as for its own sockets but the rate buckets (see shards.ts). */
+  #decidePart(from: User, now: number): { ok: false; code: RejectCode; message: string } | null {
+    if (this.#guests === "read" && from.verified !== true) {
+      return { ok: false, code: "forbidden", message: "guests may read but not post here; sign in to post" };
+    }
+    const wait = this.#slowWait(from, now);
+    if (wait > 0) return { ok: false, code: "slow_mode", message: `slow mode: wait ${Math.ceil(wait / 1000)} s before the next message` };
+    return null;
+  }
+
+  /** A moderation frame from a socket on a part: the same rules as #deleteFrame and #moderate. */
+  #moderatePart(from: User, frame: ModerationRequest, now: number): { ok: true } | { ok: false; code: RejectCode; message: string } {
+    const room = this.#name();
+    if (frame.type === "delete") {
+      const { message, cost } = this.#history.find(frame.id);
+      this.#count(cost);
+      if (message === undefined) return { ok: false, code: "not_found", message: `no kept message has id ${frame.id}` };
+      if (!mayDelete(from, message)) return { ok: false, code: "forbidden", message: "only its author or a moderator may delete this message" };
+      this.#erase(room, frame.id, from, now);
+      return { ok: true };
+    }
+    if (!isModerator(from)) return { ok: false, code: "forbidden", message: `only moderators may send ${frame.type}` };
+    if (frame.type === "settings") this.#applySettings(room, { slowMode: frame.slowMode });
+    else if (frame.type === "unban") this.#unban(room, frame.user, from, now);
+    else if (this.#ban(room, frame.user, frame, from, now) === null) {
+      return { ok: false, code: "forbidden", message: "this room holds as many bans as it can; unban someone first" };
+    }
+    return { ok: true };
+  }
+
+  /** A moderation broadcast for everyone: through the hub in a large room, so parts get it in order. */
+  #announce(frame: DeleteFrame | SettingsFrame): void {
+    if (this.#hub !== null) this.#hub.announce({ kind: "frame", frame });
+    else this.#broadcast(frame);
+  }
+
+  /** A connection beyond the room's own SHARD_SIZE: handed to a part, which the room dials first. */
+  async #toPart(admission: Admission): Promise<Response> {
+    return this.#ensureHub().forward(admission.user.id, admissionRequest(admission));
+  }
+
+  /** Sockets on this room's parts, as their reports say. */
+  #remoteConnections(): number {
+    let n = 0;
+    for (const [part, sockets] of this.#hub?.parts() ?? []) if (part !== LOCAL_PART) n += sockets;
+    return n;
+  }
+
+  /** How many objects hold this room's connections, and how many each; for stats and tests. */
+  shards(): { shards: number; sequencing: boolean; parts: { part: string; connections: number }[] } {
+    const own = this.#members().size;
+    const parts = Array.from(this.#hub?.parts() ?? [], ([part, connections]) => ({ part, connections })).filter((p) => p.part !== LOCAL_PART);
+    return { shards: 1 + parts.length, sequencing: this.#hub !== null, parts: [{ part: this.#name(), connections: own }, ...parts] };
+  }
+
+  /** A part with sockets and no link (this room restarted, or the link broke) asks to be dialled. */
+  async linkPart(part: string): Promise<void> {
+    await this.#ensureHub().link(part);
+  }
+
+  #hubArrive(user: User, ws: WebSocket): void {
+    this.#joining = ws;
+    try {
+      this.#hub?.arrive(publicUser(user));
+    } finally {
+      this.#joining = undefined;
+    }
+  }
+
+  /** An event of the room's one order, for the room's own sockets. */
+  #deliverLocal(event: StreamEvent): void {
+    switch (event.kind) {
+      case "message":
+        this.#broadcast(event.message);
+        break;
+      case "join":
+      case "leave":
+        this.#broadcast({ type: event.kind, user: event.user, ts: event.ts }, this.#joining);
+        break;
+      case "count":
+        this.#broadcast({ type: "presence", count: event.count });
+        break;
+      case "list":
+        this.#broadcast({ type: "presence", count: event.count, online: event.online });
+        break;
+      case "frame":
+        this.#broadcast(event.frame);
+        break;
+      case "admit":
+      case "reject":
+      case "ban":
+        // Not for the room's own sockets: its #ban closes them itself.
+        break;
+    }
+  }
+
+  /** `welcome.online` (and, in a large room, `onlineCount`), the newcomer included. */
+  #welcomeOnline(you: User): { online: User[]; onlineCount?: number } {
+    if (this.#hub === null) return { online: this.#online() };
+    const roster = this.#hub.roster;
+    const listed = new Map(roster.online().map((u) => [u.id, u] as const));
+    listed.set(you.id, publicUser(you));
+    const count = listed.size;
+    if (count <= this.#config.presenceLimit) return { online: Array.from(listed.values()), onlineCount: count };
+    return { online: [publicUser(you), ...this.#online().filter((u) => u.id !== you.id)].slice(0, this.#config.presenceLimit), onlineCount: count };
   }
 
   // ---- HTTP API, called by the Worker over RPC ------------------------------
@@ -710,12 +898,14 @@ export class ChatRoom extends DurableObject<Env> {
     const { count, deleted, oldestId } = this.#history.extent;
     let batching = 0;
     for (const session of sessions.values()) if (session.batch) batching++;
+    const { shards, parts } = this.shards();
     return {
       room,
-      connections: sessions.size,
-      users: this.#presence.size,
+      connections: sessions.size + this.#remoteConnections(),
+      users: this.#hub?.roster.count ?? this.#presence.size,
       lastId: this.#history.lastId,
-      shards: 1,
+      shards,
+      ...(shards > 1 ? { parts } : {}),
       messages: count,
       deleted,
       oldestId,

@@ -33,6 +33,7 @@ import { DEVELOPMENT_SECRET, bearerMatches, newUserId, signToken, verifyToken } 
 
 export { ChatRoom } from "./room.ts";
 export { ConnectLimiter } from "./limiter.ts";
+export { RoomPart } from "./part.ts";
 
 type Route =
   | { kind: "chat"; room: string }

@@ -137,3 +137,35 @@ describe("a room restarted with a larger HISTORY_SIZE", () => {
     expect(page.messages.map((m) => [m.id, m.text])).toEqual(range(13, 101).map((id) => [id, `m${id}`]));
   });
 });
+
+describe("origins of a large room's messages", () => {
+  it("keeps a message's origin in its own row, across a reload, while the message is kept", async () => {
+    const result = await onStorage((sql) => {
+      const history = new History(sql, 3);
+      history.append(user, "from a part", undefined, 1, "lobby/1/i/7");
+      const cost = history.append(user, "plain", undefined, 2).cost;
+      const reread = new History(sql, 3);
+      reread.load();
+      const before = reread.hasOrigin("lobby/1/i/7");
+      write(reread, 3, 4);
+      return { rowsWritten: cost.rowsWritten, before, other: reread.hasOrigin("lobby/1/i/8"), after: reread.hasOrigin("lobby/1/i/7") };
+    });
+    expect(result).toEqual({ rowsWritten: 1, before: true, other: false, after: false });
+  });
+
+  it("adds the origin column to a table written before large rooms, once", async () => {
+    const result = await onStorage((sql) => {
+      sql.exec(
+        "CREATE TABLE messages (slot INTEGER PRIMARY KEY, id INTEGER NOT NULL, ts INTEGER NOT NULL, from_id TEXT NOT NULL, from_name TEXT NOT NULL, text TEXT NOT NULL, nonce TEXT)",
+      );
+      sql.exec("INSERT INTO messages (slot, id, ts, from_id, from_name, text, nonce) VALUES (1, 1, 1, ?, ?, 'old', NULL)", user.id, user.name);
+      const history = new History(sql, 10);
+      const old = history.since(null).messages.map((m) => m.text);
+      history.append(user, "new", undefined, 2, "r/1/i/1");
+      const reread = new History(sql, 10);
+      reread.load();
+      return { old, origin: reread.hasOrigin("r/1/i/1"), ids: ids(reread.since(null)) };
+    });
+    expect(result).toEqual({ old: ["old"], origin: true, ids: [1, 2] });
+  });
+});

@@ -1,0 +1,410 @@
+// A part of a large room (docs/LARGE-ROOMS.md): a Durable Object named
+// `${room}/${k}` that holds some of the room's sockets and does for them what
+// a room does per socket (welcome, frame checks, strikes, delivery with the
+// batch window, the ack rule), while the room's ChatRoom, the sequencer,
+// orders and stores everything. The ordering logic is PartStream
+// (stream.ts); this file wires it to sockets and to the link, the WebSocket
+// the sequencer dials to this part.
+//
+// What survives hibernation: nothing yet. A part keeps a timer running while
+// it has sockets or a link, so it is never hibernated with its stream state
+// (the checkpoint that would let it sleep is described in the design and not
+// built); an eviction closes its sockets and their clients resume.
+
+import { DurableObject } from "cloudflare:workers";
+import { BATCH_MS, BatchQueue } from "./batch.ts";
+import { readConfig, type Config } from "./config.ts";
+import type { Downstream } from "./link.ts";
+import { createLogger, describeError, type Logger } from "./log.ts";
+import {
+  CloseCode,
+  ERROR_WINDOW_MS,
+  IDLE_TIMEOUT_MS,
+  MAX_ERRORS_PER_WINDOW,
+  MAX_FRAME_BYTES,
+  MAX_NAME_LENGTH,
+  MAX_TEXT_LENGTH,
+  PING,
+  PONG,
+  isOversized,
+  isSendableCloseCode,
+  parseClientFrame,
+  publicUser,
+  type BroadcastFrame,
+  type ErrorCode,
+  type Limits,
+  type PresenceCountFrame,
+  type ServerFrame,
+} from "./protocol.ts";
+import { recordStrike } from "./ratelimit.ts";
+import { readAdmission, type Admission } from "./room.ts";
+import { PartStream, type PartAction } from "./stream.ts";
+
+/** The path of the link the sequencer dials; the Worker never forwards to it. */
+export const LINK_PATH = "/link";
+const LINK_TAG = "link";
+/** How often a part retries what its room has not answered. */
+export const PART_RETRY_MS = 250;
+
+/** Builds the sequencer's request for a link to `part` of `room`. */
+export function linkRequest(room: string, part: string): Request {
+  const url = new URL(`https://part.internal${LINK_PATH}`);
+  url.searchParams.set("room", room);
+  url.searchParams.set("part", part);
+  return new Request(url, { headers: { Upgrade: "websocket" } });
+}
+
+interface Member {
+  id: number;
+  admission: Admission;
+  strikes: number[];
+  acked: number | null;
+  welcomed: boolean;
+  /** When the client last sent a frame other than `ping` (or connected). */
+  seen: number;
+}
+
+export class RoomPart extends DurableObject<Env> {
+  readonly #config: Config;
+  readonly #log: Logger;
+  readonly #limits: Limits;
+  #stream: PartStream | null = null;
+  #link: WebSocket | null = null;
+  #room = "";
+  #nextId = 1;
+  readonly #members = new Map<WebSocket, Member>();
+  readonly #byId = new Map<number, WebSocket>();
+  readonly #batches = new BatchQueue();
+  #flushTimer: ReturnType<typeof setTimeout> | null = null;
+  #ticker: ReturnType<typeof setInterval> | null = null;
+  #sweptAt = 0;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#config = readConfig(env);
+    this.#log = createLogger(this.#config.logLevel, { component: "part" });
+    this.#limits = {
+      history: this.#config.historySize,
+      text: MAX_TEXT_LENGTH,
+      name: MAX_NAME_LENGTH,
+      burst: this.#config.rateBurst,
+      perSec: this.#config.ratePerSec,
+    };
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
+  }
+
+  /** Connections this part holds, for stats and tests. */
+  connections(): number {
+    return this.#members.size;
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    try {
+      if (url.pathname === LINK_PATH) return this.#acceptLink(url);
+      const admission = readAdmission(request);
+      if (admission === null)
+        return Response.json({ error: "bad_request", message: "not an admitted connection" }, { status: 400 });
+      return this.#connect(admission);
+    } catch (err) {
+      this.#log.error("fault", { where: "fetch", error: describeError(err) });
+      return Response.json({ error: "internal", message: "the part could not accept the connection" }, { status: 500 });
+    }
+  }
+
+  #streamFor(part: string): PartStream {
+    this.#stream ??= new PartStream(part, crypto.randomUUID(), {
+      historySize: this.#config.historySize,
+      presenceLimit: this.#config.presenceLimit,
+      retryMs: PART_RETRY_MS,
+      holdLimit: 4096,
+    });
+    return this.#stream;
+  }
+
+  #acceptLink(url: URL): Response {
+    const room = url.searchParams.get("room");
+    const part = url.searchParams.get("part");
+    if (room === null || part === null)
+      return Response.json({ error: "bad_request", message: "room and part" }, { status: 400 });
+    this.#room = room;
+    const { 0: client, 1: server } = new WebSocketPair();
+    this.ctx.acceptWebSocket(server, [LINK_TAG]);
+    const old = this.#link;
+    this.#link = server;
+    if (old !== null) {
+      try {
+        old.close(CloseCode.goingAway, "replaced");
+      } catch {
+        // Already closed.
+      }
+    }
+    this.#apply(this.#streamFor(part).attach(Date.now()));
+    this.#keepTicking();
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  #connect(admission: Admission): Response {
+    if (this.#members.size >= this.#config.shardSize) {
+      return Response.json({ error: "room_full", message: "this part of the room is full" }, { status: 503 });
+    }
+    this.#room = admission.room;
+    const stream = this.#streamFor(this.ctx.id.name ?? admission.room);
+    const { 0: client, 1: server } = new WebSocketPair();
+    this.ctx.acceptWebSocket(server);
+    const member: Member = {
+      id: this.#nextId++,
+      admission,
+      strikes: [],
+      acked: null,
+      welcomed: false,
+      seen: Date.now(),
+    };
+    this.#members.set(server, member);
+    this.#byId.set(member.id, server);
+    this.#apply(stream.open(member.id, admission.user, admission.after, Date.now(), admission.address));
+    if (this.#link === null) this.#askForLink();
+    this.#keepTicking();
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** A part with sockets and no link asks its room to dial it. */
+  #askForLink(): void {
+    const name = this.ctx.id.name;
+    if (name === undefined) return;
+    const room = this.env.ROOMS.get(this.env.ROOMS.idFromName(this.#room));
+    room.linkPart(name).catch((err: unknown) => this.#log.error("fault", { where: "link", error: describeError(err) }));
+  }
+
+  #keepTicking(): void {
+    this.#ticker ??= setInterval(() => {
+      if (this.#members.size === 0 && this.#link === null) {
+        if (this.#ticker !== null) clearInterval(this.#ticker);
+        this.#ticker = null;
+        return;
+      }
+      if (this.#link === null && this.#members.size > 0) this.#askForLink();
+      const now = Date.now();
+      if (this.#stream !== null) this.#apply(this.#stream.tick(now));
+      this.#sweep(now);
+    }, PART_RETRY_MS);
+  }
+
+  override async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
+    try {
+      if (ws === this.#link || this.ctx.getTags(ws).includes(LINK_TAG)) {
+        if (typeof data !== "string" || this.#stream === null) return;
+        // Internal frames come only from this room's sequencer, over a link
+        // no client can reach; the stream drops versions it does not know.
+        this.#apply(this.#stream.receive(JSON.parse(data) as Downstream, Date.now()));
+        return;
+      }
+      const member = this.#members.get(ws);
+      if (member === undefined) return;
+      this.#receive(ws, member, data);
+    } catch (err) {
+      this.#log.error("fault", { room: this.#room, where: "message", error: describeError(err) });
+    }
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    try {
+      ws.close(isSendableCloseCode(code) ? code : CloseCode.normal, "closed");
+    } catch {
+      // Already closed.
+    }
+    this.#gone(ws);
+  }
+
+  override async webSocketError(ws: WebSocket): Promise<void> {
+    this.#gone(ws);
+  }
+
+  #gone(ws: WebSocket): void {
+    if (ws === this.#link) {
+      this.#link = null;
+      return;
+    }
+    const member = this.#members.get(ws);
+    if (member === undefined) return;
+    this.#members.delete(ws);
+    this.#byId.delete(member.id);
+    if (this.#stream !== null) this.#apply(this.#stream.close(member.id, Date.now()));
+  }
+
+  /**
+   * Dead connections, as the room's alarm finds them: no frame and no
+   * `ping` (answered by the runtime, timestamped without waking us) for
+   * IDLE_TIMEOUT_MS. The part's timer is running anyway, so no alarm.
+   */
+  #sweep(now: number): void {
+    if (now - this.#sweptAt < IDLE_TIMEOUT_MS / 6) return;
+    this.#sweptAt = now;
+    const idle: WebSocket[] = [];
+    for (const [ws, member] of this.#members) {
+      const pinged = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0;
+      if (now - Math.max(member.seen, pinged) >= IDLE_TIMEOUT_MS) idle.push(ws);
+    }
+    for (const ws of idle) this.#close(ws, CloseCode.normal, "no frame or ping for 60 s");
+  }
+
+  #receive(ws: WebSocket, member: Member, data: string | ArrayBuffer): void {
+    member.seen = Date.now();
+    const oversized = typeof data === "string" ? isOversized(data) : data.byteLength > MAX_FRAME_BYTES;
+    if (oversized) {
+      this.#close(ws, CloseCode.tooBig, `frame over ${MAX_FRAME_BYTES} bytes`);
+      return;
+    }
+    if (typeof data !== "string") {
+      this.#reject(ws, member, "unsupported", "binary frames are not supported");
+      return;
+    }
+    const frame = parseClientFrame(data);
+    if (!frame.ok) {
+      this.#reject(ws, member, frame.code, frame.message, frame.nonce);
+      return;
+    }
+    if (frame.value.type === "ack") {
+      // As in the room: an ack must tell something new and name a message
+      // that exists, or it is an error (and 20 errors close the socket).
+      const { id } = frame.value;
+      const lastId = this.#stream?.lastId ?? 0;
+      if (member.acked !== null && id <= member.acked)
+        this.#reject(ws, member, "invalid_message", `ack ${id} is not above the last ack, ${member.acked}`);
+      else if (id > lastId)
+        this.#reject(ws, member, "invalid_message", `ack ${id} is beyond the last message, ${lastId}`);
+      else member.acked = id;
+      return;
+    }
+    if (frame.value.type !== "message") {
+      if (this.#stream !== null) this.#apply(this.#stream.moderate(member.id, frame.value, Date.now()));
+      return;
+    }
+    if (this.#stream !== null)
+      this.#apply(this.#stream.publish(member.id, frame.value.text, frame.value.nonce, Date.now()));
+  }
+
+  #reject(ws: WebSocket, member: Member, code: ErrorCode, message: string, nonce?: string): void {
+    member.strikes = recordStrike(member.strikes, Date.now(), ERROR_WINDOW_MS);
+    if (member.admission.batch) this.#flush();
+    this.#send(ws, nonce === undefined ? { type: "error", code, message } : { type: "error", code, message, nonce });
+    if (member.strikes.length >= MAX_ERRORS_PER_WINDOW) this.#close(ws, CloseCode.policyViolation, "too many errors");
+  }
+
+  #apply(actions: PartAction[]): void {
+    for (const action of actions) {
+      switch (action.kind) {
+        case "up":
+          try {
+            this.#link?.send(JSON.stringify(action.frame));
+          } catch {
+            // The link broke: its close comes next, and the stream resends.
+          }
+          break;
+        case "welcome": {
+          const ws = this.#byId.get(action.socket);
+          const member = ws === undefined ? undefined : this.#members.get(ws);
+          if (ws === undefined || member === undefined) break;
+          member.welcomed = true;
+          if (member.admission.batch) this.#batches.start(ws);
+          const { room, user, token } = member.admission;
+          this.#send(ws, {
+            type: "welcome",
+            room,
+            you: user,
+            token,
+            online: action.online.map(publicUser),
+            onlineCount: action.onlineCount,
+            history: action.history,
+            gap: action.gap,
+            limits: this.#limits,
+          });
+          break;
+        }
+        case "deliver":
+          this.#broadcast(action.frame);
+          break;
+        case "error": {
+          const ws = this.#byId.get(action.socket);
+          const member = ws === undefined ? undefined : this.#members.get(ws);
+          if (ws !== undefined && member !== undefined)
+            this.#reject(ws, member, action.code, action.message, action.nonce);
+          break;
+        }
+        case "close": {
+          const ws = this.#byId.get(action.socket);
+          if (ws !== undefined) this.#close(ws, CloseCode.goingAway, action.reason);
+          break;
+        }
+        case "ban": {
+          const covered = [...this.#members].filter(
+            ([, m]) =>
+              m.admission.user.id === action.user ||
+              (action.address !== null && m.admission.user.verified !== true && m.admission.address === action.address),
+          );
+          for (const [ws] of covered) this.#close(ws, CloseCode.banned, action.reason);
+          break;
+        }
+      }
+    }
+  }
+
+  #send(ws: WebSocket, frame: ServerFrame): void {
+    try {
+      ws.send(JSON.stringify(frame));
+    } catch {
+      this.#close(ws, CloseCode.serverError, "send failed");
+    }
+  }
+
+  /** Every welcomed socket, in one loop, in stream order; batch sockets with the next flush. */
+  #broadcast(frame: BroadcastFrame | PresenceCountFrame): void {
+    const text = JSON.stringify(frame);
+    const limit = frame.type === "message" ? frame.id - this.#config.historySize : Number.NEGATIVE_INFINITY;
+    let batching = false;
+    const behind: WebSocket[] = [];
+    for (const [ws, member] of this.#members) {
+      if (!member.welcomed) continue;
+      if (member.acked !== null && member.acked < limit) behind.push(ws);
+      else if (member.admission.batch) batching = true;
+      else {
+        try {
+          ws.send(text);
+        } catch {
+          behind.push(ws);
+        }
+      }
+    }
+    if (batching) {
+      this.#batches.push(text);
+      this.#flushTimer ??= setTimeout(() => this.#flush(), BATCH_MS);
+    }
+    for (const ws of behind) this.#close(ws, CloseCode.policyViolation, "too far behind: reconnect with after");
+  }
+
+  #flush(): void {
+    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
+    this.#flushTimer = null;
+    if (this.#batches.empty) return;
+    const batchFor = this.#batches.drain();
+    for (const [ws, member] of this.#members) {
+      if (!member.admission.batch || !member.welcomed) continue;
+      const text = batchFor(ws);
+      if (text === null) continue;
+      try {
+        ws.send(text);
+      } catch {
+        // Its close comes next.
+      }
+    }
+  }
+
+  #close(ws: WebSocket, code: number, reason: string): void {
+    try {
+      ws.close(code, reason);
+    } catch {
+      // Already closed.
+    }
+    this.#gone(ws);
+  }
+}

@@ -1,0 +1,178 @@
+// Who is in a large room, as its sequencer knows it: every user with the
+// number of sockets it has open on each part of the room, and what the
+// clients must be told when that changes.
+//
+// A user is online while it has a socket on any part. Clients hear of it as
+// the contract says: `join` when a user's first socket anywhere opens, `leave`
+// when its last one closes, while at most `limit` users are online; above the
+// limit only the count, at most once per `countIntervalMs` and only when it
+// changed; the whole list again when the count falls back to the limit.
+// Exact per-user presence costs a frame per user per client, Θ(N²) in a
+// storm, which is why the limit exists at all.
+//
+// No Workers APIs: the sequencer and the model test use it as it is.
+
+import type { PartUser, PresenceSnapshot, StreamEvent } from "./link.ts";
+import type { User } from "./protocol.ts";
+
+/** The presence events the roster asks the sequencer to send to every part. */
+export type PresenceEvent = Extract<StreamEvent, { kind: "join" | "leave" | "count" | "list" }>;
+
+interface Entry {
+  user: User;
+  /** Open sockets by part name; a part with none is not a key. */
+  parts: Map<string, number>;
+}
+
+export class Roster {
+  readonly #limit: number;
+  readonly #countIntervalMs: number;
+  readonly #users = new Map<string, Entry>();
+  readonly #sockets = new Map<string, number>();
+  // Whether clients are getting join/leave (at most `limit` online) or counts.
+  #listed = true;
+  #countSentAt = Number.NEGATIVE_INFINITY;
+  // The count clients were last told, in counting mode.
+  #countSent = 0;
+
+  constructor(limit: number, countIntervalMs = 1000) {
+    this.#limit = limit;
+    this.#countIntervalMs = countIntervalMs;
+  }
+
+  get count(): number {
+    return this.#users.size;
+  }
+
+  /** Open sockets on `part`, as its reports say. */
+  sockets(part: string): number {
+    return this.#sockets.get(part) ?? 0;
+  }
+
+  /** Every part that holds at least one socket, with its count. */
+  parts(): Map<string, number> {
+    return new Map(this.#sockets);
+  }
+
+  /** The parts where user `userId` has sockets. */
+  partsOf(userId: string): string[] {
+    return Array.from(this.#users.get(userId)?.parts.keys() ?? []);
+  }
+
+  has(userId: string): boolean {
+    return this.#users.has(userId);
+  }
+
+  online(): User[] {
+    return Array.from(this.#users.values(), (e) => e.user);
+  }
+
+  /**
+   * Presence as it is now, for a part that starts a new stream. In counting
+   * mode that part now knows a count the others may not: the next count
+   * goes out to all when it is due, even if it did not change since.
+   */
+  snapshot(): PresenceSnapshot {
+    if (this.#listed) return { count: this.count, online: this.online() };
+    this.#countSent = -1;
+    return { count: this.count, online: null };
+  }
+
+  /**
+   * The count for one newcomer's welcome. In counting mode that client now
+   * knows a count the others may not: the next count goes out to all when
+   * it is due, even if it is back to what they were told last.
+   */
+  welcomeCount(): number {
+    if (!this.#listed && this.count !== this.#countSent) this.#countSent = -1;
+    return this.count;
+  }
+
+  /** One more socket of `user` on `part`. */
+  arrive(part: string, user: User, now: number): PresenceEvent[] {
+    return this.#add(part, user, 1, now);
+  }
+
+  /** One socket less of user `userId` on `part`; a report for a socket the roster never counted changes nothing. */
+  depart(part: string, userId: string, now: number): PresenceEvent[] {
+    return this.#remove(part, userId, 1, now);
+  }
+
+  /**
+   * Makes `part`'s sockets exactly `users` (a part re-attaching after either
+   * side restarted), telling clients only what really changed.
+   */
+  replace(part: string, users: readonly PartUser[], now: number): PresenceEvent[] {
+    const want = new Map(users.filter((u) => u.sockets > 0).map((u) => [u.user.id, u] as const));
+    const events: PresenceEvent[] = [];
+    for (const [id, entry] of Array.from(this.#users)) {
+      const have = entry.parts.get(part) ?? 0;
+      const target = want.get(id)?.sockets ?? 0;
+      if (have > target) events.push(...this.#remove(part, id, have - target, now));
+    }
+    for (const { user, sockets } of want.values()) {
+      const have = this.#users.get(user.id)?.parts.get(part) ?? 0;
+      if (sockets > have) events.push(...this.#add(part, user, sockets - have, now));
+    }
+    return events;
+  }
+
+  /** Forgets every socket of `part` (evicted, and not back within the grace period). */
+  drop(part: string, now: number): PresenceEvent[] {
+    return this.replace(part, [], now);
+  }
+
+  /** A count that was held back by the once-a-second rule, when it is due. */
+  tick(now: number): PresenceEvent[] {
+    if (this.#listed || this.count === this.#countSent || now - this.#countSentAt < this.#countIntervalMs) return [];
+    return [this.#countEvent(now)];
+  }
+
+  #add(part: string, user: User, n: number, now: number): PresenceEvent[] {
+    this.#sockets.set(part, this.sockets(part) + n);
+    const entry = this.#users.get(user.id);
+    if (entry !== undefined) {
+      entry.parts.set(part, (entry.parts.get(part) ?? 0) + n);
+      return [];
+    }
+    this.#users.set(user.id, { user, parts: new Map([[part, n]]) });
+    return this.#changed({ kind: "join", user, ts: now }, now);
+  }
+
+  #remove(part: string, userId: string, n: number, now: number): PresenceEvent[] {
+    const entry = this.#users.get(userId);
+    const have = entry?.parts.get(part) ?? 0;
+    if (entry === undefined || have === 0) return [];
+    const taken = Math.min(n, have);
+    const left = this.sockets(part) - taken;
+    if (left > 0) this.#sockets.set(part, left);
+    else this.#sockets.delete(part);
+    if (have > taken) entry.parts.set(part, have - taken);
+    else entry.parts.delete(part);
+    if (entry.parts.size > 0) return [];
+    this.#users.delete(userId);
+    return this.#changed({ kind: "leave", user: entry.user, ts: now }, now);
+  }
+
+  #changed(event: PresenceEvent, now: number): PresenceEvent[] {
+    if (this.#listed && this.count <= this.#limit) return [event];
+    if (this.count <= this.#limit) {
+      this.#listed = true;
+      return [{ kind: "list", count: this.count, online: this.online() }];
+    }
+    // Crossing the limit is told at once: a client that missed this join
+    // must know its list is no longer whole. Only counts that follow a
+    // count wait for the once-a-second rule.
+    if (this.#listed) {
+      this.#listed = false;
+      return [this.#countEvent(now)];
+    }
+    return now - this.#countSentAt >= this.#countIntervalMs ? [this.#countEvent(now)] : [];
+  }
+
+  #countEvent(now: number): PresenceEvent {
+    this.#countSentAt = now;
+    this.#countSent = this.count;
+    return { kind: "count", count: this.count };
+  }
+}

@@ -1,0 +1,491 @@
+// A large room at model level: the real sequencer, roster and part streams
+// (src/sequencer.ts, src/roster.ts, src/stream.ts), wired through a simulated
+// network that loses, repeats, delays and reorders internal frames, with
+// parts and the sequencer evicted at random. Simulated clients check every
+// frame they get against the contract as they get it.
+
+import type { Downstream, Upstream } from "../../src/link.ts";
+import type { BroadcastFrame, Message, PresenceCountFrame, User } from "../../src/protocol.ts";
+import { Roster } from "../../src/roster.ts";
+import { Sequencer, type Decide, type Store } from "../../src/sequencer.ts";
+import { PartStream, type PartAction } from "../../src/stream.ts";
+
+/** mulberry32: small, fast, and the same sequence for a seed everywhere. */
+export function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export class MemoryStore implements Store {
+  readonly #size: number;
+  /** Every message ever stored: the truth clients are checked against. */
+  readonly log: Message[] = [];
+  readonly #origins = new Map<number, string>();
+
+  constructor(size: number) {
+    this.#size = size;
+  }
+
+  get lastId(): number {
+    return this.log.length;
+  }
+
+  ring(): Message[] {
+    return this.log.slice(-this.#size);
+  }
+
+  hasOrigin(origin: string): boolean {
+    for (const m of this.ring()) if (this.#origins.get(m.id) === origin) return true;
+    return false;
+  }
+
+  append(from: User, text: string, nonce: string | undefined, ts: number, origin: string | null): Message {
+    const message: Message = { type: "message", id: this.log.length + 1, ts, from, text };
+    if (nonce !== undefined) message.nonce = nonce;
+    this.log.push(message);
+    if (origin !== null) this.#origins.set(message.id, origin);
+    return message;
+  }
+}
+
+export interface SimOptions {
+  parts: number;
+  users: number;
+  historySize: number;
+  presenceLimit: number;
+  window: number;
+  steps: number;
+  /** Chances per internal frame. */
+  drop: number;
+  duplicate: number;
+  /** Chances per step. */
+  evictPart: number;
+  evictRoom: number;
+  /**
+   * Sees every internal frame as it is delivered, and every eviction: to
+   * debug a failing seed, run it alone with a trace that prints (FULL=1 in
+   * the environment keeps whole frames).
+   */
+  trace?: (line: string) => void;
+}
+
+type Frame = BroadcastFrame | PresenceCountFrame;
+
+/** One client socket, from its upgrade to its close, and what it saw. */
+class Session {
+  readonly id: number;
+  readonly user: User;
+  readonly after: number | null;
+  readonly part: string;
+  open = true;
+  welcomed = false;
+  /** The id the next live message must have; null until the welcome. */
+  next: number | null = null;
+  listed = true;
+  online = new Map<string, User>();
+  count = 0;
+  /** Set by a welcome with `gap`: the first id it had; earlier ones are missed for good. */
+  gapFrom: number | null = null;
+  /** Nonces this socket sent, and how many answers (echo or error) each got. */
+  readonly answers = new Map<string, number>();
+
+  constructor(id: number, user: User, after: number | null, part: string) {
+    this.id = id;
+    this.user = user;
+    this.after = after;
+    this.part = part;
+  }
+}
+
+interface Packet {
+  at: number;
+  to: "room" | string;
+  /** The instance (room epoch or part incarnation) the link ran to; a packet for another is lost with its link. */
+  link: string;
+  /** For frames to the room: the part instance that sent it, lost with it when it is evicted. */
+  from?: { part: string; incarnation: string };
+  frame: Upstream | Downstream;
+}
+
+interface Part {
+  stream: PartStream;
+  sockets: Map<number, Session>;
+  welcomed: Set<number>;
+}
+
+export class Sim {
+  readonly #rnd: () => number;
+  readonly #o: SimOptions;
+  readonly store: MemoryStore;
+  readonly violations: string[] = [];
+  now = 1_000_000;
+  #epoch = 1;
+  #roster!: Roster;
+  #seq!: Sequencer;
+  readonly #detached = new Map<string, number>();
+  readonly #parts = new Map<string, Part>();
+  #incarnations = 0;
+  #net: Packet[] = [];
+  #lossy = true;
+  #nextSocket = 1;
+  #nextText = 1;
+  readonly sessions: Session[] = [];
+  /** Each user's last seen id, for its next connect's `after`. */
+  readonly #seen = new Map<string, number>();
+  readonly stats = {
+    published: 0,
+    rejected: 0,
+    welcomes: 0,
+    gaps: 0,
+    partEvictions: 0,
+    roomEvictions: 0,
+    dropped: 0,
+    duplicated: 0,
+  };
+
+  constructor(seed: number, options: SimOptions) {
+    this.#rnd = random(seed);
+    this.#o = options;
+    this.store = new MemoryStore(options.historySize);
+    this.#startRoom();
+  }
+
+  #pick<T>(list: readonly T[]): T | undefined {
+    return list.length === 0 ? undefined : list[Math.floor(this.#rnd() * list.length)];
+  }
+
+  #fail(what: string): void {
+    if (this.violations.length < 20) this.violations.push(`t=${this.now}: ${what}`);
+  }
+
+  #startRoom(): void {
+    this.#roster = new Roster(this.#o.presenceLimit, 1000);
+    // Texts with "!" stand for whatever the room refuses (rate limits, slow mode, bans).
+    const decide: Decide = (op) =>
+      op.text.includes("!") ? { ok: false, code: "rate_limited", message: "too many" } : { ok: true };
+    this.#seq = new Sequencer(this.#epoch, this.store, this.#roster, decide, { window: this.#o.window, beats: 3 });
+    this.#detached.clear();
+  }
+
+  // ---- the network -------------------------------------------------------
+
+  #post(to: string, link: string, frame: Upstream | Downstream, from?: Packet["from"]): void {
+    // Frames are copied as a socket would: no object is shared between ends.
+    const copy = () => JSON.parse(JSON.stringify(frame)) as Upstream | Downstream;
+    if (this.#lossy && this.#rnd() < this.#o.drop) {
+      this.stats.dropped++;
+      return;
+    }
+    const delay = () => 1 + Math.floor(this.#rnd() * (this.#lossy ? 40 : 5));
+    this.#net.push({ at: this.now + delay(), to, link, frame: copy(), from });
+    if (this.#lossy && this.#rnd() < this.#o.duplicate) {
+      this.stats.duplicated++;
+      this.#net.push({ at: this.now + delay(), to, link, frame: copy(), from });
+    }
+  }
+
+  #deliverDue(): void {
+    // Reordering comes from the random delays; within the lossless settle
+    // phase a link keeps its order, as a WebSocket does.
+    const due = this.#net.filter((p) => p.at <= this.now).sort((a, b) => a.at - b.at);
+    this.#net = this.#net.filter((p) => p.at > this.now);
+    for (const p of due) {
+      this.#o.trace?.(
+        `t=${this.now} ${p.from?.part ?? "room"}(${p.from?.incarnation ?? p.link})->${p.to}(${p.link}) ${JSON.stringify(
+          p.frame,
+        )
+          .replace(/"ring":\[[^\]]*\]/, '"ring":[…]')
+          .slice(0, process.env.FULL ? 100000 : 400)}`,
+      );
+      if (p.to === "room") {
+        if (p.link !== String(this.#epoch)) continue;
+        if (p.from !== undefined && this.#parts.get(p.from.part)?.stream.incarnation !== p.from.incarnation) continue;
+        for (const s of this.#seq.receive(p.frame as Upstream, this.now)) this.#toPart(s.part, s.frame);
+      } else {
+        const part = this.#parts.get(p.to);
+        if (part === undefined || part.stream.incarnation !== p.link) continue;
+        this.#act(p.to, part, part.stream.receive(p.frame as Downstream, this.now));
+      }
+    }
+  }
+
+  #toPart(name: string, frame: Downstream): void {
+    const part = this.#parts.get(name);
+    if (part !== undefined) this.#post(name, part.stream.incarnation, frame);
+  }
+
+  // ---- parts ---------------------------------------------------------------
+
+  #part(name: string): Part {
+    const existing = this.#parts.get(name);
+    if (existing !== undefined) return existing;
+    const stream = new PartStream(name, `i${++this.#incarnations}`, {
+      historySize: this.#o.historySize,
+      presenceLimit: this.#o.presenceLimit,
+      retryMs: 100,
+      holdLimit: this.#o.window,
+    });
+    const part: Part = { stream, sockets: new Map(), welcomed: new Set() };
+    this.#parts.set(name, part);
+    this.#act(name, part, stream.attach(this.now));
+    return part;
+  }
+
+  #act(name: string, part: Part, actions: PartAction[]): void {
+    for (const a of actions) {
+      switch (a.kind) {
+        case "up":
+          this.#post("room", String(this.#epoch), a.frame, { part: name, incarnation: part.stream.incarnation });
+          break;
+        case "welcome": {
+          const s = part.sockets.get(a.socket);
+          if (s === undefined) break;
+          part.welcomed.add(a.socket);
+          this.#welcome(s, a.history, a.gap, a.online, a.onlineCount);
+          break;
+        }
+        case "deliver":
+          for (const id of part.welcomed) {
+            const s = part.sockets.get(id);
+            if (s !== undefined) this.#frame(s, a.frame);
+          }
+          break;
+        case "error": {
+          const s = part.sockets.get(a.socket);
+          if (s === undefined || a.nonce === undefined) break;
+          if (!s.answers.has(a.nonce)) this.#fail(`socket ${s.id}: error for a nonce it never sent`);
+          s.answers.set(a.nonce, (s.answers.get(a.nonce) ?? 0) + 1);
+          this.stats.rejected++;
+          break;
+        }
+        case "close": {
+          const s = part.sockets.get(a.socket);
+          if (s !== undefined) this.#ended(part, s);
+          break;
+        }
+      }
+    }
+  }
+
+  #ended(part: Part, s: Session): void {
+    s.open = false;
+    part.sockets.delete(s.id);
+    part.welcomed.delete(s.id);
+  }
+
+  // ---- clients -------------------------------------------------------------
+
+  #welcome(s: Session, history: Message[], gap: boolean, online: User[], onlineCount: number): void {
+    this.stats.welcomes++;
+    if (gap) this.stats.gaps++;
+    if (s.welcomed) this.#fail(`socket ${s.id}: a second welcome`);
+    s.welcomed = true;
+    for (let i = 1; i < history.length; i++) {
+      if (history[i]!.id !== history[i - 1]!.id + 1) this.#fail(`socket ${s.id}: history not consecutive`);
+    }
+    for (const m of history) this.#check(s, m);
+    const first = history[0]?.id;
+    if (s.after !== null) {
+      const seamless = first === undefined || first === s.after + 1;
+      if (!gap && !seamless && first > s.after + 1)
+        this.#fail(`socket ${s.id}: history after ${s.after} starts at ${first} without gap`);
+      if (gap && first !== undefined && first <= s.after + 1)
+        this.#fail(`socket ${s.id}: false gap after ${s.after} (history from ${first})`);
+      if (gap && first === undefined && s.after <= this.store.lastId)
+        this.#fail(`socket ${s.id}: false gap with empty history`);
+    }
+    if (gap) s.gapFrom = first ?? this.store.lastId + 1;
+    const last = history.at(-1)?.id;
+    s.next = last !== undefined ? last + 1 : s.after === null || gap ? 1 : s.after + 1;
+    if (history.length > 0 && s.after !== null && !gap) {
+      // Resumed exactly: the ids go on from `after`.
+      if (first !== s.after + 1) this.#fail(`socket ${s.id}: resume after ${s.after} starts at ${first}`);
+    }
+    s.count = onlineCount;
+    s.listed = onlineCount <= this.#o.presenceLimit;
+    s.online = new Map(online.map((u) => [u.id, u] as const));
+    if (!s.online.has(s.user.id)) this.#fail(`socket ${s.id}: welcome.online lacks its own user`);
+    if (s.listed && online.length !== onlineCount)
+      this.#fail(`socket ${s.id}: welcome lists ${online.length} of ${onlineCount}`);
+    if (online.length > this.#o.presenceLimit)
+      this.#fail(`socket ${s.id}: welcome lists ${online.length} above the limit`);
+  }
+
+  #check(s: Session, m: Message): void {
+    const truth = this.store.log[m.id - 1];
+    if (truth === undefined || truth.text !== m.text || truth.from.id !== m.from.id || truth.nonce !== m.nonce) {
+      this.#fail(`socket ${s.id}: message ${m.id} differs from what was stored`);
+    }
+    this.#seen.set(s.user.id, Math.max(this.#seen.get(s.user.id) ?? 0, m.id));
+    if (m.nonce !== undefined && s.answers.has(m.nonce)) s.answers.set(m.nonce, (s.answers.get(m.nonce) ?? 0) + 1);
+  }
+
+  #frame(s: Session, f: Frame): void {
+    switch (f.type) {
+      case "message":
+        if (f.id !== s.next) this.#fail(`socket ${s.id}: got message ${f.id}, expected ${s.next}`);
+        s.next = f.id + 1;
+        this.#check(s, f);
+        break;
+      case "join":
+        if (!s.listed) this.#fail(`socket ${s.id}: join while counting`);
+        if (s.online.has(f.user.id)) this.#fail(`socket ${s.id}: join for ${f.user.id}, already present`);
+        s.online.set(f.user.id, f.user);
+        s.count = s.online.size;
+        break;
+      case "leave":
+        if (!s.listed) this.#fail(`socket ${s.id}: leave while counting`);
+        if (!s.online.has(f.user.id)) this.#fail(`socket ${s.id}: leave for ${f.user.id}, not present`);
+        if (f.user.id === s.user.id) this.#fail(`socket ${s.id}: told that its own user left`);
+        s.online.delete(f.user.id);
+        s.count = s.online.size;
+        break;
+      case "presence":
+        if (f.online !== undefined) {
+          if (f.count > this.#o.presenceLimit) this.#fail(`socket ${s.id}: a list above the limit`);
+          s.listed = true;
+          s.online = new Map(f.online.map((u) => [u.id, u] as const));
+        } else {
+          if (f.count <= this.#o.presenceLimit) this.#fail(`socket ${s.id}: a bare count at or below the limit`);
+          s.listed = false;
+        }
+        s.count = f.count;
+        break;
+      default:
+        this.#fail(`socket ${s.id}: unexpected ${f.type}`);
+    }
+  }
+
+  // ---- the schedule ----------------------------------------------------------
+
+  #connect(): void {
+    const u = Math.floor(this.#rnd() * this.#o.users);
+    const user: User = { id: `u${u}`, name: `user${u}` };
+    const name = `p${Math.floor(this.#rnd() * this.#o.parts)}`;
+    const part = this.#part(name);
+    const seen = this.#seen.get(user.id);
+    // Most reconnects resume; some start over.
+    const after = seen !== undefined && this.#rnd() < 0.8 ? seen : null;
+    const s = new Session(this.#nextSocket++, user, after, name);
+    this.sessions.push(s);
+    part.sockets.set(s.id, s);
+    this.#act(name, part, part.stream.open(s.id, user, after, this.now));
+  }
+
+  #close(): void {
+    const open = this.sessions.filter((s) => s.open);
+    const s = this.#pick(open);
+    if (s === undefined) return;
+    const part = this.#parts.get(s.part);
+    if (part === undefined) return;
+    this.#ended(part, s);
+    this.#act(s.part, part, part.stream.close(s.id, this.now));
+  }
+
+  #publish(): void {
+    const s = this.#pick(this.sessions.filter((x) => x.open));
+    if (s === undefined) return;
+    const part = this.#parts.get(s.part);
+    if (part === undefined) return;
+    const n = this.#nextText++;
+    const text = this.#rnd() < 0.1 ? `refuse ${n}!` : `text ${n}`;
+    const nonce = `n${n}`;
+    s.answers.set(nonce, 0);
+    this.stats.published++;
+    this.#act(s.part, part, part.stream.publish(s.id, text, nonce, this.now));
+  }
+
+  #evictPart(): void {
+    const name = this.#pick(Array.from(this.#parts.keys()));
+    if (name === undefined) return;
+    this.#o.trace?.(`t=${this.now} EVICT ${name}`);
+    const part = this.#parts.get(name)!;
+    this.stats.partEvictions++;
+    for (const s of part.sockets.values()) s.open = false;
+    this.#parts.delete(name);
+    // The room sees its link close.
+    this.#seq.detach(name);
+    this.#detached.set(name, this.now);
+  }
+
+  #evictRoom(): void {
+    this.stats.roomEvictions++;
+    this.#o.trace?.(`t=${this.now} EVICT ROOM`);
+    this.#epoch++;
+    this.#startRoom();
+    // Every part sees its link close and the room dial again.
+    for (const [name, part] of this.#parts) this.#act(name, part, part.stream.attach(this.now));
+  }
+
+  #tick(): void {
+    for (const [name, at] of this.#detached) {
+      if (this.now - at < 300) continue;
+      this.#detached.delete(name);
+      for (const s of this.#seq.drop(name, this.now)) this.#toPart(s.part, s.frame);
+    }
+    for (const s of this.#seq.tick(this.now)) this.#toPart(s.part, s.frame);
+    for (const [name, part] of this.#parts) this.#act(name, part, part.stream.tick(this.now));
+  }
+
+  #step(): void {
+    this.now += 1 + Math.floor(this.#rnd() * 20);
+    const r = this.#rnd();
+    if (r < 0.25) this.#connect();
+    else if (r < 0.4) this.#close();
+    else if (r < 0.8) this.#publish();
+    else if (r < 0.8 + this.#o.evictPart) this.#evictPart();
+    else if (r < 0.8 + this.#o.evictPart + this.#o.evictRoom) this.#evictRoom();
+    this.#deliverDue();
+    this.#tick();
+  }
+
+  /** Runs the random schedule, then lets the network settle without loss and checks the end state. */
+  run(): void {
+    for (let i = 0; i < this.#o.steps; i++) this.#step();
+    this.#lossy = false;
+    // Long enough for every retry, grace period and held-back count.
+    const end = this.now + 5_000;
+    while (this.now < end) {
+      this.now += 10;
+      this.#deliverDue();
+      this.#tick();
+    }
+    if (this.#net.length > 0) this.#fail(`${this.#net.length} frames still in flight after settling`);
+    this.#checkSettled();
+  }
+
+  #checkSettled(): void {
+    const open = this.sessions.filter((s) => s.open);
+    const truth = new Map<string, User>();
+    for (const s of open) {
+      truth.set(s.user.id, s.user);
+      if (!s.welcomed) this.#fail(`socket ${s.id}: never welcomed`);
+      if (s.next !== this.store.lastId + 1)
+        this.#fail(`socket ${s.id}: saw up to ${(s.next ?? 1) - 1} of ${this.store.lastId}`);
+      for (const [nonce, n] of s.answers) {
+        if (n === 1) continue;
+        // Its own message among those a welcome said were gone for good.
+        const stored = this.store.log.find((m) => m.nonce === nonce);
+        if (n === 0 && stored !== undefined && s.gapFrom !== null && stored.id < s.gapFrom) continue;
+        this.#fail(`socket ${s.id}: ${n} answers to ${nonce}`);
+      }
+    }
+    if (this.#roster.count !== truth.size) this.#fail(`roster counts ${this.#roster.count}, truly ${truth.size}`);
+    const listed = truth.size <= this.#o.presenceLimit;
+    for (const s of open) {
+      if (s.count !== truth.size) this.#fail(`socket ${s.id}: count ${s.count}, truly ${truth.size}`);
+      if (s.listed !== listed) this.#fail(`socket ${s.id}: listed ${s.listed} with ${truth.size} online`);
+      if (listed) {
+        const ids = Array.from(s.online.keys()).sort().join(",");
+        const want = Array.from(truth.keys()).sort().join(",");
+        if (ids !== want) this.#fail(`socket ${s.id}: online ${ids}, truly ${want}`);
+      }
+    }
+  }
+}

@@ -1,0 +1,341 @@
+// A large room in workerd (docs/LARGE-ROOMS.md), with SHARD_SIZE 3: the room
+// holds three sockets itself and hands the next ones to its parts
+// (`${room}/1`, `${room}/2`, …), which it dials. Clients must not be able to
+// tell: one order, every message once, the sender's nonce, exact resume.
+
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { Message, ServerFrame, WelcomeFrame } from "../../src/protocol.ts";
+import { freshIp, freshRoom, join, request, roomStub, upgradeHeaders, type Client } from "../helpers.ts";
+import { api, joinAs } from "../moderation/support.ts";
+
+/** The next `n` messages this client gets, whatever presence frames come between. */
+async function messages(client: Client, n: number): Promise<Message[]> {
+  const got: Message[] = [];
+  while (got.length < n) {
+    const frame: ServerFrame = await client.next(`message ${got.length + 1} of ${n}`);
+    if (frame.type === "message") got.push(frame);
+    else if (frame.type === "batch") for (const f of frame.frames) if (f.type === "message") got.push(f);
+  }
+  return got;
+}
+
+/** Joins `count` clients one after another: the first three stay in the room, the rest go to parts. */
+async function crowd(room: string, count: number): Promise<{ client: Client; welcome: WelcomeFrame }[]> {
+  const joined: { client: Client; welcome: WelcomeFrame }[] = [];
+  for (let i = 0; i < count; i++) joined.push(await join(room, { name: `c${i + 1}` }));
+  return joined;
+}
+
+/**
+ * Resets an object as a crash or a deploy would: its memory and its sockets
+ * go. (evictDurableObject waits for an object with no work in flight, and a
+ * sharded room and its parts always have a timer running.)
+ */
+async function restart(stub: DurableObjectStub<Rpc.DurableObjectBranded | undefined>): Promise<void> {
+  await expect(
+    runInDurableObject(stub, (_: unknown, state: DurableObjectState) => state.abort("restart")),
+  ).rejects.toThrow();
+}
+
+const summary = (list: Message[]) => list.map((m) => `${m.id}:${m.text}`);
+
+describe("a room over several Durable Objects", () => {
+  it("puts every message from every part into one order that every client sees", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 7);
+    // Past the room's own three, welcomes come from parts and carry the count.
+    expect(joined.map((j) => j.welcome.onlineCount)).toEqual([undefined, undefined, undefined, 4, 5, 6, 7]);
+    // Above PRESENCE_LIMIT (4) a welcome lists the newcomer and its own part's users.
+    expect(joined[6]?.welcome.online.map((u) => u.name)).toEqual(["c7"]);
+    expect(joined[3]?.welcome.online.map((u) => u.name).sort()).toEqual(["c1", "c2", "c3", "c4"]);
+    for (const [i, { client }] of joined.entries()) client.say(`from c${i + 1}`, `n${i + 1}`);
+    const seen = await Promise.all(joined.map(({ client }) => messages(client, 7)));
+    const first = seen[0] ?? [];
+    expect(first.map((m) => m.id)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(new Set(first.map((m) => m.text))).toEqual(new Set(joined.map((_, i) => `from c${i + 1}`)));
+    for (const list of seen) expect(summary(list)).toEqual(summary(first));
+    // Each sender's own message carries its nonce.
+    joined.forEach((_, i) => {
+      const own = first.find((m) => m.text === `from c${i + 1}`);
+      expect(own?.nonce).toBe(`n${i + 1}`);
+      expect(own?.from.name).toBe(`c${i + 1}`);
+    });
+  });
+
+  it("gives a client that joins a part mid-stream every message exactly once", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 4);
+    const talker = joined[0]!.client;
+    for (let i = 1; i <= 5; i++) talker.say(`m${i}`);
+    const late = join(room, { name: "late" });
+    for (let i = 6; i <= 10; i++) talker.say(`m${i}`);
+    const { client, welcome } = await late;
+    expect(welcome.onlineCount).toBe(5);
+    const history = welcome.history.map((m) => m.id);
+    const live = (await messages(client, 10 - history.length)).map((m) => m.id);
+    expect([...history, ...live]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  });
+
+  it("resumes exactly on another part, with no false gap", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 6);
+    const mover = joined[3]!.client;
+    joined[0]!.client.say("one");
+    joined[0]!.client.say("two");
+    const seen = await messages(mover, 2);
+    expect(seen.map((m) => m.id)).toEqual([1, 2]);
+    mover.close();
+    // Fill the mover's old part again, so the resume lands on the next one.
+    await join(room, { name: "filler" });
+    joined[1]!.client.say("three");
+    const { client, welcome } = await join(room, { after: 2, name: "mover" });
+    expect(welcome.onlineCount).toBe(7);
+    expect(welcome.gap).toBe(false);
+    const rest = [...welcome.history, ...(await messages(client, 1 - welcome.history.length))];
+    expect(summary(rest)).toEqual(["3:three"]);
+  });
+
+  it("answers a resume beyond the room's last id with gap, on a part", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 3);
+    joined[0]!.client.say("only");
+    await messages(joined[0]!.client, 1);
+    const { welcome } = await join(room, { after: 99 });
+    expect(welcome.gap).toBe(true);
+    expect(welcome.history.map((m) => m.text)).toEqual(["only"]);
+  });
+
+  it("goes on through an eviction of the room: parts re-attach to a new sequencer, ids continue", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 5);
+    const [own, , , onPart, alsoOnPart] = joined.map((j) => j.client);
+    own!.say("before");
+    expect(summary(await messages(onPart!, 1))).toEqual(["1:before"]);
+    await messages(alsoOnPart!, 1);
+    await restart(roomStub(room));
+    expect((await own!.closed).code).toBe(1006);
+    // The part's clients stay connected; the part asks the restarted room to
+    // dial it again, and the next message continues the one order.
+    onPart!.say("after", "n-after");
+    const after = await messages(onPart!, 1);
+    expect(after.map((m) => [m.id, m.text, m.nonce])).toEqual([[2, "after", "n-after"]]);
+    expect(summary(await messages(alsoOnPart!, 1))).toEqual(["2:after"]);
+    const back = await join(room, { after: 1, name: "own again" });
+    expect(back.welcome.gap).toBe(false);
+    expect(summary(back.welcome.history)).toEqual(["2:after"]);
+  });
+
+  it("lets the clients of an evicted part resume on another object with nothing lost", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 5);
+    const talker = joined[0]!.client;
+    const onPart = joined[3]!.client;
+    talker.say("one");
+    await messages(onPart, 1);
+    await restart(env.PARTS.get(env.PARTS.idFromName(`${room}/1`)));
+    expect((await onPart.closed).code).toBe(1006);
+    talker.say("two");
+    const back = await join(room, { after: 1, name: "back" });
+    const rest = [...back.welcome.history, ...(await messages(back.client, 1 - back.welcome.history.length))];
+    expect(back.welcome.gap).toBe(false);
+    expect(summary(rest)).toEqual(["2:two"]);
+  });
+
+  it("turns presence into counts above PRESENCE_LIMIT and back into the list, on the room and on parts", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 4);
+    const own = joined[0]!.client;
+    const onPart = joined[3]!.client;
+    // own saw c2, c3, c4 join; onPart joined last.
+    for (let i = 2; i <= 4; i++)
+      expect(await own.next(`c${i}'s join`)).toMatchObject({ type: "join", user: { name: `c${i}` } });
+    const fifth = await join(room, { name: "c5" });
+    expect(fifth.welcome.onlineCount).toBe(5);
+    expect(await own.next("the count")).toEqual({ type: "presence", count: 5 });
+    expect(await onPart.next("the count")).toEqual({ type: "presence", count: 5 });
+    fifth.client.close();
+    const names = ["c1", "c2", "c3", "c4"];
+    for (const client of [own, onPart]) {
+      const frame = await client.next("the list");
+      expect(
+        frame.type === "presence" ? { count: frame.count, names: frame.online?.map((u) => u.name).sort() } : frame,
+      ).toEqual({ count: 4, names });
+    }
+    joined[1]!.client.close();
+    expect(await onPart.next("c2's leave")).toMatchObject({ type: "leave", user: { name: "c2" } });
+  });
+
+  it("gives batch clients on parts the same order, in batches", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 4);
+    const batcher = await join(room, { name: "batcher", batch: true });
+    expect(batcher.welcome.onlineCount).toBe(5);
+    for (const [i, { client }] of joined.entries()) client.say(`t${i + 1}`);
+    batcher.client.say("t5", "mine");
+    const seen = await messages(batcher.client, 5);
+    const reference = await messages(joined[0]!.client, 5);
+    expect(summary(seen)).toEqual(summary(reference));
+    expect(seen.find((m) => m.text === "t5")?.nonce).toBe("mine");
+  });
+
+  it("grows into parts as it fills and becomes one object again as it empties", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 7);
+    const stub = roomStub(room);
+    expect(await stub.shards()).toEqual({
+      shards: 3,
+      sequencing: true,
+      parts: [
+        { part: room, connections: 3 },
+        { part: `${room}/1`, connections: 3 },
+        { part: `${room}/2`, connections: 1 },
+      ],
+    });
+    for (const { client } of joined.slice(2)) client.close();
+    // The parts are let go once they have been empty for a while.
+    for (let tries = 0; (await stub.shards()).sequencing; tries++) {
+      if (tries > 100) throw new Error("the room never let its empty parts go");
+      await scheduler.wait(100);
+    }
+    expect(await stub.shards()).toEqual({ shards: 1, sequencing: false, parts: [{ part: room, connections: 2 }] });
+    // A single room again: a welcome exactly as a small room gives it.
+    const next = await join(room, { name: "next" });
+    expect(next.welcome.onlineCount).toBeUndefined();
+    expect(next.welcome.online.map((u) => u.name).sort()).toEqual(["c1", "c2", "next"]);
+  });
+
+  it("refuses a banned user before handing the connection to a part, and counts every part in stats", async () => {
+    const room = freshRoom();
+    await crowd(room, 3);
+    const guest = await join(room, { name: "guest" });
+    expect(guest.welcome.onlineCount).toBe(4);
+    const stats = await api(room, "/stats");
+    expect(stats.status).toBe(200);
+    expect(await stats.json()).toMatchObject({
+      connections: 4,
+      users: 4,
+      shards: 2,
+      parts: [
+        { part: room, connections: 3 },
+        { part: `${room}/1`, connections: 1 },
+      ],
+    });
+    const banned = await api(room, `/bans/${guest.welcome.you.id}`, {
+      method: "PUT",
+      body: JSON.stringify({ minutes: 5 }),
+    });
+    expect(banned.status).toBe(204);
+    const again = await request(`/chat/${room}?token=${encodeURIComponent(guest.welcome.token)}`, {
+      headers: upgradeHeaders(),
+    });
+    expect(again.status).toBe(403);
+    expect(await again.json()).toMatchObject({ error: "banned" });
+  });
+
+  it("carries moderation to parts: tombstones, slow mode and bans", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 3);
+    const author = joined[0]!.client;
+    const onPart = await join(room, { name: "on a part" });
+    author.say("regret");
+    const [said] = await messages(onPart.client, 1);
+    expect((await api(room, `/messages/${said!.id}`, { method: "DELETE" })).status).toBe(204);
+    expect(await onPart.client.next("the tombstone")).toMatchObject({ type: "delete", id: said!.id });
+    expect((await api(room, "/settings", { method: "PATCH", body: JSON.stringify({ slowMode: 60 }) })).status).toBe(
+      200,
+    );
+    expect(await onPart.client.next("the settings")).toEqual({ type: "settings", slowMode: 60 });
+    onPart.client.say("first", "s1");
+    expect((await messages(onPart.client, 1))[0]?.nonce).toBe("s1");
+    onPart.client.say("second", "s2");
+    expect(await onPart.client.next("slow mode")).toMatchObject({ type: "error", code: "slow_mode", nonce: "s2" });
+    // A resume on the part shows the tombstone in its place.
+    const later = await join(room, { after: 0, name: "later" });
+    expect(later.welcome.history.map((m) => [m.id, m.text, m.deleted])).toEqual([
+      [1, "", true],
+      [2, "first", undefined],
+    ]);
+    const banned = await api(room, `/bans/${onPart.welcome.you.id}`, {
+      method: "PUT",
+      body: JSON.stringify({ reason: "spam" }),
+    });
+    expect(banned.status).toBe(204);
+    expect((await onPart.client.closed).code).toBe(4003);
+  });
+
+  it("closes a reader on a part that falls more than a history behind its ack, and refuses acks that name nothing", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 3);
+    const talker = joined[0]!.client;
+    const reader = await join(room, { name: "reader" });
+    talker.say("m1");
+    expect((await messages(reader.client, 1))[0]?.id).toBe(1);
+    reader.client.send({ type: "ack", id: 99 });
+    expect(await reader.client.next("the refused ack")).toMatchObject({ type: "error", code: "invalid_message" });
+    reader.client.send({ type: "ack", id: 1 });
+    for (let i = 2; i <= 7; i++) talker.say(`m${i}`);
+    // HISTORY_SIZE is 5: message 7 is more than 5 past the ack of 1.
+    const closed = await reader.client.closed;
+    expect(closed).toEqual({ code: 1008, reason: "too far behind: reconnect with after" });
+  });
+
+  it("acts on moderation frames sent from a part's sockets, with the room's rules", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 3);
+    const watcher = joined[0]!.client;
+    const author = await join(room, { name: "author" });
+    const moderator = await joinAs(room, "mod", ["moderator"]);
+    author.client.say("oops");
+    const [oops] = await messages(author.client, 1);
+    await messages(watcher, 1);
+    author.client.send({ type: "ban", user: "someone", nonce: "b1" });
+    expect(await author.client.next("the refusal")).toMatchObject({ type: "error", code: "forbidden", nonce: "b1" });
+    author.client.send({ type: "delete", id: 99, nonce: "d0" });
+    expect(await author.client.next("not found")).toMatchObject({ type: "error", code: "not_found", nonce: "d0" });
+    author.client.send({ type: "delete", id: oops!.id, nonce: "d1" });
+    expect(await watcher.next("the tombstone")).toMatchObject({ type: "delete", id: oops!.id, by: { name: "author" } });
+    moderator.send({ type: "ban", user: author.welcome.you.id, reason: "spam" });
+    expect((await author.client.closed).code).toBe(4003);
+  });
+
+  it("holds one address to its message bucket across the sockets it has on parts", async () => {
+    const room = freshRoom();
+    await crowd(room, 3);
+    const headers = { "CF-Connecting-IP": freshIp() };
+    const a = await join(room, { name: "a", headers });
+    const b = await join(room, { name: "b", headers });
+    for (let i = 1; i <= 7; i++) {
+      a.client.say(`a${i}`, `a${i}`);
+      b.client.say(`b${i}`, `b${i}`);
+    }
+    // 14 messages, 12 in the address's bucket: two refused, whoever sent them.
+    const answers = async (client: Client) => {
+      const mine = new Map<string, string>();
+      while (mine.size < 7) {
+        const frame = await client.next("an answer");
+        if (frame.type === "error" && frame.nonce !== undefined) mine.set(frame.nonce, frame.code);
+        if (
+          frame.type === "message" &&
+          frame.nonce !== undefined &&
+          frame.from.name === (client === a.client ? "a" : "b")
+        )
+          mine.set(frame.nonce, "stored");
+      }
+      return [...mine.values()];
+    };
+    const all = [...(await answers(a.client)), ...(await answers(b.client))];
+    expect(all.filter((x) => x === "rate_limited")).toHaveLength(2);
+    expect(all.filter((x) => x === "stored")).toHaveLength(12);
+  });
+
+  it("spreads a storm of connects over parts instead of overfilling one", async () => {
+    const room = freshRoom();
+    await crowd(room, 3);
+    const storm = await Promise.all(Array.from({ length: 7 }, (_, i) => join(room, { name: `s${i}` })));
+    expect(storm.every((j) => j.welcome.type === "welcome")).toBe(true);
+    const { parts } = await roomStub(room).shards();
+    expect(parts.map((p) => p.connections)).toEqual([3, 3, 3, 1]);
+  });
+});
