@@ -9,7 +9,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
-import WebSocket from "ws";
+import { Cdp } from "./cdp.ts";
 import { Fleet } from "./load.ts";
 import { sleep, waitUntil } from "../tools/harness/wait.ts";
 import type { Client } from "./load.ts";
@@ -46,51 +46,6 @@ interface Profile {
   samples: number[];
   timeDeltas: number[];
 }
-interface Target {
-  id: string;
-  title: string;
-  webSocketDebuggerUrl: string;
-}
-
-/** A minimal CDP client: numbered requests, answers matched by id. */
-class Cdp {
-  readonly #ws: WebSocket;
-  #next = 1;
-  readonly #pending = new Map<number, (result: unknown) => void>();
-
-  private constructor(ws: WebSocket) {
-    this.#ws = ws;
-    ws.on("message", (data: Buffer) => {
-      const msg: unknown = JSON.parse(data.toString("utf8"));
-      if (typeof msg === "object" && msg !== null && "id" in msg && typeof msg.id === "number") {
-        const resolve = this.#pending.get(msg.id);
-        this.#pending.delete(msg.id);
-        resolve?.("result" in msg ? msg.result : msg);
-      }
-    });
-  }
-
-  static open(url: string): Promise<Cdp> {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 1 << 30 });
-      ws.once("open", () => resolve(new Cdp(ws)));
-      ws.once("error", reject);
-    });
-  }
-
-  call(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
-    const id = this.#next++;
-    return new Promise((resolve) => {
-      this.#pending.set(id, resolve);
-      this.#ws.send(JSON.stringify({ id, method, params }));
-    });
-  }
-
-  close(): void {
-    this.#ws.close();
-  }
-}
-
 function isProfile(value: unknown): value is { profile: Profile } {
   return typeof value === "object" && value !== null && "profile" in value;
 }
@@ -119,12 +74,8 @@ stopServersOnExit();
 const inspectorPort = await freePort();
 const server = await startServer({ server: serverName, host: "miniflare" }, { inspectorPort });
 try {
-  const targets: unknown = await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json();
-  const list = Array.isArray(targets) ? (targets as Target[]) : [];
-  process.stderr.write(`inspector targets: ${list.map((t) => t.title || t.id).join(", ")}\n`);
-  const target = list.find((t) => `${t.id} ${t.title}`.includes("bench")) ?? list[0];
-  if (target === undefined) throw new Error("no inspector target");
-  const cdp = await Cdp.open(target.webSocketDebuggerUrl);
+  const { cdp, targets } = await Cdp.openWorker(inspectorPort);
+  process.stderr.write(`inspector targets: ${targets.join(", ")}\n`);
   await cdp.call("Profiler.enable");
   await cdp.call("Profiler.setSamplingInterval", { interval: 1000 });
 

@@ -10,6 +10,10 @@
 //   options: --runs N  --servers ws-raw,do-raw,edge-chat,edge-chat+batch
 //            --hosts miniflare,wrangler (or --wrangler)  --clients 100,1000
 //            --storm N  --step-seconds S  --no-cost
+//   node bench/run.ts --memory        JS heap and RSS per idle connection (do-raw, edge-chat,
+//                                     +batch under Miniflare), heap snapshot breakdown, and the
+//                                     worst case of one object (full 2000-character history,
+//                                     storm): --memory-steps 0,250,500,1000  --memory-storm 1000 (a list)
 import { cpus, totalmem } from "node:os";
 import { readFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
@@ -17,6 +21,9 @@ import { join } from "node:path";
 import { cost, fanout, storm, LOADGEN_BOUND, P99_LIMIT_MS } from "./scenarios.ts";
 import type { CostResult, FanoutOptions, FanoutResult, StormResult } from "./scenarios.ts";
 import { SERVER_NAMES, isEdgeChat, startServer } from "./servers.ts";
+import { TEXT_LENGTH } from "./fixture.ts";
+import { MAX_TEXT, idleMemory, worstCase } from "./memory.ts";
+import type { MemoryResult, WorstResult } from "./memory.ts";
 import type { HostName, ServerName, ServerSpec } from "./servers.ts";
 import { median } from "./stats.ts";
 import { HISTORY_MESSAGES as HISTORY_SIZE } from "./fixture.ts";
@@ -25,12 +32,15 @@ import { ROOT, stopServersOnExit } from "../tools/harness/devserver.ts";
 
 // ---- options ------------------------------------------------------------------
 
-const USAGE = "node bench/run.ts [--full] [--runs N] [--servers LIST] [--hosts LIST | --wrangler] [--clients LIST] [--storm N] [--step-seconds S] [--no-cost] [--from FILE]";
+const USAGE =
+  "node bench/run.ts [--full] [--runs N] [--servers LIST] [--hosts LIST | --wrangler] [--clients LIST] [--storm N] [--step-seconds S] [--no-cost] [--from FILE]" +
+  " | --memory [--servers LIST] [--memory-steps LIST] [--memory-storm LIST]";
 const flags = parseCli(
   {
     full: { type: "boolean", default: false },
-    ...stringFlags("runs", "servers", "hosts", "clients", "storm", "step-seconds", "from"),
+    ...stringFlags("runs", "servers", "hosts", "clients", "storm", "step-seconds", "from", "memory-steps", "memory-storm"),
     wrangler: { type: "boolean", default: false },
+    memory: { type: "boolean", default: false },
     "no-cost": { type: "boolean", default: false },
   },
   USAGE,
@@ -107,6 +117,7 @@ function fromFile(file: string): void {
 async function main(): Promise<void> {
   const from = flags.from;
   if (from !== undefined) return fromFile(from);
+  if (flags.memory) return memory();
   const started = Date.now();
   process.stderr.write(
     `bench: ${full ? "full" : "short"} run, ${runs} run(s), C=${clientCounts.join("/")}, storm ${stormClients}, ` +
@@ -324,6 +335,63 @@ function printTargets(): void {
     lines.push(`${mark(Math.max(cold, warm) <= HISTORY_SIZE)} edge-chat/${host}: <= HISTORY_SIZE (${HISTORY_SIZE}) rows read per connect: warm ${fmt(warm, 1)}, cold ${fmt(cold, 0)}`);
   }
   if (lines.length > 0) process.stdout.write(`\nissue 4 targets (medians of ${runsDone} run(s)):\n${lines.map((l) => `  ${l}`).join("\n")}\n`);
+}
+
+// ---- --memory ---------------------------------------------------------------------
+
+async function memory(): Promise<void> {
+  const started = Date.now();
+  const steps = (listFlag(flags["memory-steps"]) ?? ["0", "250", "500", "1000"]).map((c) => numberFlag(c, 0, "memory-steps", 0));
+  const storms = (listFlag(flags["memory-storm"]) ?? ["1000"]).map((c) => numberFlag(c, 0, "memory-storm", 1));
+  const chosen = servers.filter((s) => s !== "ws-raw");
+  process.stderr.write(`bench --memory: steps ${steps.join("/")}, worst-case storm ${storms.join("/")}; ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), node ${process.version}\n`);
+  const idle: MemoryResult[] = [];
+  const worst: WorstResult[] = [];
+  for (const server of chosen) {
+    try {
+      const r = await idleMemory(server, steps, TEXT_LENGTH, progress);
+      progressDone();
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+      idle.push(r);
+    } catch (err) {
+      progressDone();
+      process.stderr.write(`${server} memory failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    }
+  }
+  for (const server of chosen.filter(isEdgeChat)) {
+    for (const n of storms) {
+      try {
+        const r = await worstCase(server, n, progress);
+        progressDone();
+        process.stdout.write(`${JSON.stringify(r)}\n`);
+        worst.push(r);
+      } catch (err) {
+        progressDone();
+        process.stderr.write(`${server} worst case N=${n} failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      }
+    }
+  }
+  const mib = (kib: number) => fmt(kib / 1024, 1);
+  const lines = ["", "idle connections (Miniflare; heap = V8 used size after a forced GC, RSS = workerd):"];
+  for (const r of idle) {
+    const pts = r.points.map((p) => `N=${p.clients}: heap ${mib(p.heapUsedKiB)}/${mib(p.heapTotalKiB)} MiB, RSS ${mib(p.rssKiB)} MiB`).join("; ");
+    lines.push(`  ${r.server.padEnd(15)} heap ${fmt(r.heapKiBPerConnection, 2)} KiB/conn (of which embedder ${fmt(r.embedderKiBPerConnection, 2)}), RSS ${fmt(r.rssKiBPerConnection, 1)} KiB/conn  (${pts})`);
+  }
+  for (const r of idle.filter((x) => x.breakdown.length > 0)) {
+    const n = Math.max(...r.points.map((p) => p.clients)) - Math.min(...r.points.map((p) => p.clients));
+    lines.push("", `${r.server}: heap snapshot difference over ${n} connections, per connection (largest first):`);
+    for (const g of r.breakdown) lines.push(`  ${fmt(g.bytes / n, 0).padStart(7)} B  ${fmt(g.count / n, 2).padStart(6)} nodes  ${g.name}`);
+  }
+  if (worst.length > 0) lines.push("", `worst case: history of ${HISTORY_SIZE} messages of ${MAX_TEXT} characters, storm of N connects at once:`);
+  for (const r of worst) {
+    lines.push(
+      `  ${r.server.padEnd(15)} N=${r.clients}: ${r.welcomed} welcomed with the full history in ${fmt(r.stormMs)} ms; ` +
+        `heap ${mib(r.baseline.heapUsedKiB)} -> peak ${mib(r.peakHeapUsedKiB)} used / ${mib(r.peakHeapTotalKiB)} total MiB -> idle ${mib(r.idle.heapUsedKiB)} MiB; ` +
+        `RSS ${mib(r.baseline.rssKiB)} -> peak ${mib(r.peakRssKiB)} -> idle ${mib(r.idle.rssKiB)} MiB`,
+    );
+  }
+  process.stdout.write(`${lines.join("\n")}\n`);
+  process.stderr.write(`bench --memory: done in ${Math.round((Date.now() - started) / 1000)} s\n`);
 }
 
 function versions(): void {

@@ -47,6 +47,8 @@ export interface StartOptions {
   onLine?: (line: string) => void;
   /** Open workerd's V8 inspector on this port, for profiling. */
   inspectorPort?: number;
+  /** edge-chat settings on top of the benchmark's. */
+  vars?: Readonly<Record<string, string>>;
 }
 
 export interface BenchServer {
@@ -60,7 +62,7 @@ export async function startServer(spec: ServerSpec, options: StartOptions = {}):
     name: `${spec.server}-${spec.host}`,
     host: spec.host,
     config: CONFIG[spec.server],
-    vars: isEdgeChat(spec.server) ? benchVars(logLevel) : {},
+    vars: isEdgeChat(spec.server) ? { ...benchVars(logLevel), ...options.vars } : {},
     // wrangler's own log level decides whether the Worker's console lines are
     // printed at all: the room logs debug/info lines through console.log,
     // which wrangler prints at its level `log` (not at `info`).
