@@ -16,6 +16,14 @@ const identity = {
   PRIVATE_ROOMS: "team-*,ops",
 };
 
+/** A project whose tests run inside workerd with these bindings; the room reads its settings when it starts, so each set of settings gets a runtime of its own. */
+function workerd(name: string, folder: string, bindings: Record<string, string>) {
+  return {
+    plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings } })],
+    test: { name, include: [`${folder}/*.test.ts`], testTimeout: 60_000 },
+  };
+}
+
 export default defineConfig({
   test: {
     // Generous limits, never timing assertions: CI machines are shared.
@@ -28,122 +36,56 @@ export default defineConfig({
     // workerd prints the lines itself; tests that read logs spy on console.
     disableConsoleIntercept: true,
     projects: [
-      {
-        plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: secrets } })],
-        test: { name: "defaults", include: ["test/*.test.ts"], testTimeout: 60_000 },
-      },
-      {
-        // The room reads its settings when it starts, so settings other than
-        // the defaults get a runtime of their own.
-        plugins: [
-          cloudflareTest({
-            wrangler: { configPath: "./wrangler.toml" },
-            miniflare: {
-              bindings: { ...secrets, HISTORY_SIZE: "5", MAX_CONNECTIONS: "3", RATE_BURST: "2", RATE_PER_SEC: "0.5" },
-            },
-          }),
-        ],
-        test: { name: "settings", include: ["test/config/*.test.ts"], testTimeout: 60_000 },
-      },
-      {
-        // Per-user and per-address limits small enough to reach in a test,
-        // refilling too slowly to matter while it runs.
-        plugins: [
-          cloudflareTest({
-            wrangler: { configPath: "./wrangler.toml" },
-            miniflare: {
-              bindings: {
-                ...secrets,
-                RATE_BURST: "3",
-                RATE_PER_SEC: "0.01",
-                ADDRESS_RATE_BURST: "5",
-                ADDRESS_RATE_PER_SEC: "0.01",
-                ADDRESS_SOCKETS_PER_ROOM: "3",
-                API_PER_MIN: "4",
-                ADMIN_TOKEN: "test-admin-token",
-              },
-            },
-          }),
-        ],
-        test: { name: "abuse", include: ["test/abuse/*.test.ts"], testTimeout: 60_000 },
-      },
-      {
-        // Every per-address limit switched off with 0, as benchmarks run. The
-        // slow ADDRESS_RATE_PER_SEC makes a burst of 0 that fell back to the
-        // default refuse the 31st message, however slow the machine.
-        plugins: [
-          cloudflareTest({
-            wrangler: { configPath: "./wrangler.toml" },
-            miniflare: {
-              bindings: {
-                ...secrets,
-                ADDRESS_RATE_BURST: "0",
-                ADDRESS_RATE_PER_SEC: "0.01",
-                ADDRESS_SOCKETS_PER_ROOM: "0",
-                API_PER_MIN: "0",
-                IP_CONNECT_PER_MIN: "0",
-              },
-            },
-          }),
-        ],
-        test: { name: "limits-off", include: ["test/limits-off/*.test.ts"], testTimeout: 60_000 },
-      },
-      {
-        // The page may be framed by two hosts; the third entry is no origin and must not reach the CSP.
-        plugins: [
-          cloudflareTest({
-            wrangler: { configPath: "./wrangler.toml" },
-            miniflare: {
-              bindings: { ...identity, GUESTS: "read", ALLOWED_ORIGINS: "https://host.example, http://127.0.0.1:8080,https://bad.example/path" },
-            },
-          }),
-        ],
-        test: { name: "identity", include: ["test/identity/*.test.ts"], testTimeout: 60_000 },
-      },
-      {
-        // Any site may embed this one.
-        plugins: [
-          cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: { ...identity, GUESTS: "off", ALLOWED_ORIGINS: "*" } } }),
-        ],
-        test: { name: "members-only", include: ["test/members-only/*.test.ts"], testTimeout: 60_000 },
-      },
-      {
-        // Moderation: ADMIN_TOKEN for the HTTP API, and the identity keys for
-        // moderators' JWTs; guests may post (GUESTS on).
-        plugins: [
-          cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: { ...identity, ADMIN_TOKEN: "test-admin-token" } } }),
-        ],
-        test: { name: "moderation", include: ["test/moderation/*.test.ts"], testTimeout: 60_000 },
-      },
-      {
-        // A deployment that forgot SESSION_SECRET.
-        plugins: [
-          cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: { ...secrets, SESSION_SECRET: "" } } }),
-        ],
-        test: { name: "unconfigured", include: ["test/unconfigured/*.test.ts"], testTimeout: 60_000 },
-      },
-      {
-        // A large room spread over several Durable Objects: three sockets per
-        // object, and history and presence small enough to overflow.
-        plugins: [
-          cloudflareTest({
-            wrangler: { configPath: "./wrangler.toml" },
-            // An address bucket of 12 that barely refills, so a test can empty it.
-            miniflare: {
-              bindings: {
-                ...identity,
-                ADMIN_TOKEN: "test-admin-token",
-                SHARD_SIZE: "3",
-                HISTORY_SIZE: "5",
-                PRESENCE_LIMIT: "4",
-                ADDRESS_RATE_BURST: "12",
-                ADDRESS_RATE_PER_SEC: "0.01",
-              },
-            },
-          }),
-        ],
-        test: { name: "shards", include: ["test/shards/*.test.ts"], testTimeout: 60_000 },
-      },
+      workerd("defaults", "test", secrets),
+      workerd("settings", "test/config", { ...secrets, HISTORY_SIZE: "5", MAX_CONNECTIONS: "3", RATE_BURST: "2", RATE_PER_SEC: "0.5" }),
+      // Per-user and per-address limits small enough to reach in a test,
+      // refilling too slowly to matter while it runs.
+      workerd("abuse", "test/abuse", {
+        ...secrets,
+        RATE_BURST: "3",
+        RATE_PER_SEC: "0.01",
+        ADDRESS_RATE_BURST: "5",
+        ADDRESS_RATE_PER_SEC: "0.01",
+        ADDRESS_SOCKETS_PER_ROOM: "3",
+        API_PER_MIN: "4",
+        ADMIN_TOKEN: "test-admin-token",
+      }),
+      // Every per-address limit switched off with 0, as benchmarks run. The
+      // slow ADDRESS_RATE_PER_SEC makes a burst of 0 that fell back to the
+      // default refuse the 31st message, however slow the machine.
+      workerd("limits-off", "test/limits-off", {
+        ...secrets,
+        ADDRESS_RATE_BURST: "0",
+        ADDRESS_RATE_PER_SEC: "0.01",
+        ADDRESS_SOCKETS_PER_ROOM: "0",
+        API_PER_MIN: "0",
+        IP_CONNECT_PER_MIN: "0",
+      }),
+      // The page may be framed by two hosts; the third entry is no origin and must not reach the CSP.
+      workerd("identity", "test/identity", {
+        ...identity,
+        GUESTS: "read",
+        ALLOWED_ORIGINS: "https://host.example, http://127.0.0.1:8080,https://bad.example/path",
+      }),
+      // Any site may embed this one.
+      workerd("members-only", "test/members-only", { ...identity, GUESTS: "off", ALLOWED_ORIGINS: "*" }),
+      // Moderation: ADMIN_TOKEN for the HTTP API, and the identity keys for
+      // moderators' JWTs; guests may post (GUESTS on).
+      workerd("moderation", "test/moderation", { ...identity, ADMIN_TOKEN: "test-admin-token" }),
+      // A deployment that forgot SESSION_SECRET.
+      workerd("unconfigured", "test/unconfigured", { ...secrets, SESSION_SECRET: "" }),
+      // A large room spread over several Durable Objects: three sockets per
+      // object, history and presence small enough to overflow, and an
+      // address bucket of 12 that barely refills, so a test can empty it.
+      workerd("shards", "test/shards", {
+        ...identity,
+        ADMIN_TOKEN: "test-admin-token",
+        SHARD_SIZE: "3",
+        HISTORY_SIZE: "5",
+        PRESENCE_LIMIT: "4",
+        ADDRESS_RATE_BURST: "12",
+        ADDRESS_RATE_PER_SEC: "0.01",
+      }),
       {
         // A large room's ordering core (sequencer, roster, part stream) in
         // plain Node: it uses no Workers APIs, and the random-schedule model
