@@ -58,10 +58,10 @@ export class RoomQuota {
     this.#opened(session.address);
   }
 
-  /** Whether `address` may open one more socket in this room. */
-  admits(address: string): boolean {
+  /** Whether `address` may open one more socket in this room, which holds `elsewhere` more of them on its parts. */
+  admits(address: string, elsewhere = 0): boolean {
     const limit = this.#settings.addressSocketsPerRoom;
-    return limit === 0 || (this.#sockets.get(address) ?? 0) < limit;
+    return limit === 0 || (this.#sockets.get(address) ?? 0) + elsewhere < limit;
   }
 
   /** The snapshots a new socket starts with: the shared buckets as they are now. */

@@ -271,8 +271,8 @@ export class ChatRoom extends DurableObject<Env> {
       this.#log.warn("room_full", { room, connections: this.#config.maxConnections });
       return jsonResponse(503, { error: "room_full", message: "this room has reached its connection limit" });
     }
-    // Only the room's own sockets count per address so far (docs/LARGE-ROOMS.md).
-    if (!this.#quota.admits(address)) {
+    // A large room counts the address's sockets on its parts too.
+    if (!this.#quota.admits(address, this.#hub?.addressSockets(address) ?? 0)) {
       this.#log.info("address_full", { room, connections: this.#config.addressSocketsPerRoom });
       return jsonResponse(429, {
         error: "too_many_connections",
@@ -782,7 +782,7 @@ export class ChatRoom extends DurableObject<Env> {
 
   /** A connection beyond the room's own SHARD_SIZE: handed to a part, which the room dials first. */
   async #toPart(admission: Admission): Promise<Response> {
-    return this.#ensureHub().forward(admission.user.id, admissionRequest(admission));
+    return this.#ensureHub().forward(admission.user.id, admission.address, admissionRequest(admission));
   }
 
   /** Sockets on this room's parts, as their reports say. */

@@ -57,6 +57,8 @@ export class ShardHub {
   readonly #empty = new Map<string, number>();
   // Connections handed to each part whose arrival may not be counted yet.
   readonly #reserved = new Map<string, number>();
+  // Connections of each address being handed to a part right now.
+  readonly #handing = new Map<string, number>();
   #prunedAt = 0;
   #ticker: ReturnType<typeof setInterval>;
 
@@ -117,9 +119,13 @@ export class ShardHub {
    * connects does not send them all to one part (which would refuse those
    * beyond SHARD_SIZE).
    */
-  async forward(userId: string, request: Request): Promise<Response> {
+  async forward(userId: string, address: string, request: Request): Promise<Response> {
     const part = this.partFor(userId);
     this.#reserve(part, 1);
+    // Counted until the part has answered, so a storm of connects from one
+    // address is held to its limit; by then the part has sent its `arrive`
+    // (before its answer), which counts the socket from there on.
+    this.#handing.set(address, (this.#handing.get(address) ?? 0) + 1);
     let accepted = false;
     try {
       await this.link(part);
@@ -127,6 +133,9 @@ export class ShardHub {
       accepted = response.status === 101;
       return response;
     } finally {
+      const handing = (this.#handing.get(address) ?? 0) - 1;
+      if (handing > 0) this.#handing.set(address, handing);
+      else this.#handing.delete(address);
       if (!accepted) this.#reserve(part, -1);
     }
   }
@@ -193,6 +202,11 @@ export class ShardHub {
     const { message, sends } = this.#seq.post(from, text, nonce, Date.now());
     this.#send(sends);
     return message;
+  }
+
+  /** Sockets of `address` on the room's parts and on their way there (the room's own are not counted here). */
+  addressSockets(address: string): number {
+    return this.#seq.addresses.sockets(address) + (this.#handing.get(address) ?? 0);
   }
 
   /** Parts and their connections, the room's own under LOCAL_PART. */

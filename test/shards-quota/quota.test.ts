@@ -3,10 +3,11 @@
 // Buckets of 4 messages per user and 6 per address that barely refill, and 3
 // sockets per address, so a test reaches every limit.
 
-import { evictDurableObject } from "cloudflare:test";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ServerFrame } from "../../src/protocol.ts";
-import { freshIp, freshRoom, join, roomStub, type Client } from "../helpers.ts";
+import { env } from "cloudflare:workers";
+import { Client, freshIp, freshRoom, join, request, roomStub, upgradeHeaders } from "../helpers.ts";
 
 /** Joins `count` clients from fresh addresses: the room holds the first three itself. */
 async function crowd(room: string, count: number): Promise<Client[]> {
@@ -33,6 +34,29 @@ async function single(room: string): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error(`room ${room} never became one object again`);
+}
+
+/** An upgrade from `ip`: its status, and the error's code when refused. */
+async function attempt(room: string, ip: string): Promise<{ status: number; error?: string }> {
+  const res = await request(`/chat/${room}`, { headers: upgradeHeaders({ "CF-Connecting-IP": ip }) });
+  if (res.status === 101) return { status: 101 };
+  const body: { error: string } = await res.json();
+  return { status: res.status, error: body.error };
+}
+
+/** Opens a socket from `ip` as soon as the room admits one (it learns of closes on parts a moment later). */
+async function admitted(room: string, ip: string): Promise<Client> {
+  for (let i = 0; i < 50; i++) {
+    const res = await request(`/chat/${room}`, { headers: upgradeHeaders({ "CF-Connecting-IP": ip }) });
+    if (res.status === 101 && res.webSocket !== null) {
+      const client = new Client(res.webSocket);
+      await client.welcome();
+      return client;
+    }
+    expect(res.status).toBe(429);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`the room never admitted another socket from ${ip}`);
 }
 
 const tally = (...maps: Map<string, string>[]) => {
@@ -84,5 +108,41 @@ describe("the limits of a large room", () => {
     await evictDurableObject(roomStub(room));
     a.client.say("a1", "a1");
     expect(tally(await answers(a.client, "a", 1))).toEqual({ stored: 0, limited: 1 });
+  });
+
+  it("counts an address's sockets on every part against ADDRESS_SOCKETS_PER_ROOM", async () => {
+    const room = freshRoom();
+    await crowd(room, 2);
+    const ip = freshIp();
+    const own = await join(room, { headers: { "CF-Connecting-IP": ip } });
+    const onPart = await join(room, { headers: { "CF-Connecting-IP": ip } });
+    await join(room, { headers: { "CF-Connecting-IP": ip } });
+    expect((await roomStub(room).shards()).parts.map((p) => p.connections)).toEqual([3, 2]);
+    expect(await attempt(room, ip)).toEqual({ status: 429, error: "too_many_connections" });
+    // A socket on a part that closes gives its place back, and only one.
+    onPart.client.close();
+    await admitted(room, ip);
+    expect(await attempt(room, ip)).toEqual({ status: 429, error: "too_many_connections" });
+    own.client.close();
+  });
+
+  it("gives an evicted part's sockets back to their address", async () => {
+    const room = freshRoom();
+    await crowd(room, 3);
+    const ip = freshIp();
+    const first = await join(room, { headers: { "CF-Connecting-IP": ip } });
+    await join(room, { headers: { "CF-Connecting-IP": ip } });
+    await join(room, { headers: { "CF-Connecting-IP": ip } });
+    expect((await roomStub(room).shards()).parts.map((p) => p.connections)).toEqual([3, 3]);
+    expect(await attempt(room, ip)).toEqual({ status: 429, error: "too_many_connections" });
+    // A crash of the part: its sockets close, and the address may open three again.
+    await expect(
+      runInDurableObject(env.PARTS.get(env.PARTS.idFromName(`${room}/1`)), (_: unknown, state: DurableObjectState) => state.abort("restart")),
+    ).rejects.toThrow();
+    expect((await first.client.closed).code).toBe(1006);
+    await admitted(room, ip);
+    await join(room, { headers: { "CF-Connecting-IP": ip } });
+    await join(room, { headers: { "CF-Connecting-IP": ip } });
+    expect(await attempt(room, ip)).toEqual({ status: 429, error: "too_many_connections" });
   });
 });
