@@ -840,9 +840,9 @@ export class ChatRoom extends DurableObject<Env> {
     }
   }
 
-  /** `welcome.online` (and, in a large room, `onlineCount`), the newcomer included. */
-  #welcomeOnline(you: User): { online: User[]; onlineCount?: number } {
-    if (this.#hub === null) return { online: this.#online() };
+  /** `welcome.online` and `onlineCount`, the newcomer included. */
+  #welcomeOnline(you: User): { online: User[]; onlineCount: number } {
+    if (this.#hub === null) return { online: this.#online(), onlineCount: this.#presence.size };
     const roster = this.#hub.roster;
     const listed = new Map(roster.online().map((u) => [u.id, u] as const));
     listed.set(you.id, publicUser(you));
