@@ -18,7 +18,7 @@
 // only after a resync is what keeps this at-least-once without guessing.
 
 import WebSocket from "ws";
-import type { Limits, Message, User, WelcomeFrame } from "../src/protocol.ts";
+import type { Limits, Message, PresenceFrame, User, WelcomeFrame } from "../src/protocol.ts";
 import { narrowServerFrame } from "../tools/harness/frames.ts";
 import type { Findings, Ledger } from "./findings.ts";
 
@@ -78,6 +78,17 @@ export class ChatClient {
   errorsByCode = new Map<string, number>();
   /** Between a welcome and the end of that connection. */
   online = false;
+  /**
+   * Who this client believes is in the room, from its last welcome and the
+   * presence frames since: the users it was told of, and the count it shows
+   * (`onlineCount`, or the list's length). `partial` above PRESENCE_LIMIT,
+   * where a count frame changes the count and leaves the list stale.
+   */
+  readonly presence = { users: new Map<string, string>(), count: 0, partial: false };
+  /** `join` for a user already listed, `leave` for one not listed, while the list was whole. */
+  readonly presenceAnomalies: string[] = [];
+  /** Presence frames received, by kind (`presence` split by whether it carried the list). */
+  readonly presenceFrames = { join: 0, leave: 0, count: 0, list: 0 };
 
   // Outbox.
   private readonly outbox = new Map<string, Outgoing>();
@@ -256,6 +267,18 @@ export class ChatClient {
           return;
         case "join":
         case "leave":
+          this.onPresence(f);
+          return;
+        case "presence":
+          this.presenceFrames[f.online === undefined ? "count" : "list"]++;
+          this.presence.count = f.count;
+          if (f.online === undefined) {
+            this.presence.partial = true;
+          } else {
+            this.presence.users = new Map(f.online.map((u) => [u.id, u.name]));
+            this.presence.partial = false;
+            if (f.count !== f.online.length) this.o.findings.violation(`${this.label}: presence frame with count ${f.count} and a list of ${f.online.length}`);
+          }
           return;
       }
     });
@@ -275,6 +298,22 @@ export class ChatClient {
     }, wait);
   }
 
+  private onPresence(f: PresenceFrame): void {
+    const p = this.presence;
+    this.presenceFrames[f.type]++;
+    const listed = p.users.has(f.user.id);
+    if (!p.partial && listed === (f.type === "join")) {
+      this.presenceAnomalies.push(`${f.type} ${f.user.id} (${f.user.name}) while ${listed ? "listed" : "not listed"}`);
+    }
+    if (f.type === "join") {
+      p.users.set(f.user.id, f.user.name);
+      if (!listed || p.partial) p.count++;
+    } else {
+      p.users.delete(f.user.id);
+      if (listed || p.partial) p.count--;
+    }
+  }
+
   private onWelcome(w: WelcomeFrame): void {
     this.welcomes++;
     const who = this.label;
@@ -287,6 +326,10 @@ export class ChatClient {
     this.limits = w.limits;
     if (w.room !== this.o.room) f.violation(`${who}: welcome.room is ${w.room}, expected ${this.o.room}`);
     if (!w.online.some((u) => u.id === w.you.id)) f.violation(`${who}: welcome.online does not list the new user`);
+    this.presence.users = new Map(w.online.map((u) => [u.id, u.name]));
+    this.presence.count = w.onlineCount ?? w.online.length;
+    this.presence.partial = this.presence.count > w.online.length;
+    if (this.presence.count < w.online.length) f.violation(`${who}: welcome.onlineCount ${this.presence.count} is below the ${w.online.length} users it lists`);
     const h = w.history;
     const ids = h.map((m) => m.id);
     for (let i = 1; i < ids.length; i++) {

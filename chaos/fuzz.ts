@@ -30,6 +30,12 @@ export interface FuzzOptions {
   /** Rounds of the burst phase, and frames per burst. */
   rounds: number;
   burstFrames: number;
+  /**
+   * Sharded runs: idle sockets opened first, SHARD_SIZE of them, so that the
+   * room's own object is full and the bystander and every hostile socket land
+   * on parts.
+   */
+  fill: number;
 }
 
 type Payload = { data: string | Buffer; binary?: boolean };
@@ -163,10 +169,19 @@ export async function fuzz(o: FuzzOptions): Promise<void> {
     fail(`connect ?${query.slice(0, 60)} failed: ${"status" in p ? `HTTP ${p.status}` : p.error}`);
     return null;
   };
+  const fillers: Probe[] = [];
+  for (let i = 0; i < o.fill; i++) {
+    const p = await open(`name=filler-${i}`);
+    if (p !== null) fillers.push(p);
+  }
   const bystander = await open("name=bystander");
   if (bystander === null) return;
+  // Only a part's welcome carries onlineCount (a one-object room's is v1's).
+  if (o.fill > 0 && bystander.welcome?.onlineCount === undefined) fail(`the bystander joined after ${o.fill} fillers with SHARD_SIZE ${o.fill} but its welcome has no onlineCount: it is not on a part`);
   // A client pings at least every 30 s or may be closed as dead.
-  const keepAlive = setInterval(() => bystander.send("ping"), 20_000);
+  const keepAlive = setInterval(() => {
+    for (const p of [bystander, ...fillers]) p.send("ping");
+  }, 20_000);
   const history0 = await historyNow(o);
 
   // A. One error frame each, nothing else, connection stays open.
@@ -383,11 +398,12 @@ export async function fuzz(o: FuzzOptions): Promise<void> {
   await httpCases(o, fail);
   await sleep(300);
   for (const e of bystander.take()) {
-    if (e.kind === "pong" || (e.kind === "frame" && (e.frame.type === "join" || e.frame.type === "leave"))) continue;
+    if (e.kind === "pong" || (e.kind === "frame" && (e.frame.type === "join" || e.frame.type === "leave" || e.frame.type === "presence"))) continue;
     fail(`D: the bystander got ${show(e)}`);
   }
   clearInterval(keepAlive);
   bystander.close();
+  for (const p of fillers) p.close();
 
   await sleep(1_000);
   const rss1 = o.server.workerdRss();
@@ -399,7 +415,7 @@ export async function fuzz(o: FuzzOptions): Promise<void> {
 function checkBystander(o: FuzzOptions, events: ProbeEvent[], phase: string, expected: Message[]): void {
   const got: Message[] = [];
   for (const e of events) {
-    if (e.kind === "pong" || (e.kind === "frame" && (e.frame.type === "join" || e.frame.type === "leave"))) continue;
+    if (e.kind === "pong" || (e.kind === "frame" && (e.frame.type === "join" || e.frame.type === "leave" || e.frame.type === "presence"))) continue;
     if (e.kind === "frame" && e.frame.type === "message") got.push(e.frame);
     else o.findings.violation(`fuzz ${phase}: the bystander got ${show(e)}`);
   }

@@ -7,8 +7,12 @@
 //                ~35 s on an idle machine, ~55 s on a loaded one (CI)
 //   --soak --fuzz --kill   run only the phases named (any combination)
 //   --messages N --window S --clients N --senders N --seed N --keep --verbose
+//   --shard-size N   the server runs with SHARD_SIZE=N: the soaks' room spreads
+//                    over parts, and a run where it never did fails
+//   --presence-limit N   PRESENCE_LIMIT=N (default 500: join/leave for 50 clients)
 //   --stalled-reader [flags]   the stalled-reader measurement instead (stalled-reader.ts)
 
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { resolve } from "node:path";
@@ -44,11 +48,11 @@ const values = parseCli(
     soak: { type: "boolean", default: false },
     fuzz: { type: "boolean", default: false },
     kill: { type: "boolean", default: false },
-    ...stringFlags("messages", "window", "clients", "senders", "seed", "config"),
+    ...stringFlags("messages", "window", "clients", "senders", "seed", "config", "shard-size", "presence-limit"),
     keep: { type: "boolean", default: false },
     verbose: { type: "boolean", default: false },
   },
-  "npm run chaos -- [--short] [--soak] [--fuzz] [--kill] [--messages N] [--window S] [--clients N] [--senders N] [--seed N] [--config FILE] [--keep] [--verbose] | --stalled-reader …",
+  "npm run chaos -- [--short] [--soak] [--fuzz] [--kill] [--messages N] [--window S] [--clients N] [--senders N] [--seed N] [--shard-size N] [--presence-limit N] [--config FILE] [--keep] [--verbose] | --stalled-reader …",
 );
 const int = (raw: string | undefined, fallback: number, name: string): number => numberFlag(raw, fallback, name, 1);
 
@@ -65,6 +69,17 @@ const clients = int(values.clients, 50, "clients");
 const senders = int(values.senders, 10, "senders");
 const seed = int(values.seed, Math.floor(Math.random() * 2 ** 31) + 1, "seed");
 const random = seeded(seed);
+// --shard-size: the room spreads over parts of SHARD_SIZE connections each,
+// and the soak reads its stats (ADMIN_TOKEN, a throwaway) to see that it did.
+// PRESENCE_LIMIT stays at its default (500, above the client count, so
+// join/leave) unless --presence-limit puts it under, for count frames.
+const shardSize = values["shard-size"] === undefined ? undefined : int(values["shard-size"], 0, "shard-size");
+const adminToken = randomBytes(16).toString("hex");
+if (shardSize !== undefined) {
+  VARS.SHARD_SIZE = String(shardSize);
+  VARS.ADMIN_TOKEN = adminToken;
+}
+if (values["presence-limit"] !== undefined) VARS.PRESENCE_LIMIT = String(int(values["presence-limit"], 0, "presence-limit"));
 const dir = mkdtempSync(resolve(tmpdir(), "edge-chat-chaos-"));
 const log = (line: string): void => console.log(line);
 const findings = new Findings();
@@ -92,6 +107,9 @@ function checkReload(phase: string): void {
 function summarize(label: string, r: SoakResult): void {
   const codes = Object.entries(r.closeCodes).map(([c, k]) => `${c}×${k}`).join(" ");
   log(`  ${label}: ${r.lastId} messages, ids 1..${r.lastId}, ${r.connects} connects (${r.drops.abrupt} abrupt + ${r.drops.graceful} graceful drops), ${r.gaps} gap resumes, ${r.retried} resent (${r.settledByOthers} settled from other clients' view, ${r.releasedAtEnd} resent at the end), ${r.retryDuplicates} duplicates from resends, closes ${codes}, ${(r.wallMs / 1000).toFixed(1)} s`);
+  const pf = r.presenceFrames;
+  log(`  ${label}: presence frames received: ${pf.join} join, ${pf.leave} leave, ${pf.count} count-only and ${pf.list} full-list`);
+  if (r.shards !== undefined) log(`  ${label}: at most ${r.shards.maxShards} objects (${r.shards.maxParts}) over ${r.shards.samples} stats samples`);
 }
 
 async function cleanup(keepDir: boolean): Promise<void> {
@@ -104,13 +122,14 @@ stopServersOnExit(() => log(`chaos: interrupted; work dir ${dir} kept`));
 async function main(): Promise<number> {
   const t0 = Date.now();
   log(`chaos: seed ${seed}, ${clients} clients (${senders} senders), ${messages} messages per soak in ${windowMs / 1000} s; work dir ${dir}`);
-  log(`wrangler dev vars: ${Object.entries(VARS).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+  log(`wrangler dev vars: ${Object.entries(VARS).map(([k, v]) => `${k}=${k === "ADMIN_TOKEN" ? "…" : v}`).join(" ")}`);
   const startMs = await server.start();
   log(`wrangler dev ready on ${server.url} in ${startMs} ms; workerd RSS ${rss()}`);
   const tag = Date.now().toString(36);
   const soakOptions = (room: string, kill: boolean) => ({
     server, findings, random, log, kill, room,
     clients, senders, witnesses: Math.min(5, Math.max(0, clients - senders - 2)), messages, sendWindowMs: windowMs, dropsPerSec: 4,
+    ...(shardSize !== undefined ? { shards: { adminToken, size: shardSize } } : {}),
   });
   if (phases.soak) {
     log(`soak: churn, no restart`);
@@ -120,7 +139,7 @@ async function main(): Promise<number> {
   }
   if (phases.fuzz) {
     log(`fuzz`);
-    await fuzz({ server, findings, room: `chaos-${tag}-fuzz`, random, log, rss, verbose: values.verbose, rounds: short ? 1 : 3, burstFrames: 2000 });
+    await fuzz({ server, findings, room: `chaos-${tag}-fuzz`, random, log, rss, verbose: values.verbose, rounds: short ? 1 : 3, burstFrames: 2000, fill: shardSize ?? 0 });
     checkReload("the fuzz run");
   }
   for (let k = 1; k <= phases.kills; k++) {

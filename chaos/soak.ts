@@ -34,6 +34,11 @@ export interface SoakOptions {
   dropsPerSec: number;
   kill: boolean;
   log: (line: string) => void;
+  /**
+   * A sharded room (the server runs with SHARD_SIZE): the room's stats,
+   * read with this ADMIN_TOKEN, must show it spread over parts.
+   */
+  shards?: { adminToken: string; size: number };
 }
 
 export interface SoakResult {
@@ -50,6 +55,10 @@ export interface SoakResult {
   releasedAtEnd: number;
   closeCodes: Record<string, number>;
   kill?: { downMs: number; restartMs: number; backMs: number; maxIdBefore: number };
+  /** Presence frames all clients received, by kind. */
+  presenceFrames: { join: number; leave: number; count: number; list: number };
+  /** Sharded runs: the most objects and the most parts' connections stats ever showed. */
+  shards?: { maxShards: number; maxParts: string; samples: number };
 }
 
 const GARNISH = ["", " é", " €uro", " 😀", " 日本語", " \u0007bell", " <b>x</b>", " \"quoted\"", " 𝄞 clef"];
@@ -149,6 +158,23 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
     }
   }, 250);
 
+  // A sharded run that never sharded tested nothing new: sample the stats.
+  const sharding = { maxShards: 0, maxParts: "", samples: 0 };
+  let statsOn = o.shards !== undefined;
+  const statsLoop = (async () => {
+    while (statsOn) {
+      const st = await readStats(o);
+      if (st !== null) {
+        sharding.samples++;
+        if (st.shards > sharding.maxShards) {
+          sharding.maxShards = st.shards;
+          sharding.maxParts = (st.parts ?? []).map((p) => `${p.part}:${p.connections}`).join(" ");
+        }
+      }
+      await sleep(500);
+    }
+  })();
+
   let kill: SoakResult["kill"];
   if (o.kill) {
     await sleep(o.sendWindowMs * (0.35 + 0.3 * o.random()));
@@ -217,6 +243,12 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
   }
   const n = ledger.maxId;
   clearInterval(stallTimer);
+  statsOn = false;
+  await statsLoop;
+  if (o.shards !== undefined && sharding.maxShards < 2) {
+    o.findings.violation(`${o.room}: with SHARD_SIZE ${o.shards.size} and ${o.clients} clients the room never had a part (${sharding.samples} stats samples, at most ${sharding.maxShards} object)`);
+  }
+  await checkPresence(o, clients);
 
   await checkFinalHistory(o, ledger, n);
   checkClients(o, clients, ledger, n);
@@ -257,7 +289,84 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
     releasedAtEnd: released,
     closeCodes,
     kill,
+    presenceFrames: {
+      join: clients.reduce((k, c) => k + c.presenceFrames.join, 0),
+      leave: clients.reduce((k, c) => k + c.presenceFrames.leave, 0),
+      count: clients.reduce((k, c) => k + c.presenceFrames.count, 0),
+      list: clients.reduce((k, c) => k + c.presenceFrames.list, 0),
+    },
+    ...(o.shards !== undefined ? { shards: sharding } : {}),
   };
+}
+
+interface Stats {
+  connections: number;
+  users: number;
+  shards: number;
+  parts?: { part: string; connections: number }[];
+}
+
+async function readStats(o: SoakOptions): Promise<Stats | null> {
+  if (o.shards === undefined) return null;
+  try {
+    const res = await fetch(`${o.server.url}/api/rooms/${o.room}/stats`, {
+      headers: { authorization: `Bearer ${o.shards.adminToken}` },
+      signal: AbortSignal.timeout(5_000),
+    });
+    // Down around a SIGKILL: the next sample will do.
+    if (res.status !== 200) return null;
+    const v: unknown = await res.json();
+    if (typeof v !== "object" || v === null) return null;
+    const field = (k: string): unknown => (Object.hasOwn(v, k) ? Reflect.get(v, k) : undefined);
+    const [connections, users, shards, parts] = [field("connections"), field("users"), field("shards"), field("parts")];
+    if (typeof connections !== "number" || typeof users !== "number" || typeof shards !== "number") {
+      o.findings.violation(`${o.room}: stats without connections/users/shards: ${JSON.stringify(v).slice(0, 200)}`);
+      return null;
+    }
+    const isPart = (p: unknown): p is { part: string; connections: number } =>
+      typeof p === "object" && p !== null && typeof Reflect.get(p, "part") === "string" && typeof Reflect.get(p, "connections") === "number";
+    const list = Array.isArray(parts) ? (parts as unknown[]).filter(isPart) : undefined;
+    return { connections, users, shards, ...(list !== undefined ? { parts: list } : {}) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Once every client is connected and caught up, presence must converge: each
+ * client counts every user (and lists every one while the count is at or
+ * under PRESENCE_LIMIT, where the list is whole), and the room's stats agree.
+ * Checked after the room is quiet for a few seconds' worth of presence frames.
+ */
+async function checkPresence(o: SoakOptions, clients: ChatClient[]): Promise<void> {
+  const f = o.findings;
+  const truth = new Map<string, string>();
+  for (const c of clients) if (c.you !== null) truth.set(c.you.id, c.you.name);
+  const wrong = (c: ChatClient): string | null => {
+    const p = c.presence;
+    if (p.count !== truth.size) return `counts ${p.count}`;
+    if (p.partial) return null;
+    const missing = [...truth.keys()].filter((id) => !p.users.has(id));
+    const extra = [...p.users.keys()].filter((id) => !truth.has(id));
+    return missing.length + extra.length === 0 ? null : `lists ${p.users.size} (${missing.length} missing, ${extra.length} extra)`;
+  };
+  const converged = await waitUntil(() => clients.every((c) => c.online && wrong(c) === null), 15_000);
+  if (!converged) {
+    const off = clients.filter((c) => wrong(c) !== null);
+    f.violation(`${o.room}: presence did not converge to ${truth.size} users within 15 s: ${off.length} clients wrong, e.g. ${off.slice(0, 4).map((c) => `${c.label} ${wrong(c)}`).join("; ")}`);
+  }
+  for (const c of clients) {
+    if (c.presenceAnomalies.length > 0) f.violation(`${c.label}: ${c.presenceAnomalies.length} presence frames contradict its list, e.g. ${c.presenceAnomalies.slice(0, 3).join("; ")}`);
+  }
+  if (o.shards === undefined) return;
+  // Parts report their sockets to the room asynchronously: poll, bounded.
+  let st: Stats | null = null;
+  for (let end = Date.now() + 10_000; Date.now() < end; await sleep(250)) {
+    st = await readStats(o);
+    if (st !== null && st.users === truth.size && st.connections === clients.length) return;
+  }
+  if (st === null) f.violation(`${o.room}: stats unreadable at the end`);
+  else f.violation(`${o.room}: stats at the end say ${st.users} users on ${st.connections} connections, the soak holds ${truth.size} on ${clients.length}`);
 }
 
 async function getPage(o: SoakOptions, after: string): Promise<{ messages: Message[]; gap: boolean } | null> {

@@ -4,35 +4,15 @@
 // at once used to send the same ack twice.
 
 import { expect, test } from "vitest";
-import WebSocket from "ws";
-import { newRoom, useHarness } from "./support/harness.ts";
+import { newRoom, sendRaw, useHarness } from "./support/harness.ts";
 
 const h = useHarness();
 
-/** Sends `texts` from a plain WebSocket client and waits for their echoes. */
-async function sendRaw(room: string, texts: string[]): Promise<void> {
-  const ws = new WebSocket(`${h.server.url.replace("http", "ws")}/chat/${room}?name=loadbot`);
-  let echoed = 0;
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`only ${echoed} of ${texts.length} raw messages were echoed`)), 20_000);
-    ws.on("error", reject);
-    ws.on("message", (data) => {
-      const frame = JSON.parse(String(data)) as { type: string; nonce?: string; code?: string };
-      if (frame.type === "welcome") for (const [i, text] of texts.entries()) ws.send(JSON.stringify({ type: "message", text, nonce: `raw-${i}` }));
-      else if (frame.type === "error") reject(new Error(`raw client got error ${frame.code}`));
-      else if (frame.type === "message" && frame.nonce?.startsWith("raw-") && ++echoed === texts.length) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-  ws.close();
-}
 
 test("the page's acks always advance: no error frames from loading, reading and reloading a busy room", async () => {
   const room = newRoom();
-  await sendRaw(room, Array.from({ length: 8 }, (_, i) => `a${i}`));
-  await sendRaw(room, Array.from({ length: 8 }, (_, i) => `b${i}`));
+  await sendRaw(h.server.url, room, Array.from({ length: 8 }, (_, i) => `a${i}`));
+  await sendRaw(h.server.url, room, Array.from({ length: 8 }, (_, i) => `b${i}`));
   const up: string[] = [];
   const down: string[] = [];
   const alice = await h.person(room, "Alice", {
@@ -51,7 +31,7 @@ test("the page's acks always advance: no error frames from loading, reading and 
     },
   });
   await alice.waitForMessage("b7");
-  await sendRaw(room, Array.from({ length: 8 }, (_, i) => `c${i}`));
+  await sendRaw(h.server.url, room, Array.from({ length: 8 }, (_, i) => `c${i}`));
   await alice.waitForMessage("c7");
   await alice.reload();
   await alice.waitForMessage("c7");

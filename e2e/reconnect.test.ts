@@ -10,7 +10,7 @@ import type { BrowserContext, WebSocketRoute } from "playwright-core";
 import { describe, expect, test } from "vitest";
 import WebSocket from "ws";
 import { type ChatPage, eventually } from "./support/chat.ts";
-import { newRoom, useHarness } from "./support/harness.ts";
+import { newRoom, sendRaw, useHarness } from "./support/harness.ts";
 
 const h = useHarness();
 
@@ -30,25 +30,6 @@ async function stored(room: string): Promise<string[]> {
   return body.messages.map((m) => m.text);
 }
 
-/** Messages sent, echoed and stored by a plain WebSocket client (not the page). */
-async function sendRaw(room: string, texts: string[]): Promise<void> {
-  const ws = new WebSocket(`${h.server.url.replace("http", "ws")}/chat/${room}?name=loadbot`);
-  let echoed = 0;
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`only ${echoed} of ${texts.length} raw messages were echoed`)), 20_000);
-    ws.on("error", reject);
-    ws.on("message", (data) => {
-      const frame = JSON.parse(String(data)) as { type: string; nonce?: string; code?: string };
-      if (frame.type === "welcome") for (const [i, text] of texts.entries()) ws.send(JSON.stringify({ type: "message", text, nonce: `raw-${i}` }));
-      else if (frame.type === "error") reject(new Error(`raw client got error ${frame.code}`));
-      else if (frame.type === "message" && frame.nonce?.startsWith("raw-") && ++echoed === texts.length) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-  ws.close();
-}
 
 /** Every page of the context throws on `localStorage` and `sessionStorage`, as with cookies blocked. */
 async function blockStorage(context: BrowserContext): Promise<void> {
@@ -264,7 +245,7 @@ describe("delivery across broken connections", () => {
     // address (all of this test's clients) refills 15 a second.
     const texts = Array.from({ length: 110 }, (_, i) => `bulk ${i + 1}`);
     for (let i = 0; i < texts.length; i += 10) {
-      await sendRaw(room, texts.slice(i, i + 10));
+      await sendRaw(h.server.url, room, texts.slice(i, i + 10));
       await new Promise((resolve) => setTimeout(resolve, 700));
     }
 

@@ -5,6 +5,7 @@
 import { randomUUID } from "node:crypto";
 import type { Browser } from "playwright-core";
 import { afterAll, afterEach, beforeAll, expect } from "vitest";
+import WebSocket from "ws";
 import { ChatPage, launchBrowser } from "./chat.ts";
 import type { DevServer } from "../../tools/harness/devserver.ts";
 import { startDevServer } from "./devserver.ts";
@@ -62,4 +63,25 @@ export function useHarness(vars: Readonly<Record<string, string>> = {}): Harness
       return p;
     },
   };
+}
+
+/** Messages sent, echoed and stored by a plain WebSocket client (not a page). */
+export async function sendRaw(baseUrl: string, room: string, texts: string[]): Promise<void> {
+  const ws = new WebSocket(`${baseUrl.replace("http", "ws")}/chat/${room}?name=loadbot`);
+  let echoed = 0;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`only ${echoed} of ${texts.length} raw messages were echoed`)), 20_000);
+    ws.on("error", reject);
+    ws.on("message", (data) => {
+      const frame = JSON.parse(String(data)) as { type: string; nonce?: string; code?: string };
+      if (frame.type === "welcome") {
+        for (const [i, text] of texts.entries()) ws.send(JSON.stringify({ type: "message", text, nonce: `raw-${i}` }));
+      } else if (frame.type === "error") reject(new Error(`raw client got error ${frame.code}`));
+      else if (frame.type === "message" && frame.nonce?.startsWith("raw-") && ++echoed === texts.length) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  ws.close();
 }

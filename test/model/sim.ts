@@ -9,18 +9,7 @@ import type { BroadcastFrame, Message, PresenceCountFrame, User } from "../../sr
 import { Roster } from "../../src/roster.ts";
 import { Sequencer, type Decide, type Store } from "../../src/sequencer.ts";
 import { PartStream, type PartAction } from "../../src/stream.ts";
-
-/** mulberry32: small, fast, and the same sequence for a seed everywhere. */
-export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seeded as random } from "../../tools/harness/random.ts";
 
 export class MemoryStore implements Store {
   readonly #size: number;

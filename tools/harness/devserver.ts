@@ -84,6 +84,8 @@ function portFree(port: number): Promise<boolean> {
 const live = new Set<DevServer>();
 /** Set once stopServersOnExit is ending the process. */
 let exiting = false;
+/** dispose() without the wait for an exit under way: for stopAll, which the exit path runs (set in DevServer's static block). */
+let disposeNow: (server: DevServer) => Promise<void> = () => Promise.resolve();
 
 export class DevServer {
   readonly name: string;
@@ -100,6 +102,10 @@ export class DevServer {
   #child: ChildProcess | null = null;
   #log: WriteStream | null = null;
   #workerdAtStart = "";
+
+  static {
+    disposeNow = (server) => server.#dispose(server.#o.keep === true);
+  }
 
   constructor(options: DevServerOptions = {}) {
     this.#o = options;
@@ -337,8 +343,19 @@ export class DevServer {
     return this.start();
   }
 
-  /** Stops the server and removes its work folder (unless `keep` or the folder was given). */
+  /**
+   * Stops the server and removes its work folder (unless `keep` or the folder
+   * was given). Once an interrupt is ending the process, it never resolves:
+   * the exit path stops the server and exits with the interrupt's code, and a
+   * run that failed because its server went away must not exit first with its
+   * own (a broken pipe would end as 1, not 141).
+   */
   async dispose(keep = this.#o.keep === true): Promise<void> {
+    if (exiting) await new Promise<never>(() => undefined);
+    await this.#dispose(keep);
+  }
+
+  async #dispose(keep: boolean): Promise<void> {
     await this.stop();
     this.#log?.end();
     this.#log = null;
@@ -348,7 +365,7 @@ export class DevServer {
 
 /** Stops every server still running, and removes the work folders they made. */
 export async function stopAll(): Promise<void> {
-  await Promise.all([...live].map((s) => s.dispose()));
+  await Promise.all([...live].map(disposeNow));
 }
 
 let exitHooked = false;

@@ -2,7 +2,7 @@
 // PROTOCOL.md. The tools treat the server as untrusted input too: a
 // frame that does not match the contract is a finding, not a crash.
 
-import type { ErrorCode, ErrorFrame, Limits, Message, PresenceFrame, ServerFrame, User, WelcomeFrame, HistoryPage } from "../../src/protocol.ts";
+import type { ErrorCode, ErrorFrame, Limits, Message, PresenceCountFrame, PresenceFrame, ServerFrame, User, WelcomeFrame, HistoryPage } from "../../src/protocol.ts";
 
 export type Narrowed<T> = { ok: true; value: T } | { ok: false; why: string };
 
@@ -55,6 +55,17 @@ function messages(value: unknown, where: string): Narrowed<Message[]> {
   return { ok: true, value: out };
 }
 
+function users(value: unknown, where: string): Narrowed<User[]> {
+  if (!Array.isArray(value)) return { ok: false, why: `${where} is not an array` };
+  const out: User[] = [];
+  for (const u of value) {
+    const nu = user(u);
+    if (nu === null) return { ok: false, why: `${where} entry is not a user` };
+    out.push(nu);
+  }
+  return { ok: true, value: out };
+}
+
 function limits(value: unknown): Limits | null {
   if (!isRecord(value)) return null;
   const keys = ["history", "text", "name", "burst", "perSec"] as const;
@@ -83,22 +94,19 @@ export function narrowServerFrame(raw: string): Narrowed<ServerFrame> {
       const room = own(value, "room");
       const you = user(own(value, "you"));
       const token = own(value, "token");
-      const online = own(value, "online");
+      const online = users(own(value, "online"), "welcome.online");
+      const onlineCount = own(value, "onlineCount");
       const history = messages(own(value, "history"), "welcome.history");
       const gap = own(value, "gap");
       const lim = limits(own(value, "limits"));
       if (typeof room !== "string" || you === null || typeof token !== "string") return { ok: false, why: "welcome: bad room/you/token" };
-      if (!Array.isArray(online)) return { ok: false, why: "welcome: online is not an array" };
-      const users: User[] = [];
-      for (const u of online) {
-        const nu = user(u);
-        if (nu === null) return { ok: false, why: "welcome: online entry is not a user" };
-        users.push(nu);
-      }
+      if (!online.ok) return online;
+      if (onlineCount !== undefined && (!isSafeInt(onlineCount) || onlineCount < 0)) return { ok: false, why: "welcome: onlineCount is not a count" };
       if (!history.ok) return history;
       if (typeof gap !== "boolean") return { ok: false, why: "welcome: gap is not a boolean" };
       if (lim === null) return { ok: false, why: "welcome: bad limits" };
-      const frame: WelcomeFrame = { type: "welcome", room, you, token, online: users, history: history.value, gap, limits: lim };
+      const frame: WelcomeFrame = { type: "welcome", room, you, token, online: online.value, history: history.value, gap, limits: lim };
+      if (onlineCount !== undefined) frame.onlineCount = onlineCount;
       return { ok: true, value: frame };
     }
     case "join":
@@ -107,6 +115,18 @@ export function narrowServerFrame(raw: string): Narrowed<ServerFrame> {
       const ts = own(value, "ts");
       if (u === null || !isSafeInt(ts)) return { ok: false, why: `${type}: bad user/ts` };
       const frame: PresenceFrame = { type, user: u, ts };
+      return { ok: true, value: frame };
+    }
+    case "presence": {
+      const count = own(value, "count");
+      if (!isSafeInt(count) || count < 0) return { ok: false, why: "presence: count is not a count" };
+      const frame: PresenceCountFrame = { type: "presence", count };
+      const online = own(value, "online");
+      if (online !== undefined) {
+        const list = users(online, "presence.online");
+        if (!list.ok) return list;
+        frame.online = list.value;
+      }
       return { ok: true, value: frame };
     }
     case "error": {
