@@ -2,7 +2,8 @@ import { DEFAULT_HISTORY_SIZE, DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SEC } from "
 import { isLogLevel, type LogLevel } from "./log.ts";
 
 export const DEFAULT_IP_CONNECT_PER_MIN = 300;
-export const DEFAULT_MAX_CONNECTIONS = 5000;
+/** Per room, all of its parts together (v1.1; v1 had 5000 for one object). */
+export const DEFAULT_MAX_CONNECTIONS = 100_000;
 /** Provisional, until measured: see docs/LARGE-ROOMS.md. */
 export const DEFAULT_SHARD_SIZE = 1000;
 export const DEFAULT_PRESENCE_LIMIT = 500;

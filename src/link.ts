@@ -126,8 +126,9 @@ export type Downstream =
 
 /** What a part asks of the room, numbered `u` in the part's upstream order. */
 export type UpstreamOp =
-  | { kind: "arrive"; user: User }
-  | { kind: "depart"; userId: string }
+  /** `address`: the socket's address key, for the room's per-address socket limit; absent from older code. */
+  | { kind: "arrive"; user: User; address?: string }
+  | { kind: "depart"; userId: string; address?: string }
   /** No time: a message's `ts` is the sequencer's clock, so it never goes backwards in id order. */
   /** `address`: the sender's address key, for the room's per-address bucket. */
   | { kind: "publish"; from: User; text: string; nonce?: string; address?: string }
@@ -144,6 +145,12 @@ export interface PendingPublish {
   u: number;
   op: Extract<UpstreamOp, { kind: "publish" | "moderate" }>;
   floor: number | null;
+}
+
+/** How many of a part's open sockets come from one address, as an attach reports it. */
+export interface PartAddress {
+  address: string;
+  sockets: number;
 }
 
 /** A part's own user count, as an attach reports it. */
@@ -168,6 +175,8 @@ export type Upstream =
       lastId: number | null;
       /** The users of every open socket of the part, welcomed or waiting. */
       users: PartUser[];
+      /** The addresses of every open socket of the part with counts; absent from older code. */
+      addresses?: PartAddress[];
       /** Publishes not yet acknowledged, with their numbers: the room drops those it already stored. */
       pending: PendingPublish[];
     }

@@ -130,7 +130,11 @@ export interface WelcomeFrame {
   you: User;
   token: string;
   online: User[];
-  /** v1.1, large rooms: users online; `online` lists at most PRESENCE_LIMIT of them. */
+  /**
+   * v1.1: users online. This server always sends it (room.ts and part.ts
+   * build it as a required field); optional here because the web client
+   * reads welcomes of v1 servers too.
+   */
   onlineCount?: number;
   history: Message[];
   gap: boolean;

@@ -58,10 +58,10 @@ export class RoomQuota {
     this.#opened(session.address);
   }
 
-  /** Whether `address` may open one more socket in this room. */
-  admits(address: string): boolean {
+  /** Whether `address` may open one more socket in this room, which holds `elsewhere` more of them on its parts. */
+  admits(address: string, elsewhere = 0): boolean {
     const limit = this.#settings.addressSocketsPerRoom;
-    return limit === 0 || (this.#sockets.get(address) ?? 0) < limit;
+    return limit === 0 || (this.#sockets.get(address) ?? 0) + elsewhere < limit;
   }
 
   /** The snapshots a new socket starts with: the shared buckets as they are now. */
@@ -95,19 +95,61 @@ export class RoomQuota {
    * the new state into the session's snapshots, which the caller stores.
    */
   take(session: Session, now: number): boolean {
+    const { allowed, user, address } = this.#take(session.user.id, session.address, session.bucket, session.addressBucket, now);
+    session.bucket = user;
+    session.addressBucket = address ?? session.addressBucket;
+    return allowed;
+  }
+
+  /**
+   * The same for a publish from a socket on one of the room's parts: the
+   * room decides every publish, so one bucket per user and per address holds
+   * across its own sockets and every part's. `address` is absent from a part
+   * of older code: then only the user's bucket counts. No socket of the room
+   * carries the new state, so the caller must `sync` its own sockets before
+   * the room can hibernate.
+   */
+  takeFor(userId: string, address: string | undefined, now: number): boolean {
+    const { rateBurst, addressRateBurst } = this.#settings;
+    const full = (tokens: number): Bucket => ({ tokens, at: now });
+    return this.#take(userId, address, full(rateBurst), full(addressRateBurst), now).allowed;
+  }
+
+  /**
+   * Writes the shared buckets' state into `session`'s snapshots when it is
+   * later than what they hold; true when it changed (the caller stores it).
+   * After a part took from a bucket, this keeps the wake story true.
+   */
+  sync(session: Session): boolean {
+    const user = later(session.bucket, this.#users.get(session.user.id) ?? session.bucket);
+    const address = later(session.addressBucket, this.#addresses.get(session.address) ?? session.addressBucket);
+    if (user === session.bucket && address === session.addressBucket) return false;
+    session.bucket = user;
+    session.addressBucket = address;
+    return true;
+  }
+
+  #take(
+    userId: string,
+    address: string | undefined,
+    userFallback: Bucket,
+    addressFallback: Bucket,
+    now: number,
+  ): { allowed: boolean; user: Bucket; address: Bucket | null } {
     const { rateBurst, ratePerSec, addressRateBurst, addressRatePerSec } = this.#settings;
-    const user = take(this.#users.get(session.user.id) ?? session.bucket, now, rateBurst, ratePerSec);
-    const address = this.#addressRated
-      ? take(this.#addresses.get(session.address) ?? session.addressBucket, now, addressRateBurst, addressRatePerSec)
-      : { allowed: true, bucket: session.addressBucket };
-    const allowed = user.allowed && address.allowed;
+    const user = take(this.#users.get(userId) ?? userFallback, now, rateBurst, ratePerSec);
+    const byAddress =
+      this.#addressRated && address !== undefined
+        ? take(this.#addresses.get(address) ?? addressFallback, now, addressRateBurst, addressRatePerSec)
+        : null;
+    const allowed = user.allowed && byAddress?.allowed !== false;
     const keep = (result: { allowed: boolean; bucket: Bucket }): Bucket =>
       result.allowed && !allowed ? { tokens: result.bucket.tokens + 1, at: result.bucket.at } : result.bucket;
-    session.bucket = keep(user);
-    session.addressBucket = keep(address);
-    this.#users.set(session.user.id, session.bucket);
-    if (this.#addressRated) this.#addresses.set(session.address, session.addressBucket);
-    return allowed;
+    const userBucket = keep(user);
+    const addressBucket = byAddress === null ? null : keep(byAddress);
+    this.#users.set(userId, userBucket);
+    if (address !== undefined && addressBucket !== null) this.#addresses.set(address, addressBucket);
+    return { allowed, user: userBucket, address: addressBucket };
   }
 
   /** Forgets buckets that have refilled: a full bucket and no bucket are the same. */

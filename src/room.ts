@@ -271,8 +271,8 @@ export class ChatRoom extends DurableObject<Env> {
       this.#log.warn("room_full", { room, connections: this.#config.maxConnections });
       return jsonResponse(503, { error: "room_full", message: "this room has reached its connection limit" });
     }
-    // Only the room's own sockets count per address so far (docs/LARGE-ROOMS.md).
-    if (!this.#quota.admits(address)) {
+    // A large room counts the address's sockets on its parts too.
+    if (!this.#quota.admits(address, this.#hub?.addressSockets(address) ?? 0)) {
       this.#log.info("address_full", { room, connections: this.#config.addressSocketsPerRoom });
       return jsonResponse(429, {
         error: "too_many_connections",
@@ -723,8 +723,12 @@ export class ChatRoom extends DurableObject<Env> {
         idle: () => {
           this.#hub?.close();
           this.#hub = null;
+          // Parts' publishes took from the shared buckets, which no socket's
+          // snapshot holds yet; the room may hibernate from here on.
+          for (const [ws, session] of this.#members()) if (this.#quota.sync(session)) ws.serializeAttachment(session);
         },
-        decide: (from, now) => this.#decidePart(from, now),
+        decide: (from, address, now) => this.#decidePart(from, address, now),
+        prune: (now) => this.#quota.prune(now),
         posted: (from, now) => this.#clock.note(from.id, now),
         moderate: (op, now) => this.#moderatePart(op.from, op.frame, now),
       },
@@ -739,14 +743,15 @@ export class ChatRoom extends DurableObject<Env> {
     return this.ctx.id.name ?? "";
   }
 
-  /** The room's rules for a message a part's socket sent, the same as for its own sockets but the rate buckets (see shards.ts). */
-  #decidePart(from: User, now: number): { ok: false; code: RejectCode; message: string } | null {
+  /** The room's rules for a message a part's socket sent, the same as for its own sockets, in the same buckets. */
+  #decidePart(from: User, address: string | undefined, now: number): { ok: true } | { ok: false; code: RejectCode; message: string } {
     if (this.#guests === "read" && from.verified !== true) {
       return { ok: false, code: "forbidden", message: "guests may read but not post here; sign in to post" };
     }
     const wait = this.#slowWait(from, now);
     if (wait > 0) return { ok: false, code: "slow_mode", message: `slow mode: wait ${Math.ceil(wait / 1000)} s before the next message` };
-    return null;
+    if (!this.#quota.takeFor(from.id, address, now)) return { ok: false, code: "rate_limited", message: "too many messages; this one was dropped" };
+    return { ok: true };
   }
 
   /** A moderation frame from a socket on a part: the same rules as #deleteFrame and #moderate. */
@@ -777,7 +782,7 @@ export class ChatRoom extends DurableObject<Env> {
 
   /** A connection beyond the room's own SHARD_SIZE: handed to a part, which the room dials first. */
   async #toPart(admission: Admission): Promise<Response> {
-    return this.#ensureHub().forward(admission.user.id, admissionRequest(admission));
+    return this.#ensureHub().forward(admission.user.id, admission.address, admissionRequest(admission));
   }
 
   /** Sockets on this room's parts, as their reports say. */
@@ -835,9 +840,9 @@ export class ChatRoom extends DurableObject<Env> {
     }
   }
 
-  /** `welcome.online` (and, in a large room, `onlineCount`), the newcomer included. */
-  #welcomeOnline(you: User): { online: User[]; onlineCount?: number } {
-    if (this.#hub === null) return { online: this.#online() };
+  /** `welcome.online` and `onlineCount`, the newcomer included. */
+  #welcomeOnline(you: User): { online: User[]; onlineCount: number } {
+    if (this.#hub === null) return { online: this.#online(), onlineCount: this.#presence.size };
     const roster = this.#hub.roster;
     const listed = new Map(roster.online().map((u) => [u.id, u] as const));
     listed.set(you.id, publicUser(you));

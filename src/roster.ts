@@ -12,7 +12,7 @@
 //
 // No Workers APIs: the sequencer and the model test use it as it is.
 
-import type { PartUser, PresenceSnapshot, StreamEvent } from "./link.ts";
+import type { PartAddress, PartUser, PresenceSnapshot, StreamEvent } from "./link.ts";
 import type { User } from "./protocol.ts";
 
 /** The presence events the roster asks the sequencer to send to every part. */
@@ -174,5 +174,59 @@ export class Roster {
     this.#countSentAt = now;
     this.#countSent = this.count;
     return { kind: "count", count: this.count };
+  }
+}
+
+/**
+ * The sockets each client address holds on each part of a large room, as the
+ * parts report them, for ADDRESS_SOCKETS_PER_ROOM across the whole room (the
+ * room's own sockets are counted by its RoomQuota, hand-offs in flight by
+ * the ShardHub). An `arrive` counts one, a `depart` gives one back, an attach
+ * states the part's counts exactly, and a part whose link is gone gives all
+ * of its sockets back at once: an evicted part's sockets are closed, and a
+ * live one attaches again.
+ */
+export class AddressBook {
+  readonly #parts = new Map<string, Map<string, number>>();
+  readonly #total = new Map<string, number>();
+
+  /** Sockets of `address` on every part. */
+  sockets(address: string): number {
+    return this.#total.get(address) ?? 0;
+  }
+
+  add(part: string, address: string, n = 1): void {
+    let counts = this.#parts.get(part);
+    if (counts === undefined) this.#parts.set(part, (counts = new Map()));
+    counts.set(address, (counts.get(address) ?? 0) + n);
+    this.#total.set(address, this.sockets(address) + n);
+  }
+
+  /** One socket of `address` less on `part`; never below what was counted. */
+  remove(part: string, address: string): void {
+    const counts = this.#parts.get(part);
+    const have = counts?.get(address) ?? 0;
+    if (counts === undefined || have === 0) return;
+    if (have > 1) counts.set(address, have - 1);
+    else counts.delete(address);
+    if (counts.size === 0) this.#parts.delete(part);
+    const total = this.sockets(address) - 1;
+    if (total > 0) this.#total.set(address, total);
+    else this.#total.delete(address);
+  }
+
+  /** Makes `part`'s counts exactly `addresses`. */
+  replace(part: string, addresses: readonly PartAddress[]): void {
+    this.drop(part);
+    for (const { address, sockets } of addresses) if (sockets > 0) this.add(part, address, sockets);
+  }
+
+  drop(part: string): void {
+    for (const [address, n] of this.#parts.get(part) ?? []) {
+      const total = this.sockets(address) - n;
+      if (total > 0) this.#total.set(address, total);
+      else this.#total.delete(address);
+    }
+    this.#parts.delete(part);
   }
 }

@@ -26,7 +26,7 @@ import {
   type UpstreamOp,
 } from "./link.ts";
 import type { Message, User } from "./protocol.ts";
-import type { Roster } from "./roster.ts";
+import { AddressBook, type Roster } from "./roster.ts";
 
 /** The room's history as the sequencer needs it; the ChatRoom backs it with SQLite (history.ts). */
 export interface Store {
@@ -95,6 +95,8 @@ interface Link {
 
 export class Sequencer {
   readonly epoch: number;
+  /** The parts' sockets per address; the room counts hand-offs into it. */
+  readonly addresses = new AddressBook();
   readonly #store: Store;
   readonly #roster: Roster;
   readonly #decide: Decide;
@@ -150,6 +152,7 @@ export class Sequencer {
    */
   detach(part: string): void {
     this.#links.delete(part);
+    this.addresses.drop(part);
   }
 
   /** The grace period after a detach is over: the part's users leave unless they are elsewhere. */
@@ -208,6 +211,7 @@ export class Sequencer {
     // change reaches the part through the sync, not as events.
     this.#links.delete(frame.part);
     const sends = this.#broadcast(this.#roster.replace(frame.part, frame.users, now));
+    if (frame.addresses !== undefined) this.addresses.replace(frame.part, frame.addresses);
     const link = this.#open(frame.part, frame.incarnation, frame.upTo);
     const ringStart = this.#store.ring()[0]?.id ?? this.#store.lastId + 1;
     const answers = this.#answersOf(frame.part, frame.incarnation);
@@ -292,11 +296,13 @@ export class Sequencer {
     link.beatsLeft = this.#options.beats;
     switch (op.kind) {
       case "arrive":
+        if (op.address !== undefined) this.addresses.add(part, op.address);
         return [
           ...this.#broadcast(this.#roster.arrive(part, op.user, now)),
           this.#emit(part, link, { kind: "admit", u, count: this.#roster.welcomeCount() }),
         ];
       case "depart":
+        if (op.address !== undefined) this.addresses.remove(part, op.address);
         return this.#broadcast(this.#roster.depart(part, op.userId, now));
       case "publish":
       case "moderate":

@@ -10,7 +10,6 @@ import type { RejectCode, Upstream, StreamEvent } from "./link.ts";
 import type { Logger } from "./log.ts";
 import { describeError } from "./log.ts";
 import type { Message, User } from "./protocol.ts";
-import { take, type Bucket } from "./ratelimit.ts";
 import { Roster } from "./roster.ts";
 import { Sequencer, type Decide, type Moderate, type Send, type Store } from "./sequencer.ts";
 import type { Config } from "./config.ts";
@@ -34,8 +33,14 @@ export interface HubOptions {
   local: (event: StreamEvent) => void;
   /** No part has sockets any more and every link is closed: the room is a single object again. */
   idle: () => void;
-  /** The room's rules for a part's publish before the rate limit (guests, slow mode); null to go on. */
-  decide: (from: User, now: number) => { ok: false; code: RejectCode; message: string } | null;
+  /**
+   * The room's rules for a part's publish, the rate buckets included: the
+   * same buckets as for the room's own sockets (quota.ts). `address` is the
+   * sender's address key, absent from a part of older code.
+   */
+  decide: (from: User, address: string | undefined, now: number) => { ok: true } | { ok: false; code: RejectCode; message: string };
+  /** Forgets what the room need not remember (refilled buckets); called every 10 s at most. */
+  prune: (now: number) => void;
   /** A part's publish was accepted (slow mode counts from here). */
   posted: (from: User, now: number) => void;
   /** Decides and applies a moderation frame from a part's socket. */
@@ -48,11 +53,12 @@ export class ShardHub {
   readonly #seq: Sequencer;
   readonly #links = new Map<string, WebSocket>();
   readonly #dialling = new Map<string, Promise<void>>();
-  readonly #buckets = new Map<string, Bucket>();
   // Since when each linked part has had no sockets.
   readonly #empty = new Map<string, number>();
   // Connections handed to each part whose arrival may not be counted yet.
   readonly #reserved = new Map<string, number>();
+  // Connections of each address being handed to a part right now.
+  readonly #handing = new Map<string, number>();
   #prunedAt = 0;
   #ticker: ReturnType<typeof setInterval>;
 
@@ -76,7 +82,7 @@ export class ShardHub {
     // The room's own clients know each other already: nothing to tell.
     this.#roster.replace(LOCAL_PART, Array.from(counts.values()), Date.now());
     const decide: Decide = (op, now) => {
-      const verdict = o.decide(op.from, now) ?? this.#decide(op.from, op.address, now);
+      const verdict = o.decide(op.from, op.address, now);
       if (verdict.ok) o.posted(op.from, now);
       return verdict;
     };
@@ -113,9 +119,13 @@ export class ShardHub {
    * connects does not send them all to one part (which would refuse those
    * beyond SHARD_SIZE).
    */
-  async forward(userId: string, request: Request): Promise<Response> {
+  async forward(userId: string, address: string, request: Request): Promise<Response> {
     const part = this.partFor(userId);
     this.#reserve(part, 1);
+    // Counted until the part has answered, so a storm of connects from one
+    // address is held to its limit; by then the part has sent its `arrive`
+    // (before its answer), which counts the socket from there on.
+    this.#handing.set(address, (this.#handing.get(address) ?? 0) + 1);
     let accepted = false;
     try {
       await this.link(part);
@@ -123,6 +133,9 @@ export class ShardHub {
       accepted = response.status === 101;
       return response;
     } finally {
+      const handing = (this.#handing.get(address) ?? 0) - 1;
+      if (handing > 0) this.#handing.set(address, handing);
+      else this.#handing.delete(address);
       if (!accepted) this.#reserve(part, -1);
     }
   }
@@ -191,6 +204,11 @@ export class ShardHub {
     return message;
   }
 
+  /** Sockets of `address` on the room's parts and on their way there (the room's own are not counted here). */
+  addressSockets(address: string): number {
+    return this.#seq.addresses.sockets(address) + (this.#handing.get(address) ?? 0);
+  }
+
   /** Parts and their connections, the room's own under LOCAL_PART. */
   parts(): Map<string, number> {
     return this.#roster.parts();
@@ -218,15 +236,10 @@ export class ShardHub {
     if (this.#links.size === 0 && this.#dialling.size === 0 && !remote) this.#o.idle();
   }
 
-  /** Forgets buckets that have refilled (a full bucket and no bucket are the same), every 10 s at most. */
   #prune(now: number): void {
     if (now - this.#prunedAt < 10_000) return;
     this.#prunedAt = now;
-    const { rateBurst, ratePerSec, addressRateBurst, addressRatePerSec } = this.#o.config;
-    for (const [key, bucket] of this.#buckets) {
-      const [burst, perSec] = key.startsWith("@") ? [addressRateBurst, addressRatePerSec] : [rateBurst, ratePerSec];
-      if (bucket.tokens + ((now - bucket.at) * perSec) / 1000 >= burst) this.#buckets.delete(key);
-    }
+    this.#o.prune(now);
   }
 
   close(): void {
@@ -242,31 +255,5 @@ export class ShardHub {
         // The link broke: its close detaches the part, which attaches again.
       }
     }
-  }
-
-  /**
-   * The per-user and the per-address buckets for a part's publishes, taken
-   * from both or neither, as RoomQuota does for the room's own sockets. Kept
-   * apart from the room's own buckets, in memory: a user posting from the
-   * room's own sockets and from a part at once gets both allowances.
-   */
-  #decide(from: User, address: string | undefined, now: number): ReturnType<Decide> {
-    const { rateBurst, ratePerSec, addressRateBurst, addressRatePerSec } = this.#o.config;
-    const refused = { ok: false, code: "rate_limited", message: "too many messages; this one was dropped" } as const;
-    const user = take(this.#buckets.get(from.id) ?? { tokens: rateBurst, at: now }, now, rateBurst, ratePerSec);
-    const keyed = address !== undefined && addressRateBurst > 0 && addressRatePerSec > 0 ? `@${address}` : null;
-    const byAddress =
-      keyed === null
-        ? null
-        : take(
-            this.#buckets.get(keyed) ?? { tokens: addressRateBurst, at: now },
-            now,
-            addressRateBurst,
-            addressRatePerSec,
-          );
-    if (!user.allowed || byAddress?.allowed === false) return refused;
-    this.#buckets.set(from.id, user.bucket);
-    if (keyed !== null && byAddress !== null) this.#buckets.set(keyed, byAddress.bucket);
-    return { ok: true };
   }
 }

@@ -78,6 +78,11 @@ interface Socket {
   early: { text: string; nonce: string | undefined }[];
 }
 
+/** The `depart` op for a socket, with its address for the room's per-address count. */
+function departure(s: Socket): UpstreamOp {
+  return s.address === undefined ? { kind: "depart", userId: s.user.id } : { kind: "depart", userId: s.user.id, address: s.address };
+}
+
 /** Messages a socket may send before its welcome; beyond it they are refused. */
 export const EARLY_LIMIT = 16;
 
@@ -146,10 +151,12 @@ export class PartStream {
     this.#attachAt = now;
     this.#attaches++;
     const users = new Map<string, PartUser>();
-    for (const { user } of this.#sockets.values()) {
+    const addresses = new Map<string, number>();
+    for (const { user, address } of this.#sockets.values()) {
       const entry = users.get(user.id);
       if (entry === undefined) users.set(user.id, { user: publicUser(user), sockets: 1 });
       else entry.sockets++;
+      if (address !== undefined) addresses.set(address, (addresses.get(address) ?? 0) + 1);
     }
     const pending = Array.from(this.#publishes.values(), (p) => p.pending);
     // Arrivals and departures are in `users`; they stay unacknowledged here
@@ -167,6 +174,7 @@ export class PartStream {
           upTo: this.#nextU - 1,
           lastId: this.#lastId,
           users: Array.from(users.values()),
+          addresses: Array.from(addresses, ([address, sockets]) => ({ address, sockets })),
           pending,
         },
       },
@@ -184,7 +192,9 @@ export class PartStream {
     );
     // Presence shows the public user; a publish carries the roles (the
     // room decides whether a moderator may skip slow mode).
-    return this.#send({ kind: "arrive", user: publicUser(user) }, now);
+    const arrive: Extract<UpstreamOp, { kind: "arrive" }> = { kind: "arrive", user: publicUser(user) };
+    if (address !== undefined) arrive.address = address;
+    return this.#send(arrive, now);
   }
 
   /** A socket closed (either side). */
@@ -192,7 +202,7 @@ export class PartStream {
     const s = this.#sockets.get(socket);
     if (s === undefined) return [];
     this.#sockets.delete(socket);
-    return this.#send({ kind: "depart", userId: s.user.id }, now);
+    return this.#send(departure(s), now);
   }
 
   /** A valid `message` frame from a socket, to be decided and ordered by the room. */
@@ -368,7 +378,7 @@ export class PartStream {
           code: RESUME_CLOSE_CODE,
           reason: "the room restarted: reconnect with after",
         });
-        this.#queue({ kind: "depart", userId: s.user.id }, now);
+        this.#queue(departure(s), now);
       }
     }
     if (!lost) {
@@ -382,7 +392,7 @@ export class PartStream {
       if (publish === undefined || s === undefined) continue;
       this.#sockets.delete(publish.socket);
       actions.push({ kind: "close", socket: publish.socket, code: RESUME_CLOSE_CODE, reason: "reconnect with after" });
-      this.#queue({ kind: "depart", userId: s.user.id }, now);
+      this.#queue(departure(s), now);
     }
     actions.push(...this.#resetPresence(frame.presence, now));
     this.#stream = frame.stream;

@@ -1,5 +1,6 @@
 // The shared buckets of a room as plain data, and the settings that shape them.
 
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { readConfig } from "../src/config.ts";
 import { RoomQuota, type QuotaSettings } from "../src/quota.ts";
@@ -132,6 +133,11 @@ describe("abuse limit settings", () => {
       ipConnectPerMin: 300,
       apiPerMin: 120,
     });
+  });
+
+  it("lets a room hold 100000 connections over all of its parts, in the code and in wrangler.toml", () => {
+    expect(readConfig({})).toMatchObject({ maxConnections: 100_000, shardSize: 1000 });
+    expect(readConfig(env)).toMatchObject({ maxConnections: 100_000, shardSize: 1000 });
   });
 
   it("reads 0 as off, not as a malformed value", () => {

@@ -19,6 +19,7 @@ describe("welcome", () => {
       you: { id: expect.stringMatching(USER_ID), name: "alice" },
       token: expect.stringMatching(/^u_[0-9a-f]{24}\.[A-Za-z0-9_-]{43}$/),
       online: [welcome.you],
+      onlineCount: 1,
       history: [],
       gap: false,
       limits: LIMITS,

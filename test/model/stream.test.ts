@@ -71,12 +71,20 @@ describe("PartStream", () => {
           upTo: 0,
           lastId: null,
           users: [],
+          addresses: [],
           pending: [],
         },
       },
     ]);
     // Frames while attaching wait for the sync.
     expect(p.open(1, alice, null, 6)).toEqual([]);
+  });
+
+  it("reports a socket's address with its arrival and its departure, for the room's per-address count", () => {
+    const p = synced([]);
+    const op = (u: number, o: unknown) => [{ kind: "up", frame: { v, type: "op", part: "p1", incarnation: "i1", u, op: o } }];
+    expect(p.open(1, alice, null, 0, "192.0.2.1")).toEqual(op(1, { kind: "arrive", user: alice, address: "192.0.2.1" }));
+    expect(p.close(1, 1)).toEqual(op(2, { kind: "depart", userId: alice.id, address: "192.0.2.1" }));
   });
 
   it("welcomes a socket only when the room admits it, with the history and presence as of then", () => {
@@ -204,7 +212,7 @@ describe("PartStream", () => {
 
   it("repeats waiting publishes in its next attach, with the floor they were sent at", () => {
     const p = synced([msg(1)]);
-    p.open(1, alice, null, 0);
+    p.open(1, alice, null, 0, "192.0.2.1");
     p.receive(ev(1, { kind: "admit", u: 1, count: 1 }, 1), 0);
     p.publish(1, "hi", undefined, 1);
     expect(p.attach(2)).toEqual([
@@ -219,7 +227,8 @@ describe("PartStream", () => {
           upTo: 2,
           lastId: 1,
           users: [{ user: alice, sockets: 1 }],
-          pending: [{ u: 2, op: { kind: "publish", from: alice, text: "hi" }, floor: 1 }],
+          addresses: [{ address: "192.0.2.1", sockets: 1 }],
+          pending: [{ u: 2, op: { kind: "publish", from: alice, text: "hi", address: "192.0.2.1" }, floor: 1 }],
         },
       },
     ]);

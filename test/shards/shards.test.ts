@@ -45,8 +45,8 @@ describe("a room over several Durable Objects", () => {
   it("puts every message from every part into one order that every client sees", async () => {
     const room = freshRoom();
     const joined = await crowd(room, 7);
-    // Past the room's own three, welcomes come from parts and carry the count.
-    expect(joined.map((j) => j.welcome.onlineCount)).toEqual([undefined, undefined, undefined, 4, 5, 6, 7]);
+    // Every welcome carries the count, the room's own and the parts' alike.
+    expect(joined.map((j) => j.welcome.onlineCount)).toEqual([1, 2, 3, 4, 5, 6, 7]);
     // Above PRESENCE_LIMIT (4) a welcome lists the newcomer and its own part's users.
     expect(joined[6]?.welcome.online.map((u) => u.name)).toEqual(["c7"]);
     expect(joined[3]?.welcome.online.map((u) => u.name).sort()).toEqual(["c1", "c2", "c3", "c4"]);
@@ -202,7 +202,7 @@ describe("a room over several Durable Objects", () => {
     expect(await stub.shards()).toEqual({ shards: 1, sequencing: false, parts: [{ part: room, connections: 2 }] });
     // A single room again: a welcome exactly as a small room gives it.
     const next = await join(room, { name: "next" });
-    expect(next.welcome.onlineCount).toBeUndefined();
+    expect(next.welcome.onlineCount).toBe(3);
     expect(next.welcome.online.map((u) => u.name).sort()).toEqual(["c1", "c2", "next"]);
   });
 
