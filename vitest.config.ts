@@ -86,28 +86,18 @@ export default defineConfig({
         ADDRESS_RATE_BURST: "12",
         ADDRESS_RATE_PER_SEC: "0.01",
       }),
-      {
-        // A large room's per-user and per-address limits: three sockets per
-        // object, and buckets and an address limit small enough to reach,
-        // refilling too slowly to matter while a test runs.
-        plugins: [
-          cloudflareTest({
-            wrangler: { configPath: "./wrangler.toml" },
-            miniflare: {
-              bindings: {
-                ...secrets,
-                SHARD_SIZE: "3",
-                RATE_BURST: "4",
-                RATE_PER_SEC: "0.01",
-                ADDRESS_RATE_BURST: "6",
-                ADDRESS_RATE_PER_SEC: "0.01",
-                ADDRESS_SOCKETS_PER_ROOM: "3",
-              },
-            },
-          }),
-        ],
-        test: { name: "shards-quota", include: ["test/shards-quota/*.test.ts"], testTimeout: 60_000 },
-      },
+      // A large room's per-user and per-address limits: three sockets per
+      // object, and buckets and an address limit small enough to reach,
+      // refilling too slowly to matter while a test runs.
+      workerd("shards-quota", "test/shards-quota", {
+        ...secrets,
+        SHARD_SIZE: "3",
+        RATE_BURST: "4",
+        RATE_PER_SEC: "0.01",
+        ADDRESS_RATE_BURST: "6",
+        ADDRESS_RATE_PER_SEC: "0.01",
+        ADDRESS_SOCKETS_PER_ROOM: "3",
+      }),
       {
         // A large room's ordering core (sequencer, roster, part stream) in
         // plain Node: it uses no Workers APIs, and the random-schedule model
