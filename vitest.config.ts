@@ -5,7 +5,12 @@ import { AUDIENCE, ISSUER, JWT_SECRET, PUBLIC_JWKS } from "./test/identity/keys.
 // Secrets are not in wrangler.toml; the tests run with known ones. Every
 // secret is named, empty when a project has it off: a developer's local
 // .dev.vars would otherwise fill the gaps, and local runs must equal CI.
-const secrets = { SESSION_SECRET: "test-session-secret", PUBLISH_TOKEN: "test-publish-token", AUTH_JWT_SECRET: "", ADMIN_TOKEN: "" };
+const secrets = {
+  SESSION_SECRET: "test-session-secret",
+  PUBLISH_TOKEN: "test-publish-token",
+  AUTH_JWT_SECRET: "",
+  ADMIN_TOKEN: "",
+};
 // Host identity with every key source inline, guests read-only, some rooms private.
 const identity = {
   ...secrets,
@@ -37,7 +42,13 @@ export default defineConfig({
     disableConsoleIntercept: true,
     projects: [
       workerd("defaults", "test", secrets),
-      workerd("settings", "test/config", { ...secrets, HISTORY_SIZE: "5", MAX_CONNECTIONS: "3", RATE_BURST: "2", RATE_PER_SEC: "0.5" }),
+      workerd("settings", "test/config", {
+        ...secrets,
+        HISTORY_SIZE: "5",
+        MAX_CONNECTIONS: "3",
+        RATE_BURST: "2",
+        RATE_PER_SEC: "0.5",
+      }),
       // Per-user and per-address limits small enough to reach in a test,
       // refilling too slowly to matter while it runs.
       workerd("abuse", "test/abuse", {

@@ -238,7 +238,11 @@ export class Client {
     }
     tally.wireFrames++;
     const now = performance.now();
-    if (this.#fleet.target.batch && data.length > BATCH_PREFIX.length && data.compare(BATCH_PREFIX, 0, BATCH_PREFIX.length, 0, BATCH_PREFIX.length) === 0) {
+    if (
+      this.#fleet.target.batch &&
+      data.length > BATCH_PREFIX.length &&
+      data.compare(BATCH_PREFIX, 0, BATCH_PREFIX.length, 0, BATCH_PREFIX.length) === 0
+    ) {
       // `{"type":"batch","frames":[F1,F2,…]}`: each inner frame from its
       // `{"type":"` to the next one (a trailing comma does not matter), all
       // received now, in order.
@@ -264,7 +268,11 @@ export class Client {
     const before = tally.deliveries + tally.joins + tally.leaves + tally.errorFrames + tally.otherFrames;
     this.#onOne(data, now);
     if (tally.wireFrames % (VERIFY_EVERY * 8) === 1) {
-      this.#verify(data, 1, tally.deliveries + tally.joins + tally.leaves + tally.errorFrames + tally.otherFrames - before);
+      this.#verify(
+        data,
+        1,
+        tally.deliveries + tally.joins + tally.leaves + tally.errorFrames + tally.otherFrames - before,
+      );
     }
   }
 
@@ -278,7 +286,14 @@ export class Client {
     let frames: unknown[];
     try {
       const parsed: unknown = JSON.parse(data.toString("utf8"));
-      if (typeof parsed === "object" && parsed !== null && "type" in parsed && parsed.type === "batch" && "frames" in parsed && Array.isArray(parsed.frames)) {
+      if (
+        typeof parsed === "object" &&
+        parsed !== null &&
+        "type" in parsed &&
+        parsed.type === "batch" &&
+        "frames" in parsed &&
+        Array.isArray(parsed.frames)
+      ) {
         frames = parsed.frames;
         if (frames.length === 0) throw new Error("empty batch");
       } else {

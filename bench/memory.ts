@@ -83,13 +83,21 @@ function targetOf(server: BenchServer): Target {
 }
 
 function isHeapUsage(v: unknown): v is { usedSize: number; totalSize: number } {
-  return typeof v === "object" && v !== null && "usedSize" in v && typeof v.usedSize === "number" && "totalSize" in v && typeof v.totalSize === "number";
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    "usedSize" in v &&
+    typeof v.usedSize === "number" &&
+    "totalSize" in v &&
+    typeof v.totalSize === "number"
+  );
 }
 
 async function heapUsage(cdp: Cdp): Promise<{ usedKiB: number; totalKiB: number; embedderKiB: number }> {
   const usage = await cdp.call("Runtime.getHeapUsage");
   if (!isHeapUsage(usage)) throw new Error(`Runtime.getHeapUsage answered ${JSON.stringify(usage)}`);
-  const embedder = "embedderHeapUsedSize" in usage && typeof usage.embedderHeapUsedSize === "number" ? usage.embedderHeapUsedSize : 0;
+  const embedder =
+    "embedderHeapUsedSize" in usage && typeof usage.embedderHeapUsedSize === "number" ? usage.embedderHeapUsedSize : 0;
   return { usedKiB: usage.usedSize / 1024, totalKiB: usage.totalSize / 1024, embedderKiB: embedder / 1024 };
 }
 
@@ -113,7 +121,14 @@ async function reading(server: BenchServer, cdp: Cdp, clients: number): Promise<
   }
   await collectGarbage(cdp);
   const heap = await heapUsage(cdp);
-  return { clients, heapUsedKiB: heap.usedKiB, heapTotalKiB: heap.totalKiB, embedderKiB: heap.embedderKiB, rssKiB: rss, anonKiB: anon };
+  return {
+    clients,
+    heapUsedKiB: heap.usedKiB,
+    heapTotalKiB: heap.totalKiB,
+    embedderKiB: heap.embedderKiB,
+    rssKiB: rss,
+    anonKiB: anon,
+  };
 }
 
 /** Least-squares slope of `y` over clients. */
@@ -141,7 +156,8 @@ interface Snapshot {
 async function heapSnapshot(cdp: Cdp): Promise<Snapshot> {
   const chunks: string[] = [];
   cdp.on("HeapProfiler.addHeapSnapshotChunk", (params) => {
-    if (typeof params === "object" && params !== null && "chunk" in params && typeof params.chunk === "string") chunks.push(params.chunk);
+    if (typeof params === "object" && params !== null && "chunk" in params && typeof params.chunk === "string")
+      chunks.push(params.chunk);
   });
   await cdp.call("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
   return JSON.parse(chunks.join("")) as Snapshot;
@@ -215,12 +231,23 @@ async function writeHistory(fleet: Fleet, length: number, label: string): Promis
   for (let seq = 0; seq < HISTORY_MESSAGES; seq++) {
     fleet.sent[0] = seq + 1;
     const head = `${TEXT_PREFIX}0 ${seq} ${performance.now().toFixed(3)} `;
-    writer.ws.send(JSON.stringify({ type: "message", text: head + "x".repeat(Math.max(0, length - head.length)), nonce: `0-${seq}` }));
+    writer.ws.send(
+      JSON.stringify({
+        type: "message",
+        text: head + "x".repeat(Math.max(0, length - head.length)),
+        nonce: `0-${seq}`,
+      }),
+    );
   }
   await waitUntil(() => fleet.tally.deliveries >= HISTORY_MESSAGES, 20_000, 5);
 }
 
-export async function idleMemory(server: ServerName, steps: readonly number[], textLength: number, progress: Progress): Promise<MemoryResult> {
+export async function idleMemory(
+  server: ServerName,
+  steps: readonly number[],
+  textLength: number,
+  progress: Progress,
+): Promise<MemoryResult> {
   const label = `${server} memory`;
   return withInspected(server, async (s, cdp) => {
     const fleet = new Fleet(targetOf(s), `mem-${randomUUID().slice(0, 8)}`, 1);
@@ -293,7 +320,8 @@ export async function worstCase(server: ServerName, clients: number, progress: P
       server,
       clients,
       textLength: MAX_TEXT,
-      welcomed: opened.filter((c) => c.welcomeAt >= 0 && c.historyLength === HISTORY_MESSAGES && c.historyConsecutive).length,
+      welcomed: opened.filter((c) => c.welcomeAt >= 0 && c.historyLength === HISTORY_MESSAGES && c.historyConsecutive)
+        .length,
       stormMs,
       baseline,
       peakHeapUsedKiB: peakUsed,

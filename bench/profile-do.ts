@@ -24,7 +24,12 @@ const flags = parseCli(
   },
   "node bench/profile-do.ts [--server edge-chat|edge-chat+batch|do-raw] [--clients 100] [--rate 200] [--seconds 8] [--out FILE]",
 );
-const [serverName = "edge-chat"] = choiceList(flags.server, ["edge-chat", "edge-chat+batch", "do-raw"] as const, [], "server");
+const [serverName = "edge-chat"] = choiceList(
+  flags.server,
+  ["edge-chat", "edge-chat+batch", "do-raw"] as const,
+  [],
+  "server",
+);
 const clients = numberFlag(flags.clients, 100, "clients", 1);
 const rate = numberFlag(flags.rate, 200, "rate", 1);
 const seconds = numberFlag(flags.seconds, 8, "seconds", 1);
@@ -66,7 +71,9 @@ function report(profile: Profile): void {
   const rows = [...byFunction.entries()].sort((a, b) => b[1] - a[1]).slice(0, 30);
   process.stdout.write(`self time by function (${(total / 1000).toFixed(0)} ms sampled):\n`);
   for (const [name, us] of rows) {
-    process.stdout.write(`${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(1).padStart(8)} ms  ${name}\n`);
+    process.stdout.write(
+      `${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(1).padStart(8)} ms  ${name}\n`,
+    );
   }
 }
 
@@ -80,7 +87,12 @@ try {
   await cdp.call("Profiler.setSamplingInterval", { interval: 1000 });
 
   const fleet = new Fleet(
-    { base: server.dev.wsUrl, hasIds: isEdgeChat(serverName), batch: serverName === "edge-chat+batch", keepAlive: isEdgeChat(serverName) },
+    {
+      base: server.dev.wsUrl,
+      hasIds: isEdgeChat(serverName),
+      batch: serverName === "edge-chat+batch",
+      keepAlive: isEdgeChat(serverName),
+    },
     `prof-${Date.now()}`,
     SENDERS,
   );

@@ -38,7 +38,17 @@ const USAGE =
 const flags = parseCli(
   {
     full: { type: "boolean", default: false },
-    ...stringFlags("runs", "servers", "hosts", "clients", "storm", "step-seconds", "from", "memory-steps", "memory-storm"),
+    ...stringFlags(
+      "runs",
+      "servers",
+      "hosts",
+      "clients",
+      "storm",
+      "step-seconds",
+      "from",
+      "memory-steps",
+      "memory-storm",
+    ),
     wrangler: { type: "boolean", default: false },
     memory: { type: "boolean", default: false },
     "no-cost": { type: "boolean", default: false },
@@ -48,8 +58,15 @@ const flags = parseCli(
 const full = flags.full;
 const runs = numberFlag(flags.runs, 1, "runs", 1);
 const servers = choiceList(flags.servers, SERVER_NAMES, SERVER_NAMES, "servers");
-const hosts = choiceList(flags.hosts, ["miniflare", "wrangler"] as const, flags.wrangler ? ["miniflare", "wrangler"] : ["miniflare"], "hosts");
-const clientCounts = (listFlag(flags.clients) ?? (full ? ["100", "1000"] : ["100"])).map((c) => numberFlag(c, 0, "clients", 1));
+const hosts = choiceList(
+  flags.hosts,
+  ["miniflare", "wrangler"] as const,
+  flags.wrangler ? ["miniflare", "wrangler"] : ["miniflare"],
+  "hosts",
+);
+const clientCounts = (listFlag(flags.clients) ?? (full ? ["100", "1000"] : ["100"])).map((c) =>
+  numberFlag(c, 0, "clients", 1),
+);
 const stormClients = numberFlag(flags.storm, full ? 1000 : 200, "storm", 1);
 const stepSeconds = numberFlag(flags["step-seconds"], full ? 3 : 1, "step-seconds", 0.1);
 const withCost = !flags["no-cost"];
@@ -137,7 +154,9 @@ async function main(): Promise<void> {
         emit({ ...s, run, ...spec });
       } catch (err) {
         progressDone();
-        process.stderr.write(`${spec.server}/${spec.host} failed: ${err instanceof Error ? err.message : String(err)}\n${server.dev.tail()}\n`);
+        process.stderr.write(
+          `${spec.server}/${spec.host} failed: ${err instanceof Error ? err.message : String(err)}\n${server.dev.tail()}\n`,
+        );
       } finally {
         await server.dev.dispose();
       }
@@ -171,7 +190,10 @@ function pick<T extends Result>(server: ServerName, host: HostName, match: (r: R
   return results.filter((r): r is T => r.server === server && r.host === host && match(r));
 }
 
-const isFanout = (clients: number) => (r: Result): r is FanoutResult & Result => r.scenario === "fanout" && r.clients === clients;
+const isFanout =
+  (clients: number) =>
+  (r: Result): r is FanoutResult & Result =>
+    r.scenario === "fanout" && r.clients === clients;
 const isStorm = (r: Result): r is StormResult & Result => r.scenario === "storm";
 const isCost = (r: Result): r is CostResult & Result => r.scenario === "cost";
 
@@ -194,8 +216,22 @@ function refStorm(server: ServerName, host: HostName, f: (r: StormResult) => num
 function printTable(): void {
   const rows: string[][] = [];
   const header = [
-    "server", "host", "scenario", "result", "p50 ms", "p90 ms", "p99 ms", "max ms", "p99 @half",
-    "lost/dup/ooo", "loadgen CPU", "server CPU", "others CPU", "vs ws-raw", "vs do-raw", "vs plain",
+    "server",
+    "host",
+    "scenario",
+    "result",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "max ms",
+    "p99 @half",
+    "lost/dup/ooo",
+    "loadgen CPU",
+    "server CPU",
+    "others CPU",
+    "vs ws-raw",
+    "vs do-raw",
+    "vs plain",
   ];
   for (const spec of specs()) {
     const { server, host } = spec;
@@ -206,21 +242,43 @@ function printTable(): void {
       if (rs.length === 0) continue;
       const rate = med(rs, (r) => r.best?.deliveriesPerSec ?? 0);
       const bound = rs.some((r) => r.loadgenBound) ? " (loadgen-bound)" : "";
-      const frames = edge ? `, ${fmt(med(rs, (r) => r.best?.framesPerDelivery ?? Number.NaN), 3)} frames/deliv` : "";
+      const frames = edge
+        ? `, ${fmt(
+            med(rs, (r) => r.best?.framesPerDelivery ?? Number.NaN),
+            3,
+          )} frames/deliv`
+        : "";
       const mismatches = med(rs, (r) => r.verifyMismatches);
       rows.push([
         server,
         host,
         `fan-out C=${clients}`,
         `${fmt(rate)} deliv/s${frames}${bound}`,
-        fmt(med(rs, (r) => r.best?.latency.p50 ?? Number.NaN), 1),
-        fmt(med(rs, (r) => r.best?.latency.p90 ?? Number.NaN), 1),
-        fmt(med(rs, (r) => r.best?.latency.p99 ?? Number.NaN), 1),
-        fmt(med(rs, (r) => r.best?.latency.max ?? Number.NaN), 1),
-        fmt(med(rs, (r) => r.half?.latency.p99 ?? Number.NaN), 1),
+        fmt(
+          med(rs, (r) => r.best?.latency.p50 ?? Number.NaN),
+          1,
+        ),
+        fmt(
+          med(rs, (r) => r.best?.latency.p90 ?? Number.NaN),
+          1,
+        ),
+        fmt(
+          med(rs, (r) => r.best?.latency.p99 ?? Number.NaN),
+          1,
+        ),
+        fmt(
+          med(rs, (r) => r.best?.latency.max ?? Number.NaN),
+          1,
+        ),
+        fmt(
+          med(rs, (r) => r.half?.latency.p99 ?? Number.NaN),
+          1,
+        ),
         `${fmt(med(rs, (r) => r.lost))}/${fmt(med(rs, (r) => r.duplicates))}/${fmt(med(rs, (r) => r.outOfOrder + r.idErrors))}` +
           (mismatches > 0 ? ` PARSE MISMATCH ${fmt(mismatches)}` : "") +
-          (rs.some((r) => r.unexpectedCloses + r.errorFrames > 0) ? `, closes/errors ${fmt(med(rs, (r) => r.unexpectedCloses + r.errorFrames))}` : ""),
+          (rs.some((r) => r.unexpectedCloses + r.errorFrames > 0)
+            ? `, closes/errors ${fmt(med(rs, (r) => r.unexpectedCloses + r.errorFrames))}`
+            : ""),
         `${fmt(med(rs, (r) => (r.best?.loadgenCpu ?? Number.NaN) * 100))}%`,
         `${fmt(med(rs, (r) => (r.best?.serverCpu ?? Number.NaN) * 100))}%`,
         `${fmt(med(rs, (r) => (r.best?.othersCpu ?? Number.NaN) * 100))}%`,
@@ -234,25 +292,52 @@ function printTable(): void {
       const total = med(ss, (r) => r.totalMs);
       const n = ss[0]?.clients ?? 0;
       const joins = edge
-        ? `; joins ${ss.every((r) => r.presenceFrames === r.joinsExpected) ? "all" : "MISSING/EXTRA"} (${fmt(med(ss, (r) => r.presenceFrames))}), ${fmt(med(ss, (r) => r.framesPerClient), 1)} frames/client`
+        ? `; joins ${ss.every((r) => r.presenceFrames === r.joinsExpected) ? "all" : "MISSING/EXTRA"} (${fmt(med(ss, (r) => r.presenceFrames))}), ${fmt(
+            med(ss, (r) => r.framesPerClient),
+            1,
+          )} frames/client`
         : "";
       rows.push([
         server,
         host,
         `storm N=${n}`,
         `all welcomed in ${fmt(total)} ms, peak ${fmt(med(ss, (r) => r.peakRssMiB))} MiB${joins}`,
-        fmt(med(ss, (r) => r.p50Ms), 1),
+        fmt(
+          med(ss, (r) => r.p50Ms),
+          1,
+        ),
         "",
-        fmt(med(ss, (r) => r.p99Ms), 1),
-        fmt(med(ss, (r) => r.maxMs), 1),
+        fmt(
+          med(ss, (r) => r.p99Ms),
+          1,
+        ),
+        fmt(
+          med(ss, (r) => r.maxMs),
+          1,
+        ),
         "",
         `fail ${fmt(med(ss, (r) => r.failures))}, bad history ${fmt(med(ss, (r) => r.welcomed - r.historyOk))}`,
         `${fmt(med(ss, (r) => r.loadgenCpu * 100))}%`,
         `${fmt(med(ss, (r) => r.serverCpu * 100))}%`,
         `${fmt(med(ss, (r) => r.othersCpu * 100))}%`,
-        server === "ws-raw" ? "" : `${ratio(total, refStorm("ws-raw", "node", (r) => r.totalMs))} time`,
-        edge ? `${ratio(total, refStorm("do-raw", host, (r) => r.totalMs))} time` : "",
-        vsPlain ? `${ratio(total, refStorm("edge-chat", host, (r) => r.totalMs))} time` : "",
+        server === "ws-raw"
+          ? ""
+          : `${ratio(
+              total,
+              refStorm("ws-raw", "node", (r) => r.totalMs),
+            )} time`,
+        edge
+          ? `${ratio(
+              total,
+              refStorm("do-raw", host, (r) => r.totalMs),
+            )} time`
+          : "",
+        vsPlain
+          ? `${ratio(
+              total,
+              refStorm("edge-chat", host, (r) => r.totalMs),
+            )} time`
+          : "",
       ]);
       const perConn = med(ss, (r) => r.idleKiBPerConnection);
       rows.push([
@@ -260,10 +345,33 @@ function printTable(): void {
         host,
         `idle N=${n}`,
         `${fmt(perConn, 1)} KiB/conn, RSS ${fmt(med(ss, (r) => r.baselineRssMiB))} -> ${fmt(med(ss, (r) => r.idleRssMiB))} MiB (${ss[0]?.runtimeProcesses ?? 0} proc)`,
-        "", "", "", "", "", "", "", "", "",
-        server === "ws-raw" ? "" : ratio(perConn, refStorm("ws-raw", "node", (r) => r.idleKiBPerConnection)),
-        edge ? ratio(perConn, refStorm("do-raw", host, (r) => r.idleKiBPerConnection)) : "",
-        vsPlain ? ratio(perConn, refStorm("edge-chat", host, (r) => r.idleKiBPerConnection)) : "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        server === "ws-raw"
+          ? ""
+          : ratio(
+              perConn,
+              refStorm("ws-raw", "node", (r) => r.idleKiBPerConnection),
+            ),
+        edge
+          ? ratio(
+              perConn,
+              refStorm("do-raw", host, (r) => r.idleKiBPerConnection),
+            )
+          : "",
+        vsPlain
+          ? ratio(
+              perConn,
+              refStorm("edge-chat", host, (r) => r.idleKiBPerConnection),
+            )
+          : "",
       ]);
     }
     const cs = pick(server, host, isCost);
@@ -272,16 +380,46 @@ function printTable(): void {
         server,
         host,
         "cost",
-        `rows/msg written ${fmt(med(cs, (r) => r.rowsWrittenPerMessage), 2)} read ${fmt(med(cs, (r) => r.rowsReadPerMessage), 2)}; ` +
-          `rows read/connect warm ${fmt(med(cs, (r) => r.rowsReadPerConnectWarm), 1)} cold ${fmt(med(cs, (r) => r.rowsReadPerConnectCold), 0)}; ` +
-          `rows written/connect ${fmt(med(cs, (r) => r.rowsWrittenPerConnect), 1)}; ` +
+        `rows/msg written ${fmt(
+          med(cs, (r) => r.rowsWrittenPerMessage),
+          2,
+        )} read ${fmt(
+          med(cs, (r) => r.rowsReadPerMessage),
+          2,
+        )}; ` +
+          `rows read/connect warm ${fmt(
+            med(cs, (r) => r.rowsReadPerConnectWarm),
+            1,
+          )} cold ${fmt(
+            med(cs, (r) => r.rowsReadPerConnectCold),
+            0,
+          )}; ` +
+          `rows written/connect ${fmt(
+            med(cs, (r) => r.rowsWrittenPerConnect),
+            1,
+          )}; ` +
           `DO requests/1000 msgs ${fmt(med(cs, (r) => r.requestsPer1000Messages))} (${fmt(med(cs, (r) => r.requestsPer1000MessagesWithConnects))} with connects); cold history ${cs.every((r) => r.coldHistoryOk) ? "ok" : "BAD"}`,
-        "", "", "", "", "", "", "", "", "", "", "", "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
       ]);
     }
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join(" | ")
+      .trimEnd();
   const out = [line(header), widths.map((w) => "-".repeat(w)).join("-|-"), ...rows.map(line)];
   process.stdout.write(`\n${out.join("\n")}\n`);
   process.stdout.write(
@@ -296,7 +434,8 @@ function printTable(): void {
 function printTargets(): void {
   const lines: string[] = [];
   const mark = (ok: boolean | null) => (ok === null ? "n/a   " : ok ? "met   " : "MISSED");
-  const vs = (a: number, b: number, min: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a >= min * b : null);
+  const vs = (a: number, b: number, min: number) =>
+    Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a >= min * b : null;
   for (const spec of specs()) {
     if (!isEdgeChat(spec.server)) continue;
     const { server, host } = spec;
@@ -305,24 +444,40 @@ function printTargets(): void {
     if (all.length === 0) continue;
     let bad = 0;
     for (const r of all) {
-      if (r.scenario === "fanout") bad += r.lost + r.duplicates + r.outOfOrder + r.idErrors + r.verifyMismatches + r.unexpectedCloses + r.errorFrames;
-      if (r.scenario === "storm") bad += r.failures + (r.welcomed - r.historyOk) + Math.abs(r.presenceFrames - r.joinsExpected) + r.verifyMismatches;
+      if (r.scenario === "fanout")
+        bad +=
+          r.lost + r.duplicates + r.outOfOrder + r.idErrors + r.verifyMismatches + r.unexpectedCloses + r.errorFrames;
+      if (r.scenario === "storm")
+        bad +=
+          r.failures + (r.welcomed - r.historyOk) + Math.abs(r.presenceFrames - r.joinsExpected) + r.verifyMismatches;
     }
-    lines.push(`${mark(bad === 0)} ${name}: zero lost/dup/out-of-order (nor any close, error, missing join or bad history) in every scenario: ${bad} faults`);
+    lines.push(
+      `${mark(bad === 0)} ${name}: zero lost/dup/out-of-order (nor any close, error, missing join or bad history) in every scenario: ${bad} faults`,
+    );
     for (const clients of clientCounts) {
       const rate = refFanout(server, host, clients);
       const doRaw = refFanout("do-raw", host, clients);
       const wsRaw = refFanout("ws-raw", "node", clients);
       const bound = pick(server, host, isFanout(clients)).some((r) => r.loadgenBound) ? " (loadgen-bound)" : "";
-      if (Number.isFinite(doRaw)) lines.push(`${mark(vs(rate, doRaw, 0.75))} ${name}: fan-out C=${clients} >= 0.75x do-raw: ${ratio(rate, doRaw)} (${fmt(rate)} vs ${fmt(doRaw)} deliv/s)${bound}`);
-      if (Number.isFinite(wsRaw)) lines.push(`${mark(vs(rate, wsRaw, 0.4))} ${name}: fan-out C=${clients} >= 0.4x ws-raw: ${ratio(rate, wsRaw)} (${fmt(rate)} vs ${fmt(wsRaw)} deliv/s)${bound}`);
+      if (Number.isFinite(doRaw))
+        lines.push(
+          `${mark(vs(rate, doRaw, 0.75))} ${name}: fan-out C=${clients} >= 0.75x do-raw: ${ratio(rate, doRaw)} (${fmt(rate)} vs ${fmt(doRaw)} deliv/s)${bound}`,
+        );
+      if (Number.isFinite(wsRaw))
+        lines.push(
+          `${mark(vs(rate, wsRaw, 0.4))} ${name}: fan-out C=${clients} >= 0.4x ws-raw: ${ratio(rate, wsRaw)} (${fmt(rate)} vs ${fmt(wsRaw)} deliv/s)${bound}`,
+        );
       const half = med(pick(server, host, isFanout(clients)), (r) => r.half?.latency.p99 ?? Number.NaN);
-      lines.push(`${mark(Number.isFinite(half) ? half < 50 : null)} ${name}: p99 at half the highest clean rate < 50 ms, C=${clients}: ${fmt(half, 1)} ms`);
+      lines.push(
+        `${mark(Number.isFinite(half) ? half < 50 : null)} ${name}: p99 at half the highest clean rate < 50 ms, C=${clients}: ${fmt(half, 1)} ms`,
+      );
     }
     const stormMs = refStorm(server, host, (r) => r.totalMs);
     const wsStorm = refStorm("ws-raw", "node", (r) => r.totalMs);
     if (Number.isFinite(stormMs) && Number.isFinite(wsStorm)) {
-      lines.push(`${mark(stormMs <= 10 * wsStorm)} ${name}: connect storm N=${stormClients} within 10x ws-raw: ${ratio(stormMs, wsStorm)} (${fmt(stormMs)} vs ${fmt(wsStorm)} ms)`);
+      lines.push(
+        `${mark(stormMs <= 10 * wsStorm)} ${name}: connect storm N=${stormClients} within 10x ws-raw: ${ratio(stormMs, wsStorm)} (${fmt(stormMs)} vs ${fmt(wsStorm)} ms)`,
+      );
     }
   }
   for (const host of hosts) {
@@ -332,19 +487,28 @@ function printTargets(): void {
     const cold = med(cs, (r) => r.rowsReadPerConnectCold);
     const warm = med(cs, (r) => r.rowsReadPerConnectWarm);
     lines.push(`${mark(written <= 1)} edge-chat/${host}: <= 1 row written per message: ${fmt(written, 2)}`);
-    lines.push(`${mark(Math.max(cold, warm) <= HISTORY_SIZE)} edge-chat/${host}: <= HISTORY_SIZE (${HISTORY_SIZE}) rows read per connect: warm ${fmt(warm, 1)}, cold ${fmt(cold, 0)}`);
+    lines.push(
+      `${mark(Math.max(cold, warm) <= HISTORY_SIZE)} edge-chat/${host}: <= HISTORY_SIZE (${HISTORY_SIZE}) rows read per connect: warm ${fmt(warm, 1)}, cold ${fmt(cold, 0)}`,
+    );
   }
-  if (lines.length > 0) process.stdout.write(`\nissue 4 targets (medians of ${runsDone} run(s)):\n${lines.map((l) => `  ${l}`).join("\n")}\n`);
+  if (lines.length > 0)
+    process.stdout.write(
+      `\nissue 4 targets (medians of ${runsDone} run(s)):\n${lines.map((l) => `  ${l}`).join("\n")}\n`,
+    );
 }
 
 // ---- --memory ---------------------------------------------------------------------
 
 async function memory(): Promise<void> {
   const started = Date.now();
-  const steps = (listFlag(flags["memory-steps"]) ?? ["0", "250", "500", "1000"]).map((c) => numberFlag(c, 0, "memory-steps", 0));
+  const steps = (listFlag(flags["memory-steps"]) ?? ["0", "250", "500", "1000"]).map((c) =>
+    numberFlag(c, 0, "memory-steps", 0),
+  );
   const storms = (listFlag(flags["memory-storm"]) ?? ["1000"]).map((c) => numberFlag(c, 0, "memory-storm", 1));
   const chosen = servers.filter((s) => s !== "ws-raw");
-  process.stderr.write(`bench --memory: steps ${steps.join("/")}, worst-case storm ${storms.join("/")}; ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), node ${process.version}\n`);
+  process.stderr.write(
+    `bench --memory: steps ${steps.join("/")}, worst-case storm ${storms.join("/")}; ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), node ${process.version}\n`,
+  );
   const idle: MemoryResult[] = [];
   const worst: WorstResult[] = [];
   for (const server of chosen) {
@@ -367,22 +531,33 @@ async function memory(): Promise<void> {
         worst.push(r);
       } catch (err) {
         progressDone();
-        process.stderr.write(`${server} worst case N=${n} failed: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.stderr.write(
+          `${server} worst case N=${n} failed: ${err instanceof Error ? err.message : String(err)}\n`,
+        );
       }
     }
   }
   const mib = (kib: number) => fmt(kib / 1024, 1);
   const lines = ["", "idle connections (Miniflare; heap = V8 used size after a forced GC, RSS = workerd):"];
   for (const r of idle) {
-    const pts = r.points.map((p) => `N=${p.clients}: heap ${mib(p.heapUsedKiB)}/${mib(p.heapTotalKiB)} MiB, RSS ${mib(p.rssKiB)} MiB`).join("; ");
-    lines.push(`  ${r.server.padEnd(15)} heap ${fmt(r.heapKiBPerConnection, 2)} KiB/conn (of which embedder ${fmt(r.embedderKiBPerConnection, 2)}), RSS ${fmt(r.rssKiBPerConnection, 1)} KiB/conn  (${pts})`);
+    const pts = r.points
+      .map((p) => `N=${p.clients}: heap ${mib(p.heapUsedKiB)}/${mib(p.heapTotalKiB)} MiB, RSS ${mib(p.rssKiB)} MiB`)
+      .join("; ");
+    lines.push(
+      `  ${r.server.padEnd(15)} heap ${fmt(r.heapKiBPerConnection, 2)} KiB/conn (of which embedder ${fmt(r.embedderKiBPerConnection, 2)}), RSS ${fmt(r.rssKiBPerConnection, 1)} KiB/conn  (${pts})`,
+    );
   }
   for (const r of idle.filter((x) => x.breakdown.length > 0)) {
     const n = Math.max(...r.points.map((p) => p.clients)) - Math.min(...r.points.map((p) => p.clients));
     lines.push("", `${r.server}: heap snapshot difference over ${n} connections, per connection (largest first):`);
-    for (const g of r.breakdown) lines.push(`  ${fmt(g.bytes / n, 0).padStart(7)} B  ${fmt(g.count / n, 2).padStart(6)} nodes  ${g.name}`);
+    for (const g of r.breakdown)
+      lines.push(`  ${fmt(g.bytes / n, 0).padStart(7)} B  ${fmt(g.count / n, 2).padStart(6)} nodes  ${g.name}`);
   }
-  if (worst.length > 0) lines.push("", `worst case: history of ${HISTORY_SIZE} messages of ${MAX_TEXT} characters, storm of N connects at once:`);
+  if (worst.length > 0)
+    lines.push(
+      "",
+      `worst case: history of ${HISTORY_SIZE} messages of ${MAX_TEXT} characters, storm of N connects at once:`,
+    );
   for (const r of worst) {
     lines.push(
       `  ${r.server.padEnd(15)} N=${r.clients}: ${r.welcomed} welcomed with the full history in ${fmt(r.stormMs)} ms; ` +
@@ -396,7 +571,9 @@ async function memory(): Promise<void> {
 
 function versions(): void {
   try {
-    const workerd = execFileSync(join(ROOT, "node_modules", ".bin", "workerd"), ["--version"], { encoding: "utf8" }).trim();
+    const workerd = execFileSync(join(ROOT, "node_modules", ".bin", "workerd"), ["--version"], {
+      encoding: "utf8",
+    }).trim();
     process.stderr.write(`bench: ${workerd}, ${Math.round(totalmem() / 2 ** 30)} GiB\n`);
   } catch {
     // Only informative.

@@ -15,7 +15,7 @@ import type { LatencySummary } from "./stats.ts";
 export const P99_LIMIT_MS = 250;
 export const SENDERS = 10;
 
-export type Progress = (line: string) => void
+export type Progress = (line: string) => void;
 
 function targetOf(server: BenchServer): Target {
   return {
@@ -50,7 +50,12 @@ class CpuMeter {
     const loadgen = (used.user + used.system) / 1e6 / wall;
     const serverSeconds = cpuSeconds(this.#pids) - this.#server0;
     const busy = (machineBusySeconds() - this.#busy0) / wall;
-    return { loadgen, server: serverSeconds / wall, others: Math.max(0, busy - loadgen - serverSeconds / wall), serverSeconds };
+    return {
+      loadgen,
+      server: serverSeconds / wall,
+      others: Math.max(0, busy - loadgen - serverSeconds / wall),
+      serverSeconds,
+    };
   }
 }
 
@@ -138,10 +143,21 @@ export async function fanout(server: BenchServer, opts: FanoutOptions, progress:
   const pids = server.dev.runtimePids();
   let rate = opts.startRate;
   // A discarded first step warms the JITs on both sides and the room's caches.
-  if (senders.length === SENDERS) await fanoutStep(fleet, senders, receivers.length, rate, { ...opts, stepSeconds: Math.min(1, opts.stepSeconds) }, pids, (s) => progress(`${label}: warm-up ${s}`));
+  if (senders.length === SENDERS)
+    await fanoutStep(
+      fleet,
+      senders,
+      receivers.length,
+      rate,
+      { ...opts, stepSeconds: Math.min(1, opts.stepSeconds) },
+      pids,
+      (s) => progress(`${label}: warm-up ${s}`),
+    );
 
   const runStep = async (r: number, name: string) => {
-    const step = await fanoutStep(fleet, senders, receivers.length, r, opts, pids, (s) => progress(`${label}: ${name} ${s}`));
+    const step = await fanoutStep(fleet, senders, receivers.length, r, opts, pids, (s) =>
+      progress(`${label}: ${name} ${s}`),
+    );
     steps.push(step);
     return step;
   };
@@ -175,7 +191,9 @@ export async function fanout(server: BenchServer, opts: FanoutOptions, progress:
   let half: FanoutStep | null = null;
   if (best !== null && (await settle())) {
     const r = Math.max(1, Math.round(best.rate / 2));
-    half = await fanoutStep(fleet, senders, receivers.length, r, opts, pids, (s) => progress(`${label}: half rate ${s}`));
+    half = await fanoutStep(fleet, senders, receivers.length, r, opts, pids, (s) =>
+      progress(`${label}: half rate ${s}`),
+    );
   }
   // Whatever is still in flight after a failed step gets a last chance, so
   // that "lost" means never delivered, not late.
@@ -263,7 +281,8 @@ async function fanoutStep(
   if (!complete) why = `${expected - delivered} deliveries missing after ${opts.drainSeconds} s`;
   else if (latency.p99 > P99_LIMIT_MS) why = `p99 ${latency.p99.toFixed(0)} ms > ${P99_LIMIT_MS} ms`;
   else if (errors > 0) why = `${errors} error frames or closes`;
-  else if (tally.verifyMismatches > 0) why = `byte-level reading disagreed with JSON.parse: ${tally.firstMismatch ?? ""}`;
+  else if (tally.verifyMismatches > 0)
+    why = `byte-level reading disagreed with JSON.parse: ${tally.firstMismatch ?? ""}`;
   return {
     rate,
     sent: total,
@@ -311,7 +330,12 @@ export interface StormResult {
   loadgenBound: boolean;
 }
 
-export async function storm(server: BenchServer, clients: number, idleSeconds: number, progress: Progress): Promise<StormResult> {
+export async function storm(
+  server: BenchServer,
+  clients: number,
+  idleSeconds: number,
+  progress: Progress,
+): Promise<StormResult> {
   const label = `${server.spec.server}/${server.spec.host} connect storm N=${clients}`;
   const fleet = new Fleet(targetOf(server), roomName("storm"), 1);
   // A full history first: one client posts HISTORY_MESSAGES messages (the
@@ -331,7 +355,9 @@ export async function storm(server: BenchServer, clients: number, idleSeconds: n
   const t0 = performance.now();
   const ticker = setInterval(() => {
     const done = fleet.clients.filter((c) => c.welcomeAt >= 0).length - 1;
-    progress(`${label}: ${done}/${clients} welcomed after ${Math.round(performance.now() - t0)} ms, RSS ${sampler.sample().toFixed(0)} MiB`);
+    progress(
+      `${label}: ${done}/${clients} welcomed after ${Math.round(performance.now() - t0)} ms, RSS ${sampler.sample().toFixed(0)} MiB`,
+    );
   }, 500);
   const opened = await fleet.connect(clients);
   clearInterval(ticker);
@@ -438,7 +464,10 @@ export async function cost(host: "wrangler" | "miniflare", messages: number, pro
   const label = `edge-chat/${host} cost`;
   progress(`${label}: starting at LOG_LEVEL=debug`);
   const logLines: string[] = [];
-  const server = await startServer({ server: "edge-chat", host }, { logLevel: "debug", onLine: (line) => logLines.push(line) });
+  const server = await startServer(
+    { server: "edge-chat", host },
+    { logLevel: "debug", onLine: (line) => logLines.push(line) },
+  );
   const room = roomName("cost");
   const lines: string[] = [];
   try {
@@ -458,7 +487,10 @@ export async function cost(host: "wrangler" | "miniflare", messages: number, pro
     await server.dev.restart();
     const cold = new Fleet(targetOf(server), room, 1);
     const [reader] = await cold.connect(1);
-    const coldHistoryOk = reader !== undefined && reader.historyLength === Math.min(messages, HISTORY_MESSAGES) && reader.historyConsecutive;
+    const coldHistoryOk =
+      reader !== undefined &&
+      reader.historyLength === Math.min(messages, HISTORY_MESSAGES) &&
+      reader.historyConsecutive;
     await cold.closeAll();
     await sleep(500);
     const coldEntries = parseLog(logLines);
@@ -478,7 +510,8 @@ export async function cost(host: "wrangler" | "miniflare", messages: number, pro
       events,
       rowsWrittenPerMessage: stored.rowsWritten / stored.count,
       rowsReadPerMessage: stored.rowsRead / stored.count,
-      rowsReadPerConnectWarm: warmConnects.length > 0 ? sum(warmConnects, "rowsRead") / warmConnects.length : Number.NaN,
+      rowsReadPerConnectWarm:
+        warmConnects.length > 0 ? sum(warmConnects, "rowsRead") / warmConnects.length : Number.NaN,
       rowsReadPerConnectCold: coldConnect === undefined ? Number.NaN : num(coldConnect.rowsRead),
       rowsWrittenPerConnect: connects.length > 0 ? sum(connects, "rowsWritten") / connects.length : Number.NaN,
       coldHistoryOk,

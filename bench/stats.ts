@@ -10,7 +10,7 @@ export class Histogram {
   max = 0;
 
   record(ms: number): void {
-    const v = Math.max(ms , 0);
+    const v = Math.max(ms, 0);
     const i = Math.min(Math.floor(v / BUCKET_MS), this.#counts.length - 1);
     this.#counts[i] = (this.#counts[i] ?? 0) + 1;
     this.count++;

@@ -277,7 +277,10 @@ export class ChatClient {
           } else {
             this.presence.users = new Map(f.online.map((u) => [u.id, u.name]));
             this.presence.partial = false;
-            if (f.count !== f.online.length) this.o.findings.violation(`${this.label}: presence frame with count ${f.count} and a list of ${f.online.length}`);
+            if (f.count !== f.online.length)
+              this.o.findings.violation(
+                `${this.label}: presence frame with count ${f.count} and a list of ${f.online.length}`,
+              );
           }
           return;
       }
@@ -329,7 +332,8 @@ export class ChatClient {
     this.presence.users = new Map(w.online.map((u) => [u.id, u.name]));
     this.presence.count = w.onlineCount ?? w.online.length;
     this.presence.partial = this.presence.count > w.online.length;
-    if (this.presence.count < w.online.length) f.violation(`${who}: welcome.onlineCount ${this.presence.count} is below the ${w.online.length} users it lists`);
+    if (this.presence.count < w.online.length)
+      f.violation(`${who}: welcome.onlineCount ${this.presence.count} is below the ${w.online.length} users it lists`);
     const h = w.history;
     const ids = h.map((m) => m.id);
     for (let i = 1; i < ids.length; i++) {
@@ -352,16 +356,23 @@ export class ChatClient {
       }
       if (!w.gap) {
         if (h.length > 0 && firstId > after + 1) {
-          f.violation(`${who}: gap=false but history after=${after} starts at ${firstId} (ids ${after + 1}..${firstId - 1} silently lost)`);
+          f.violation(
+            `${who}: gap=false but history after=${after} starts at ${firstId} (ids ${after + 1}..${firstId - 1} silently lost)`,
+          );
         }
       } else if (h.length === 0 || lastId < after) {
         // The room has issued fewer ids than this client has seen: it lost
         // messages it had already broadcast (or its storage was reset).
-        f.violation(`${who}: gap=true after=${after} but the room's history ends at ${h.length ? lastId : "nothing"}: messages it broadcast were lost`);
+        f.violation(
+          `${who}: gap=true after=${after} but the room's history ends at ${h.length ? lastId : "nothing"}: messages it broadcast were lost`,
+        );
       } else if (firstId <= after + 1) {
-        f.violation(`${who}: gap=true after=${after} though the history holds ${firstId}..${lastId} (nothing was missed)`);
+        f.violation(
+          `${who}: gap=true after=${after} though the history holds ${firstId}..${lastId} (nothing was missed)`,
+        );
       } else {
-        if (h.length !== w.limits.history) f.violation(`${who}: gap=true but history holds ${h.length}, not the ${w.limits.history} kept`);
+        if (h.length !== w.limits.history)
+          f.violation(`${who}: gap=true but history holds ${h.length}, not the ${w.limits.history} kept`);
         this.gaps++;
         this.holes.push({ from: after + 1, to: firstId - 1 });
         this.expectGapStart = true;
@@ -419,7 +430,8 @@ export class ChatClient {
     if (item.echoedId !== null) {
       if (item.byOracle && item.echoedId === m.id) return;
       // A second copy after a resend is counted from the ledger at the end.
-      if (item.sends === 1) f.violation(`${who}: nonce ${m.nonce}, sent once, stored twice (ids ${item.echoedId} and ${m.id})`);
+      if (item.sends === 1)
+        f.violation(`${who}: nonce ${m.nonce}, sent once, stored twice (ids ${item.echoedId} and ${m.id})`);
       return;
     }
     item.echoedId = m.id;
@@ -477,10 +489,13 @@ export class ChatClient {
     }
     if (this.queue.length > 0) {
       const wait = Math.ceil(((1 - this.tokens) / rate) * 1000);
-      this.pumpTimer = setTimeout(() => {
-        this.pumpTimer = null;
-        this.pump();
-      }, Math.max(5, wait));
+      this.pumpTimer = setTimeout(
+        () => {
+          this.pumpTimer = null;
+          this.pump();
+        },
+        Math.max(5, wait),
+      );
     }
   }
 

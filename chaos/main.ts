@@ -79,7 +79,8 @@ if (shardSize !== undefined) {
   VARS.SHARD_SIZE = String(shardSize);
   VARS.ADMIN_TOKEN = adminToken;
 }
-if (values["presence-limit"] !== undefined) VARS.PRESENCE_LIMIT = String(int(values["presence-limit"], 0, "presence-limit"));
+if (values["presence-limit"] !== undefined)
+  VARS.PRESENCE_LIMIT = String(int(values["presence-limit"], 0, "presence-limit"));
 const dir = mkdtempSync(resolve(tmpdir(), "edge-chat-chaos-"));
 const log = (line: string): void => console.log(line);
 const findings = new Findings();
@@ -100,16 +101,27 @@ function rss(): string {
 
 function checkReload(phase: string): void {
   if (server.reloaded()) {
-    findings.note(`wrangler dev reloaded the Worker by itself during ${phase} (workerd was replaced); every socket dropped with 1006, so violations of that phase may be the harness's, not the server's`);
+    findings.note(
+      `wrangler dev reloaded the Worker by itself during ${phase} (workerd was replaced); every socket dropped with 1006, so violations of that phase may be the harness's, not the server's`,
+    );
   }
 }
 
 function summarize(label: string, r: SoakResult): void {
-  const codes = Object.entries(r.closeCodes).map(([c, k]) => `${c}×${k}`).join(" ");
-  log(`  ${label}: ${r.lastId} messages, ids 1..${r.lastId}, ${r.connects} connects (${r.drops.abrupt} abrupt + ${r.drops.graceful} graceful drops), ${r.gaps} gap resumes, ${r.retried} resent (${r.settledByOthers} settled from other clients' view, ${r.releasedAtEnd} resent at the end), ${r.retryDuplicates} duplicates from resends, closes ${codes}, ${(r.wallMs / 1000).toFixed(1)} s`);
+  const codes = Object.entries(r.closeCodes)
+    .map(([c, k]) => `${c}×${k}`)
+    .join(" ");
+  log(
+    `  ${label}: ${r.lastId} messages, ids 1..${r.lastId}, ${r.connects} connects (${r.drops.abrupt} abrupt + ${r.drops.graceful} graceful drops), ${r.gaps} gap resumes, ${r.retried} resent (${r.settledByOthers} settled from other clients' view, ${r.releasedAtEnd} resent at the end), ${r.retryDuplicates} duplicates from resends, closes ${codes}, ${(r.wallMs / 1000).toFixed(1)} s`,
+  );
   const pf = r.presenceFrames;
-  log(`  ${label}: presence frames received: ${pf.join} join, ${pf.leave} leave, ${pf.count} count-only and ${pf.list} full-list`);
-  if (r.shards !== undefined) log(`  ${label}: at most ${r.shards.maxShards} objects (${r.shards.maxParts}) over ${r.shards.samples} stats samples`);
+  log(
+    `  ${label}: presence frames received: ${pf.join} join, ${pf.leave} leave, ${pf.count} count-only and ${pf.list} full-list`,
+  );
+  if (r.shards !== undefined)
+    log(
+      `  ${label}: at most ${r.shards.maxShards} objects (${r.shards.maxParts}) over ${r.shards.samples} stats samples`,
+    );
 }
 
 async function cleanup(keepDir: boolean): Promise<void> {
@@ -121,14 +133,30 @@ stopServersOnExit(() => log(`chaos: interrupted; work dir ${dir} kept`));
 
 async function main(): Promise<number> {
   const t0 = Date.now();
-  log(`chaos: seed ${seed}, ${clients} clients (${senders} senders), ${messages} messages per soak in ${windowMs / 1000} s; work dir ${dir}`);
-  log(`wrangler dev vars: ${Object.entries(VARS).map(([k, v]) => `${k}=${k === "ADMIN_TOKEN" ? "…" : v}`).join(" ")}`);
+  log(
+    `chaos: seed ${seed}, ${clients} clients (${senders} senders), ${messages} messages per soak in ${windowMs / 1000} s; work dir ${dir}`,
+  );
+  log(
+    `wrangler dev vars: ${Object.entries(VARS)
+      .map(([k, v]) => `${k}=${k === "ADMIN_TOKEN" ? "…" : v}`)
+      .join(" ")}`,
+  );
   const startMs = await server.start();
   log(`wrangler dev ready on ${server.url} in ${startMs} ms; workerd RSS ${rss()}`);
   const tag = Date.now().toString(36);
   const soakOptions = (room: string, kill: boolean) => ({
-    server, findings, random, log, kill, room,
-    clients, senders, witnesses: Math.min(5, Math.max(0, clients - senders - 2)), messages, sendWindowMs: windowMs, dropsPerSec: 4,
+    server,
+    findings,
+    random,
+    log,
+    kill,
+    room,
+    clients,
+    senders,
+    witnesses: Math.min(5, Math.max(0, clients - senders - 2)),
+    messages,
+    sendWindowMs: windowMs,
+    dropsPerSec: 4,
     ...(shardSize !== undefined ? { shards: { adminToken, size: shardSize } } : {}),
   });
   if (phases.soak) {
@@ -139,7 +167,18 @@ async function main(): Promise<number> {
   }
   if (phases.fuzz) {
     log(`fuzz`);
-    await fuzz({ server, findings, room: `chaos-${tag}-fuzz`, random, log, rss, verbose: values.verbose, rounds: short ? 1 : 3, burstFrames: 2000, fill: shardSize ?? 0 });
+    await fuzz({
+      server,
+      findings,
+      room: `chaos-${tag}-fuzz`,
+      random,
+      log,
+      rss,
+      verbose: values.verbose,
+      rounds: short ? 1 : 3,
+      burstFrames: 2000,
+      fill: shardSize ?? 0,
+    });
     checkReload("the fuzz run");
   }
   for (let k = 1; k <= phases.kills; k++) {
@@ -158,10 +197,14 @@ try {
   for (const note of findings.notes) log(`note: ${note}`);
   for (const v of findings.violations) log(`VIOLATION: ${v}`);
   if (violations > findings.violations.length) log(`… and ${violations - findings.violations.length} more violations`);
-  log(violations === 0 ? "chaos: OK, no violations" : `chaos: FAILED, ${violations} violations (wrangler log and storage kept in ${dir})`);
+  log(
+    violations === 0
+      ? "chaos: OK, no violations"
+      : `chaos: FAILED, ${violations} violations (wrangler log and storage kept in ${dir})`,
+  );
   code = violations === 0 ? 0 : 1;
 } catch (e) {
-  console.error(`chaos: could not run: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+  console.error(`chaos: could not run: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
   console.error(`wrangler log: ${server.logFile}`);
   code = 2;
 }

@@ -16,7 +16,11 @@ export type ProbeEvent =
 export function show(e: ProbeEvent): string {
   switch (e.kind) {
     case "frame":
-      return e.frame.type === "error" ? `error ${e.frame.code}` : e.frame.type === "message" ? `message #${e.frame.id}` : e.frame.type;
+      return e.frame.type === "error"
+        ? `error ${e.frame.code}`
+        : e.frame.type === "message"
+          ? `message #${e.frame.id}`
+          : e.frame.type;
     case "close":
       return `close ${e.code}${e.reason ? ` (${e.reason})` : ""}`;
     case "malformed":

@@ -61,7 +61,7 @@ export interface SoakResult {
   shards?: { maxShards: number; maxParts: string; samples: number };
 }
 
-const GARNISH = ["", " é", " €uro", " 😀", " 日本語", " \u0007bell", " <b>x</b>", " \"quoted\"", " 𝄞 clef"];
+const GARNISH = ["", " é", " €uro", " 😀", " 日本語", " \u0007bell", " <b>x</b>", ' "quoted"', " 𝄞 clef"];
 
 export async function soak(o: SoakOptions): Promise<SoakResult> {
   const t0 = Date.now();
@@ -69,7 +69,13 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
   const ledger = new Ledger(f);
   const clients: ChatClient[] = [];
   const role = (i: number): "sender" | "witness" | "sleeper" | "churner" =>
-    i < o.senders ? "sender" : i < o.senders + o.witnesses ? "witness" : i === o.senders + o.witnesses ? "sleeper" : "churner";
+    i < o.senders
+      ? "sender"
+      : i < o.senders + o.witnesses
+        ? "witness"
+        : i === o.senders + o.witnesses
+          ? "sleeper"
+          : "churner";
   for (let i = 0; i < o.clients; i++) {
     const r = role(i);
     clients.push(
@@ -90,7 +96,9 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
   }
   for (const c of clients) c.start();
   if (!(await waitUntil(() => clients.every((c) => c.online), 30_000))) {
-    f.violation(`${o.room}: ${clients.filter((c) => !c.online).length} of ${o.clients} clients got no welcome within 30 s`);
+    f.violation(
+      `${o.room}: ${clients.filter((c) => !c.online).length} of ${o.clients} clients got no welcome within 30 s`,
+    );
   }
   for (const c of clients) {
     if (c.lastId !== null) f.violation(`${c.label}: a fresh room's welcome has history (last id ${c.lastId})`);
@@ -126,7 +134,7 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
       if (!chaos) break;
       if (!sleeperDone && sleeper !== undefined && Date.now() >= sleeperAt) {
         // Away for longer than the history covers: its resume must say gap.
-        const away = ((o.messages > 0 ? sleeper.limits?.history ?? 100 : 100) + 40) / msgPerSec;
+        const away = ((o.messages > 0 ? (sleeper.limits?.history ?? 100) : 100) + 40) / msgPerSec;
         sleeper.drop(true, away * 1000);
         sleeperDone = true;
       }
@@ -152,7 +160,9 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
       const since = behindSince.get(c) ?? Date.now();
       behindSince.set(c, since);
       if (Date.now() - since > 3_000) {
-        f.violation(`${c.label}: connected but ${ledger.maxId - c.lastId} ids behind the room for 3 s (at ${c.lastId}, room at ${ledger.maxId})`);
+        f.violation(
+          `${c.label}: connected but ${ledger.maxId - c.lastId} ids behind the room for 3 s (at ${c.lastId}, room at ${ledger.maxId})`,
+        );
         behindSince.set(c, Date.now() + 60_000);
       }
     }
@@ -196,9 +206,14 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
     await checkAfterRestart(o, maxIdBefore, before);
     for (const s of senders) s.resume();
     const back = await waitUntil(() => clients.every((c) => c.online), 30_000);
-    if (!back) f.violation(`${o.room}: after the restart ${clients.filter((c) => !c.online).length} clients did not come back within 30 s`);
+    if (!back)
+      f.violation(
+        `${o.room}: after the restart ${clients.filter((c) => !c.online).length} clients did not come back within 30 s`,
+      );
     kill = { downMs: Math.round(down), restartMs, backMs: Date.now() - tk, maxIdBefore };
-    o.log(`  killed at id ${maxIdBefore}; restarted in ${restartMs} ms; all ${o.clients} clients back ${kill.backMs} ms after the kill`);
+    o.log(
+      `  killed at id ${maxIdBefore}; restarted in ${restartMs} ms; all ${o.clients} clients back ${kill.backMs} ms after the kill`,
+    );
   }
 
   await waitUntil(() => posted >= o.messages, o.sendWindowMs + 10_000);
@@ -239,14 +254,21 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
   const settled = await waitUntil(() => clients.every((c) => c.online && c.lastId === ledger.maxId), 30_000);
   if (!settled) {
     const behind = clients.filter((c) => !c.online || c.lastId !== ledger.maxId);
-    f.violation(`${o.room}: ${behind.length} clients did not reach id ${ledger.maxId}: ${behind.slice(0, 5).map((c) => `${c.label}@${c.lastId}${c.online ? "" : " offline"}`).join(", ")}`);
+    f.violation(
+      `${o.room}: ${behind.length} clients did not reach id ${ledger.maxId}: ${behind
+        .slice(0, 5)
+        .map((c) => `${c.label}@${c.lastId}${c.online ? "" : " offline"}`)
+        .join(", ")}`,
+    );
   }
   const n = ledger.maxId;
   clearInterval(stallTimer);
   statsOn = false;
   await statsLoop;
   if (o.shards !== undefined && sharding.maxShards < 2) {
-    o.findings.violation(`${o.room}: with SHARD_SIZE ${o.shards.size} and ${o.clients} clients the room never had a part (${sharding.samples} stats samples, at most ${sharding.maxShards} object)`);
+    o.findings.violation(
+      `${o.room}: with SHARD_SIZE ${o.shards.size} and ${o.clients} clients the room never had a part (${sharding.samples} stats samples, at most ${sharding.maxShards} object)`,
+    );
   }
   await checkPresence(o, clients);
 
@@ -266,15 +288,18 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
   for (const [code, k] of errors) {
     // Senders pace at 70% of the announced rate; a rate_limited now and then
     // is the two buckets' clocks disagreeing, anything else is a bug.
-    if (code === "rate_limited") f.note(`${o.room}: senders drew ${k} rate_limited errors while pacing below the announced limits`);
+    if (code === "rate_limited")
+      f.note(`${o.room}: senders drew ${k} rate_limited errors while pacing below the announced limits`);
     else f.violation(`${o.room}: clients sending only valid frames drew ${k} ${code} errors`);
   }
   for (const [status, k] of refusals) {
-    if (status === "429" || status === "503" || !o.kill) f.violation(`${o.room}: ${k} WebSocket upgrades refused with HTTP ${status}`);
+    if (status === "429" || status === "503" || !o.kill)
+      f.violation(`${o.room}: ${k} WebSocket upgrades refused with HTTP ${status}`);
     else f.note(`${o.room}: ${k} WebSocket upgrades refused with HTTP ${status} around the restart`);
   }
   for (const code of [1008, 1009, 1011]) {
-    if (closeCodes[code] !== undefined) f.violation(`${o.room}: clients saw close code ${code} ${closeCodes[code]} times`);
+    if (closeCodes[code] !== undefined)
+      f.violation(`${o.room}: clients saw close code ${code} ${closeCodes[code]} times`);
   }
   return {
     room: o.room,
@@ -324,7 +349,10 @@ async function readStats(o: SoakOptions): Promise<Stats | null> {
       return null;
     }
     const isPart = (p: unknown): p is { part: string; connections: number } =>
-      typeof p === "object" && p !== null && typeof Reflect.get(p, "part") === "string" && typeof Reflect.get(p, "connections") === "number";
+      typeof p === "object" &&
+      p !== null &&
+      typeof Reflect.get(p, "part") === "string" &&
+      typeof Reflect.get(p, "connections") === "number";
     const list = Array.isArray(parts) ? (parts as unknown[]).filter(isPart) : undefined;
     return { connections, users, shards, ...(list !== undefined ? { parts: list } : {}) };
   } catch {
@@ -348,15 +376,25 @@ async function checkPresence(o: SoakOptions, clients: ChatClient[]): Promise<voi
     if (p.partial) return null;
     const missing = [...truth.keys()].filter((id) => !p.users.has(id));
     const extra = [...p.users.keys()].filter((id) => !truth.has(id));
-    return missing.length + extra.length === 0 ? null : `lists ${p.users.size} (${missing.length} missing, ${extra.length} extra)`;
+    return missing.length + extra.length === 0
+      ? null
+      : `lists ${p.users.size} (${missing.length} missing, ${extra.length} extra)`;
   };
   const converged = await waitUntil(() => clients.every((c) => c.online && wrong(c) === null), 15_000);
   if (!converged) {
     const off = clients.filter((c) => wrong(c) !== null);
-    f.violation(`${o.room}: presence did not converge to ${truth.size} users within 15 s: ${off.length} clients wrong, e.g. ${off.slice(0, 4).map((c) => `${c.label} ${wrong(c)}`).join("; ")}`);
+    f.violation(
+      `${o.room}: presence did not converge to ${truth.size} users within 15 s: ${off.length} clients wrong, e.g. ${off
+        .slice(0, 4)
+        .map((c) => `${c.label} ${wrong(c)}`)
+        .join("; ")}`,
+    );
   }
   for (const c of clients) {
-    if (c.presenceAnomalies.length > 0) f.violation(`${c.label}: ${c.presenceAnomalies.length} presence frames contradict its list, e.g. ${c.presenceAnomalies.slice(0, 3).join("; ")}`);
+    if (c.presenceAnomalies.length > 0)
+      f.violation(
+        `${c.label}: ${c.presenceAnomalies.length} presence frames contradict its list, e.g. ${c.presenceAnomalies.slice(0, 3).join("; ")}`,
+      );
   }
   if (o.shards === undefined) return;
   // Parts report their sockets to the room asynchronously: poll, bounded.
@@ -366,12 +404,17 @@ async function checkPresence(o: SoakOptions, clients: ChatClient[]): Promise<voi
     if (st !== null && st.users === truth.size && st.connections === clients.length) return;
   }
   if (st === null) f.violation(`${o.room}: stats unreadable at the end`);
-  else f.violation(`${o.room}: stats at the end say ${st.users} users on ${st.connections} connections, the soak holds ${truth.size} on ${clients.length}`);
+  else
+    f.violation(
+      `${o.room}: stats at the end say ${st.users} users on ${st.connections} connections, the soak holds ${truth.size} on ${clients.length}`,
+    );
 }
 
 async function getPage(o: SoakOptions, after: string): Promise<{ messages: Message[]; gap: boolean } | null> {
   try {
-    const res = await fetch(`${o.server.url}/api/rooms/${o.room}/messages?after=${after}`, { signal: AbortSignal.timeout(10_000) });
+    const res = await fetch(`${o.server.url}/api/rooms/${o.room}/messages?after=${after}`, {
+      signal: AbortSignal.timeout(10_000),
+    });
     if (res.status !== 200) {
       o.findings.violation(`${o.room}: GET messages?after=${after} answered ${res.status}`);
       return null;
@@ -400,25 +443,38 @@ async function checkAfterRestart(o: SoakOptions, maxIdBefore: number, before: Me
   if (page === null) return;
   const last = page.messages.at(-1)?.id ?? 0;
   if (last < maxIdBefore) {
-    o.findings.violation(`${o.room}: after the SIGKILL the room's last id is ${last || "none"}, but clients had received up to ${maxIdBefore}: broadcast messages were lost`);
+    o.findings.violation(
+      `${o.room}: after the SIGKILL the room's last id is ${last || "none"}, but clients had received up to ${maxIdBefore}: broadcast messages were lost`,
+    );
   }
   const got = new Map(page.messages.map((m) => [m.id, m]));
   const oldest = page.messages[0]?.id ?? Infinity;
   for (const m of before) {
     const g = got.get(m.id);
     if (g === undefined) {
-      if (m.id >= oldest || !page.gap) o.findings.violation(`${o.room}: after the SIGKILL the room lost ${describe(m)}, which clients had received`);
+      if (m.id >= oldest || !page.gap)
+        o.findings.violation(`${o.room}: after the SIGKILL the room lost ${describe(m)}, which clients had received`);
     } else if (!sameMessage(g, m)) {
       o.findings.violation(`${o.room}: after the SIGKILL id ${m.id} is ${describe(g)}, clients had ${describe(m)}`);
     }
   }
   const kept = before.filter((m) => got.has(m.id)).length;
-  o.log(`  after the restart the room is at id ${last}; ${kept} of ids ${firstBefore}..${maxIdBefore} read back unchanged${kept < before.length ? " (the rest trimmed by newer messages)" : ""}`);
+  o.log(
+    `  after the restart the room is at id ${last}; ${kept} of ids ${firstBefore}..${maxIdBefore} read back unchanged${kept < before.length ? " (the rest trimmed by newer messages)" : ""}`,
+  );
 }
 
 async function checkFinalHistory(o: SoakOptions, ledger: Ledger, n: number): Promise<void> {
   const f = o.findings;
-  const fresh = new ChatClient({ base: o.server.wsUrl, room: o.room, name: "auditor", label: `${o.room}/auditor`, random: o.random, findings: f, ledger });
+  const fresh = new ChatClient({
+    base: o.server.wsUrl,
+    room: o.room,
+    name: "auditor",
+    label: `${o.room}/auditor`,
+    random: o.random,
+    findings: f,
+    ledger,
+  });
   fresh.start();
   const ok = await waitUntil(() => fresh.online, 10_000);
   fresh.stop();
@@ -429,34 +485,47 @@ async function checkFinalHistory(o: SoakOptions, ledger: Ledger, n: number): Pro
   const size = fresh.limits?.history ?? 100;
   const expectFirst = Math.max(1, n - size + 1);
   if (fresh.lastId !== n || fresh.firstId !== expectFirst) {
-    f.violation(`${o.room}: a fresh client's history is ${fresh.firstId}..${fresh.lastId}, expected ${expectFirst}..${n}`);
+    f.violation(
+      `${o.room}: a fresh client's history is ${fresh.firstId}..${fresh.lastId}, expected ${expectFirst}..${n}`,
+    );
   }
   const all = await getPage(o, "0");
   if (all !== null) {
     const ids = all.messages.map((m) => m.id);
     // after=0 asks for everything from id 1: a gap exactly when id 1 is trimmed.
-    if (all.gap !== expectFirst > 1) f.violation(`${o.room}: GET after=0 says gap=${all.gap} with ids ${expectFirst}..${n} kept`);
+    if (all.gap !== expectFirst > 1)
+      f.violation(`${o.room}: GET after=0 says gap=${all.gap} with ids ${expectFirst}..${n} kept`);
     if (ids.length !== n - expectFirst + 1 || ids[0] !== expectFirst || ids[ids.length - 1] !== n) {
-      f.violation(`${o.room}: GET after=0 returned ${ids.length} messages ${ids[0]}..${ids[ids.length - 1]}, expected ${expectFirst}..${n}`);
+      f.violation(
+        `${o.room}: GET after=0 returned ${ids.length} messages ${ids[0]}..${ids[ids.length - 1]}, expected ${expectFirst}..${n}`,
+      );
     }
     for (const m of all.messages) ledger.record(m, "GET after=0");
   }
   const tail = await getPage(o, String(n - 10));
   if (tail !== null && (tail.gap || tail.messages.length !== 10 || tail.messages[0]?.id !== n - 9)) {
-    f.violation(`${o.room}: GET after=${n - 10} returned ${tail.messages.length} messages, gap=${tail.gap}; expected ${n - 9}..${n}, gap=false`);
+    f.violation(
+      `${o.room}: GET after=${n - 10} returned ${tail.messages.length} messages, gap=${tail.gap}; expected ${n - 9}..${n}, gap=false`,
+    );
   }
   const none = await getPage(o, String(n));
   if (none !== null && (none.gap || none.messages.length !== 0)) {
-    f.violation(`${o.room}: GET after=${n} (the last id) returned ${none.messages.length} messages, gap=${none.gap}; expected none, gap=false`);
+    f.violation(
+      `${o.room}: GET after=${n} (the last id) returned ${none.messages.length} messages, gap=${none.gap}; expected none, gap=false`,
+    );
   }
   const beyond = await getPage(o, String(n + 1000));
   if (beyond !== null && (!beyond.gap || beyond.messages.length !== n - expectFirst + 1)) {
-    f.violation(`${o.room}: GET after=${n + 1000} (beyond the last id) returned ${beyond.messages.length} messages, gap=${beyond.gap}; expected all ${n - expectFirst + 1} kept, gap=true`);
+    f.violation(
+      `${o.room}: GET after=${n + 1000} (beyond the last id) returned ${beyond.messages.length} messages, gap=${beyond.gap}; expected all ${n - expectFirst + 1} kept, gap=true`,
+    );
   }
   if (n > size + 5) {
     const old = await getPage(o, "1");
     if (old !== null && (!old.gap || old.messages.length !== size)) {
-      f.violation(`${o.room}: GET after=1 (long trimmed) returned ${old.messages.length} messages, gap=${old.gap}; expected ${size}, gap=true`);
+      f.violation(
+        `${o.room}: GET after=1 (long trimmed) returned ${old.messages.length} messages, gap=${old.gap}; expected ${size}, gap=true`,
+      );
     }
   }
 }
@@ -469,7 +538,8 @@ function checkClients(o: SoakOptions, clients: ChatClient[], ledger: Ledger, n: 
     holes.push(...c.holes);
     if (c.firstId !== 1) f.violation(`${c.label}: its first message is ${c.firstId}, not 1`);
     if (c.lastId !== n) continue;
-    if (c.received + missed !== n) f.violation(`${c.label}: holds ${c.received} messages + ${missed} announced as missed, expected ${n}`);
+    if (c.received + missed !== n)
+      f.violation(`${c.label}: holds ${c.received} messages + ${missed} announced as missed, expected ${n}`);
   }
   for (const id of ledger.unseen()) {
     const excused = holes.some((h) => h.from <= id && id <= h.to);
@@ -489,17 +559,22 @@ function checkSenders(o: SoakOptions, senders: ChatClient[], ledger: Ledger): nu
       if (ids.length > 0) stored++;
       if (ids.length > 1) {
         if (item.sends > 1) raced.push(`${item.nonce} at ids ${ids.join("+")} after ${item.sends} sends`);
-        else f.violation(`${s.label}: nonce ${item.nonce} sent once, stored ${ids.length} times (ids ${ids.join(", ")})`);
+        else
+          f.violation(`${s.label}: nonce ${item.nonce} sent once, stored ${ids.length} times (ids ${ids.join(", ")})`);
       }
       if (item.echoedId === null) continue;
       const m = ledger.get(item.echoedId);
       if (m === undefined || m.nonce !== item.nonce || m.text !== item.text || m.from.id !== s.you?.id) {
-        f.violation(`${s.label}: echoed ${item.nonce} as id ${item.echoedId}, but the room has ${m === undefined ? "nothing" : describe(m)}`);
+        f.violation(
+          `${s.label}: echoed ${item.nonce} as id ${item.echoedId}, but the room has ${m === undefined ? "nothing" : describe(m)}`,
+        );
       }
     }
   }
   if (raced.length > 0) {
-    f.note(`${o.room}: ${raced.length} messages stored twice because a resend raced the first copy, still in flight on a dead connection or stored in ids the sender had missed (${raced.slice(0, 3).join("; ")})`);
+    f.note(
+      `${o.room}: ${raced.length} messages stored twice because a resend raced the first copy, still in flight on a dead connection or stored in ids the sender had missed (${raced.slice(0, 3).join("; ")})`,
+    );
   }
   if (stored !== o.messages) f.violation(`${o.room}: ${stored} of ${o.messages} posted messages are stored`);
   return raced.length;

@@ -91,7 +91,12 @@ interface Client {
  * frame goes to `onFrame`. A stalled client stops reading right after the
  * welcome (`pause()`), so frames from then on wait in the kernel.
  */
-function open(url: string, label: string, stall: boolean, onFrame: (text: string, at: number) => void): Promise<Client> {
+function open(
+  url: string,
+  label: string,
+  stall: boolean,
+  onFrame: (text: string, at: number) => void,
+): Promise<Client> {
   const ws = new WebSocket(url, { perMessageDeflate: false });
   const c: Client = { label, ws, id: "", localPort: 0, joinedAt: 0 };
   ws.once("upgrade", (res) => {
@@ -156,7 +161,7 @@ export async function stalledReader(args: string[]): Promise<number> {
     {
       host: { type: "string", default: "wrangler" },
       ...stringFlags("rate", "text", "pad", "senders", "listeners", "base", "stall", "drain", "tail"),
-                        keep: { type: "boolean", default: false },
+      keep: { type: "boolean", default: false },
       // The same run with nobody stalled: the RSS the room grows anyway at this load.
       control: { type: "boolean", default: false },
     },
@@ -346,7 +351,8 @@ export async function stalledReader(args: string[]): Promise<number> {
       }
       let kernelClients = 0;
       for (const s of stalled) {
-        for (const r of rows) if (r.localPort === s.client.localPort && r.remotePort === server.port) kernelClients += r.rx;
+        for (const r of rows)
+          if (r.localPort === s.client.localPort && r.remotePort === server.port) kernelClients += r.rx;
       }
       const s1 = stalled[0];
       if (s1 !== undefined && sentS1Frozen === null && leaves.has(s1.client.id)) sentS1Frozen = refBytes;
@@ -362,9 +368,13 @@ export async function stalledReader(args: string[]): Promise<number> {
     };
     sampler = setInterval(sample, 1000);
 
-    process.stderr.write(`phase base (${BASE_S} s), ${RATE} msg/s, text ${TEXT} chars, ${SENDERS} senders + ${LISTENERS} listeners\n`);
+    process.stderr.write(
+      `phase base (${BASE_S} s), ${RATE} msg/s, text ${TEXT} chars, ${SENDERS} senders + ${LISTENERS} listeners\n`,
+    );
     await sleep(BASE_S * 1000);
-    process.stderr.write(`  base: ${latency.base.length} deliveries, p50 ${pct(latency.base, 50).toFixed(1)} ms, p99 ${pct(latency.base, 99).toFixed(1)} ms\n`);
+    process.stderr.write(
+      `  base: ${latency.base.length} deliveries, p50 ${pct(latency.base, 50).toFixed(1)} ms, p99 ${pct(latency.base, 99).toFixed(1)} ms\n`,
+    );
 
     process.stderr.write(`phase stalled (${STALL_S} s): S1 silent, S2 pinging\n`);
     if (!CONTROL) {
@@ -377,8 +387,12 @@ export async function stalledReader(args: string[]): Promise<number> {
     const progress = setInterval(() => {
       const last = samples.at(-1);
       if (last === undefined) return;
-      const rss = Object.entries(last.rss).map(([k, v]) => `${k.split(":")[0]} ${(v / 1024).toFixed(0)}`).join(" ");
-      process.stderr.write(`  t=${last.t.toFixed(0)}s sent/stalled ${(last.sentS2 / MiB).toFixed(1)} MiB, RSS MiB ${rss}, kernel ${(last.kernelWorkerd / MiB).toFixed(1)}+${(last.kernelClients / MiB).toFixed(1)} MiB\n`);
+      const rss = Object.entries(last.rss)
+        .map(([k, v]) => `${k.split(":")[0]} ${(v / 1024).toFixed(0)}`)
+        .join(" ");
+      process.stderr.write(
+        `  t=${last.t.toFixed(0)}s sent/stalled ${(last.sentS2 / MiB).toFixed(1)} MiB, RSS MiB ${rss}, kernel ${(last.kernelWorkerd / MiB).toFixed(1)}+${(last.kernelClients / MiB).toFixed(1)} MiB\n`,
+      );
     }, 10_000);
     await sleep(STALL_S * 1000);
     clearInterval(progress);
@@ -417,20 +431,29 @@ export async function stalledReader(args: string[]): Promise<number> {
     const keysOf = Object.keys(samples[0]?.rss ?? {});
     const baseSamples = samples.filter((x) => x.phase === "base");
     const stallSamples = samples.filter((x) => x.phase === "stalled");
-    const rssAt = (x: Sample | undefined, k: string): number => (x === undefined ? Number.NaN : (x.rss[k] ?? Number.NaN) * 1024);
+    const rssAt = (x: Sample | undefined, k: string): number =>
+      x === undefined ? Number.NaN : (x.rss[k] ?? Number.NaN) * 1024;
     const before = baseSamples.at(-1);
 
-    console.log(`\n== stalled reader${CONTROL ? " (CONTROL: nobody stalled)" : ""}, host ${host}, ${RATE} msg/s x ${TEXT} chars, ${SENDERS} senders + ${LISTENERS} listeners, room ${ROOM}`);
-    console.log(`sent ${sent} messages in ${((now() - sendStart) / 1000).toFixed(0)} s; frame on the wire ~${refFrames > 0 ? (refBytes / refFrames).toFixed(0) : "?"} B`);
+    console.log(
+      `\n== stalled reader${CONTROL ? " (CONTROL: nobody stalled)" : ""}, host ${host}, ${RATE} msg/s x ${TEXT} chars, ${SENDERS} senders + ${LISTENERS} listeners, room ${ROOM}`,
+    );
+    console.log(
+      `sent ${sent} messages in ${((now() - sendStart) / 1000).toFixed(0)} s; frame on the wire ~${refFrames > 0 ? (refBytes / refFrames).toFixed(0) : "?"} B`,
+    );
     console.log(`workerd processes: ${procs.map((p) => `${p.role} ${p.pid}`).join(", ")}`);
 
     console.log(`\n-- RSS over time (MiB) vs bytes broadcast to each stalled client (MiB)`);
-    console.log(`t s   | phase   | ${keysOf.map((k) => k.padEnd(14)).join(" | ")} | to S1  | to S2  | kernel workerd | kernel clients`);
+    console.log(
+      `t s   | phase   | ${keysOf.map((k) => k.padEnd(14)).join(" | ")} | to S1  | to S2  | kernel workerd | kernel clients`,
+    );
     for (const x of samples) {
       if (x.phase === "base" && x !== baseSamples[0] && x !== before) continue;
       if (Math.round(x.t) % 5 !== 0 && x.phase === "stalled" && x !== stallSamples.at(-1)) continue;
       const cols = keysOf.map((k) => ((x.rss[k] ?? 0) / 1024).toFixed(1).padEnd(14)).join(" | ");
-      console.log(`${x.t.toFixed(0).padStart(5)} | ${x.phase.padEnd(7)} | ${cols} | ${mib(x.sentS1).padStart(6)} | ${mib(x.sentS2).padStart(6)} | ${mib(x.kernelWorkerd).padStart(14)} | ${mib(x.kernelClients).padStart(14)}`);
+      console.log(
+        `${x.t.toFixed(0).padStart(5)} | ${x.phase.padEnd(7)} | ${cols} | ${mib(x.sentS1).padStart(6)} | ${mib(x.sentS2).padStart(6)} | ${mib(x.kernelWorkerd).padStart(14)} | ${mib(x.kernelClients).padStart(14)}`,
+      );
     }
 
     // Fit RSS against bytes held for the stalled clients, over the stalled phase.
@@ -455,7 +478,9 @@ export async function stalledReader(args: string[]): Promise<number> {
       const r2 = (sxy * sxy) / (sxx * syy);
       const grew = rssAt(atStallEnd, k) - rssAt(before, k);
       const bytes = (atStallEnd?.sentS1 ?? 0) + (atStallEnd?.sentS2 ?? 0);
-      console.log(`${k}: +${mib(grew)} MiB over the phase for ${mib(bytes)} MiB broadcast to S1+S2; slope ${slope.toFixed(2)} B RSS per B (r2 ${r2.toFixed(3)})`);
+      console.log(
+        `${k}: +${mib(grew)} MiB over the phase for ${mib(bytes)} MiB broadcast to S1+S2; slope ${slope.toFixed(2)} B RSS per B (r2 ${r2.toFixed(3)})`,
+      );
     }
     const overTime = (xs: Sample[], k: string): string => {
       if (xs.length < 3) return "n/a";
@@ -484,18 +509,26 @@ export async function stalledReader(args: string[]): Promise<number> {
     for (const k of keysOf) {
       console.log(
         `${k} RSS slope over time: base (2nd half) ${overTime(baseLate, k)}; stalled, both held ${overTime(stallBoth, k)} (broadcast to S1+S2 ${bytesRate(stallBoth)}); ` +
-          `stalled, S2 only ${overTime(stallOne, k)} (${bytesRate(stallOne)}); tail ${overTime(samples.filter((x) => x.phase === "tail"), k)}`,
+          `stalled, S2 only ${overTime(stallOne, k)} (${bytesRate(stallOne)}); tail ${overTime(
+            samples.filter((x) => x.phase === "tail"),
+            k,
+          )}`,
       );
     }
     const baseGrowth = keysOf.map((k) => `${k} ${mib(rssAt(before, k) - rssAt(baseSamples[0], k))}`).join(", ");
     console.log(`control, base phase (no stalled reader, ${BASE_S} s): RSS change MiB ${baseGrowth}`);
-    console.log(`after drain: ${keysOf.map((k) => `${k} ${mib(rssAt(atDrainEnd, k))}`).join(", ")} MiB; end of tail: ${keysOf.map((k) => `${k} ${mib(rssAt(samples.at(-1), k))}`).join(", ")} MiB (before stall: ${keysOf.map((k) => `${k} ${mib(rssAt(before, k))}`).join(", ")})`);
+    console.log(
+      `after drain: ${keysOf.map((k) => `${k} ${mib(rssAt(atDrainEnd, k))}`).join(", ")} MiB; end of tail: ${keysOf.map((k) => `${k} ${mib(rssAt(samples.at(-1), k))}`).join(", ")} MiB (before stall: ${keysOf.map((k) => `${k} ${mib(rssAt(before, k))}`).join(", ")})`,
+    );
 
     console.log(`\n-- the stalled sockets`);
     for (const s of stalled) {
       const leftAt = leaves.get(s.client.id);
       const left = leftAt !== undefined && leftAt < drainStart ? leftAt : undefined;
-      const caught = s.caughtUpAt === null ? "not caught up" : `caught up ${((s.caughtUpAt - s.drainStart) / 1000).toFixed(1)} s after resuming`;
+      const caught =
+        s.caughtUpAt === null
+          ? "not caught up"
+          : `caught up ${((s.caughtUpAt - s.drainStart) / 1000).toFixed(1)} s after resuming`;
       console.log(
         `${s.client.label}: joined at t=${((s.client.joinedAt - sendStart) / 1000).toFixed(1)} s; ` +
           `left the room before the drain (leave at a healthy client): ${left === undefined ? "no" : `${((left - s.client.joinedAt) / 1000).toFixed(1)} s after joining`}; ` +
@@ -503,10 +536,14 @@ export async function stalledReader(args: string[]): Promise<number> {
           `close frame: ${s.close ?? "none"}; TCP closed by the server: ${s.tcpClosedAt === null ? "no" : `at t=${((s.tcpClosedAt - sendStart) / 1000).toFixed(1)} s`}`,
       );
     }
-    console.log(`broadcast to S1 until it left: ${mib(atStallEnd?.sentS1 ?? 0)} MiB; to S2 until the drain: ${mib(atStallEnd?.sentS2 ?? 0)} MiB`);
-    for (const word of ["idle_closed", "send failed", "\"fault\"", "disconnect"]) {
+    console.log(
+      `broadcast to S1 until it left: ${mib(atStallEnd?.sentS1 ?? 0)} MiB; to S2 until the drain: ${mib(atStallEnd?.sentS2 ?? 0)} MiB`,
+    );
+    for (const word of ["idle_closed", "send failed", '"fault"', "disconnect"]) {
       const lines = logLines(word);
-      console.log(`server log lines with ${word}: ${lines.length}${lines.length > 0 ? `; first: ${lines[0]?.slice(0, 220)}` : ""}`);
+      console.log(
+        `server log lines with ${word}: ${lines.length}${lines.length > 0 ? `; first: ${lines[0]?.slice(0, 220)}` : ""}`,
+      );
     }
 
     console.log(`\n-- healthy delivery latency (send to receive, ms, every healthy receiver)`);
@@ -520,7 +557,9 @@ export async function stalledReader(args: string[]): Promise<number> {
     console.log(`ratio stalled / (base+tail): p50 ${r50.toFixed(2)}x, p99 ${r99.toFixed(2)}x`);
     const expected = sent * (LISTENERS + SENDERS);
     const got = healthy.reduce((a, h) => a + h.received, 0);
-    console.log(`healthy deliveries ${got} of ${expected} expected (${expected - got} missing); healthy closes: ${healthy.flatMap((h) => h.closes).join(", ") || "none"}`);
+    console.log(
+      `healthy deliveries ${got} of ${expected} expected (${expected - got} missing); healthy closes: ${healthy.flatMap((h) => h.closes).join(", ") || "none"}`,
+    );
     console.log(`server log: ${KEEP ? server.logFile : "(removed; --keep to keep it)"}`);
   } catch (err) {
     exitCode = 1;

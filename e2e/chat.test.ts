@@ -53,7 +53,9 @@ describe("web client", () => {
     // Line breaks are kept and shown.
     const height = await bob.page.locator("#log .msg:last-child .text").evaluate((el) => el.getClientRects().length);
     expect(height).toBeGreaterThan(0);
-    expect(await bob.page.locator("#log .msg:last-child .text").evaluate((el) => getComputedStyle(el).whiteSpace)).toBe("pre-wrap");
+    expect(await bob.page.locator("#log .msg:last-child .text").evaluate((el) => getComputedStyle(el).whiteSpace)).toBe(
+      "pre-wrap",
+    );
     expect(await alice.page.locator("#pending > *").count()).toBe(0);
 
     await bob.close();
@@ -76,7 +78,9 @@ describe("web client", () => {
     await alice.reload();
     await alice.waitForMessage("three");
     const after = await alice.messages();
-    expect(after.map((m) => [m.id, m.author, m.text, m.own])).toEqual(before.map((m) => [m.id, m.author, m.text, m.own]));
+    expect(after.map((m) => [m.id, m.author, m.text, m.own])).toEqual(
+      before.map((m) => [m.id, m.author, m.text, m.own]),
+    );
     expect(after.map((m) => m.own)).toEqual([true, false, true]);
     // Asked once: no name prompt after the reload, and the same name.
     expect(await alice.page.locator("#name-dialog").evaluate((d) => (d as HTMLDialogElement).open)).toBe(false);
@@ -150,10 +154,14 @@ describe("web client", () => {
     expect(await alice.page.locator("#me").textContent()).toBe("Alicia");
     await alice.send("as Alicia");
     await bob.waitForMessage("as Alicia");
-    await eventually("Alice's messages from before and after the rename are not both her own", async () => {
-      const own = (await alice.messages()).filter((m) => m.own).map((m) => m.text);
-      return JSON.stringify(own) === JSON.stringify(["as Alice", "as Alicia"]);
-    }, { state: () => alice.describe() });
+    await eventually(
+      "Alice's messages from before and after the rename are not both her own",
+      async () => {
+        const own = (await alice.messages()).filter((m) => m.own).map((m) => m.text);
+        return JSON.stringify(own) === JSON.stringify(["as Alice", "as Alicia"]);
+      },
+      { state: () => alice.describe() },
+    );
   });
 
   test("keyboard: Enter sends, Shift+Enter breaks the line; a counter near the limit", async () => {
@@ -208,8 +216,9 @@ describe("web client", () => {
       await page.goto(`${h.server.url}/#${room.toUpperCase()}`);
       await page.locator("#name-input").fill("Hasher");
       await page.locator("#name-dialog button[value=save]").click();
-      await eventually("the page opened via #room never got online", async () =>
-        (await page.locator("#status").getAttribute("data-state")) === "online",
+      await eventually(
+        "the page opened via #room never got online",
+        async () => (await page.locator("#status").getAttribute("data-state")) === "online",
       );
       expect(await page.locator("#room-name").textContent()).toBe(room);
       expect(await page.title()).toBe(`#${room} · Edge Chat`);
@@ -227,12 +236,17 @@ describe("web client", () => {
       await page.goto(`${h.server.url}/#%E0%A4%A`);
       await page.locator("#name-input").fill("Linker", { timeout: 20_000 });
       await page.locator("#name-dialog button[value=save]").click();
-      await eventually("the page opened via a malformed hash never got online", async () =>
-        (await page.locator("#status").getAttribute("data-state")) === "online", {
-        state: async () => `status: ${await page.locator("#status").innerText()}, errors: ${JSON.stringify(errors)}`,
-      });
+      await eventually(
+        "the page opened via a malformed hash never got online",
+        async () => (await page.locator("#status").getAttribute("data-state")) === "online",
+        {
+          state: async () => `status: ${await page.locator("#status").innerText()}, errors: ${JSON.stringify(errors)}`,
+        },
+      );
       expect(await page.locator("#room-name").textContent()).toBe("lobby");
-      expect(await page.locator("#notice").textContent()).toBe("“%E0%A4%A” is not a valid room name, so you are in #lobby.");
+      expect(await page.locator("#notice").textContent()).toBe(
+        "“%E0%A4%A” is not a valid room name, so you are in #lobby.",
+      );
       expect(errors).toEqual([]);
     } finally {
       await context.close();
@@ -245,11 +259,14 @@ describe("web client", () => {
     for (const path of ["/", "/js/app.js", "/js/rules.js", "/style.css", "/favicon.svg"]) {
       const res = await fetch(`${h.server.url}${path}`);
       expect(res.status, path).toBe(200);
-      expect([res.headers.get("content-security-policy"), res.headers.get("x-content-type-options"), res.headers.get("referrer-policy")], path).toEqual([
-        csp,
-        "nosniff",
-        "no-referrer",
-      ]);
+      expect(
+        [
+          res.headers.get("content-security-policy"),
+          res.headers.get("x-content-type-options"),
+          res.headers.get("referrer-policy"),
+        ],
+        path,
+      ).toEqual([csp, "nosniff", "no-referrer"]);
     }
     // The header file is configuration, not something to serve.
     expect((await fetch(`${h.server.url}/_headers`)).status).toBe(404);
@@ -262,7 +279,9 @@ describe("web client", () => {
       await context.exposeBinding("reportViolation", (_source, what: string) => void violations.push(what));
       await context.addInitScript(() => {
         const report = (window as unknown as { reportViolation: (what: string) => void }).reportViolation;
-        document.addEventListener("securitypolicyviolation", (e) => report(`${e.effectiveDirective} blocked ${e.blockedURI}`));
+        document.addEventListener("securitypolicyviolation", (e) =>
+          report(`${e.effectiveDirective} blocked ${e.blockedURI}`),
+        );
       });
     };
     const room = newRoom();
@@ -292,7 +311,10 @@ describe("web client", () => {
     try {
       const page = await context.newPage();
       await page.goto(`http://127.0.0.1:${(framer.address() as AddressInfo).port}/`);
-      await eventually("the framing page never saw its frame load (or fail to)", async () => (await page.title()) === "frame loaded");
+      await eventually(
+        "the framing page never saw its frame load (or fail to)",
+        async () => (await page.title()) === "frame loaded",
+      );
       const chat = page.frames().find((f) => f !== page.mainFrame());
       expect(chat, "no child frame").toBeDefined();
       // Chromium replaces a frame refused by frame-ancestors with its error page.
@@ -323,9 +345,14 @@ describe("web client", () => {
 
     // The join line: the name is isolated, so " joined" and the time keep their order.
     const join = bob.page.locator("#log > .system.presence").last();
-    const [said, time] = [await join.locator(":scope > span").boundingBox(), await join.locator(":scope > time").boundingBox()];
+    const [said, time] = [
+      await join.locator(":scope > span").boundingBox(),
+      await join.locator(":scope > time").boundingBox(),
+    ];
     expect(said && time, "join line not drawn").toBeTruthy();
-    expect(time!.x, "the time was drawn before the words (reordered by the name)").toBeGreaterThanOrEqual(said!.x + said!.width - 1);
+    expect(time!.x, "the time was drawn before the words (reordered by the name)").toBeGreaterThanOrEqual(
+      said!.x + said!.width - 1,
+    );
     expect(await join.locator(":scope > span").evaluate((el) => el.firstElementChild?.tagName)).toBe("BDI");
 
     // The message: author before time, and the stacked marks do not paint over the header above the bubble.
@@ -344,10 +371,12 @@ describe("web client", () => {
     await bob.page.locator("#me").click();
     for (const bad of ["right\u202eleft", "a\u200bb", "bot"]) {
       await bob.page.locator("#name-input").fill(bad);
-      expect(await bob.page.locator("#name-input").evaluate((el) => (el as HTMLInputElement).validity.valid), JSON.stringify(bad)).toBe(false);
+      expect(
+        await bob.page.locator("#name-input").evaluate((el) => (el as HTMLInputElement).validity.valid),
+        JSON.stringify(bad),
+      ).toBe(false);
     }
     await bob.page.locator("#name-input").fill("\u{1f469}\u200d\u{1f4bb}");
     expect(await bob.page.locator("#name-input").evaluate((el) => (el as HTMLInputElement).validity.valid)).toBe(true);
   });
-
 });

@@ -58,7 +58,10 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => host!.listen(0, "127.0.0.1", resolve));
   hostOrigin = `http://127.0.0.1:${(host.address() as AddressInfo).port}`;
-  [chat, browser] = await Promise.all([startDevServer({ ALLOWED_ORIGINS: hostOrigin, AUTH_JWT_SECRET: SECRET }), launchBrowser()]);
+  [chat, browser] = await Promise.all([
+    startDevServer({ ALLOWED_ORIGINS: hostOrigin, AUTH_JWT_SECRET: SECRET }),
+    launchBrowser(),
+  ]);
 });
 
 afterAll(async () => {
@@ -75,10 +78,15 @@ test("framed by an allowed site: the JWT comes by postMessage, a refused one is 
     page.on("websocket", (ws) => sockets.push(ws.url()));
     await page.goto(`${hostOrigin}/`);
     const frame = page.frameLocator("#chat");
-    await eventually("the framed chat never went online", async () => (await frame.locator("#status").getAttribute("data-state")) === "online", {
-      timeout: 60_000,
-      state: async () => `status: ${await frame.locator("#status").innerText()}; minted ${minted.length}; sockets:\n${sockets.join("\n")}`,
-    });
+    await eventually(
+      "the framed chat never went online",
+      async () => (await frame.locator("#status").getAttribute("data-state")) === "online",
+      {
+        timeout: 60_000,
+        state: async () =>
+          `status: ${await frame.locator("#status").innerText()}; minted ${minted.length}; sockets:\n${sockets.join("\n")}`,
+      },
+    );
     // Every connect went with the JWT the host had just handed out: the refused one, then the good one.
     expect(minted).toHaveLength(2);
     expect(sockets.map((u) => new URL(u).searchParams.get("auth"))).toEqual(minted);

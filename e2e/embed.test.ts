@@ -51,7 +51,10 @@ async function framed(site: Awaited<ReturnType<typeof framer>>): Promise<{ frame
   const context = await browser!.newContext();
   const page = await context.newPage();
   await page.goto(`${site.origin}/`);
-  await eventually("the framing page never saw its frame load (or fail to)", async () => (await page.title()) === "frame loaded");
+  await eventually(
+    "the framing page never saw its frame load (or fail to)",
+    async () => (await page.title()) === "frame loaded",
+  );
   const frame = page.frames().find((f) => f !== page.mainFrame());
   if (frame === undefined) throw new Error("no child frame");
   return { frame, close: () => context.close() };

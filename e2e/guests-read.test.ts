@@ -19,8 +19,11 @@ test("a guest may read but not write: a refused message comes back to the box wi
   await guest.waitForMessage("members talk here");
 
   await guest.send("may I?");
-  await eventually("the refusal was never shown", async () =>
-    (await guest.page.locator("#notice").textContent()) === "You can read this room but not write in it. Sign in through the site that sent you here.",
+  await eventually(
+    "the refusal was never shown",
+    async () =>
+      (await guest.page.locator("#notice").textContent()) ===
+      "You can read this room but not write in it. Sign in through the site that sent you here.",
   );
   expect(await guest.page.locator("#pending > *").count()).toBe(0);
   expect(await guest.page.locator("#message").inputValue()).toBe("may I?");

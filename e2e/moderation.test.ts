@@ -110,11 +110,29 @@ describe("links, names and badges", () => {
     const p = bob.page.locator("#log .msg:last-child .text");
     expect(await p.evaluate((el) => el.textContent)).toBe(text);
     const links = await p.evaluate((el) =>
-      Array.from(el.children, (c) => ({ tag: c.tagName, href: c.getAttribute("href"), text: c.textContent, rel: c.getAttribute("rel"), target: c.getAttribute("target") })),
+      Array.from(el.children, (c) => ({
+        tag: c.tagName,
+        href: c.getAttribute("href"),
+        text: c.textContent,
+        rel: c.getAttribute("rel"),
+        target: c.getAttribute("target"),
+      })),
     );
     expect(links).toEqual([
-      { tag: "A", href: "https://example.com/a_(b)?q=1&r=", text: "https://example.com/a_(b)?q=1&r=", rel: "noopener noreferrer nofollow", target: "_blank" },
-      { tag: "A", href: "https://example.org/", text: "https://example.org", rel: "noopener noreferrer nofollow", target: "_blank" },
+      {
+        tag: "A",
+        href: "https://example.com/a_(b)?q=1&r=",
+        text: "https://example.com/a_(b)?q=1&r=",
+        rel: "noopener noreferrer nofollow",
+        target: "_blank",
+      },
+      {
+        tag: "A",
+        href: "https://example.org/",
+        text: "https://example.org",
+        rel: "noopener noreferrer nofollow",
+        target: "_blank",
+      },
     ]);
   });
 
@@ -125,9 +143,11 @@ describe("links, names and badges", () => {
     const carol = await h.person(room, "Carol");
     await carol.waitForOnline(["Sam", "sam", "Carol"]);
     const ids = [await userId(sam1), await userId(sam2)];
-    const shown = await carol.page.locator("#online .person").evaluateAll((items) =>
-      items.map((li) => [li.querySelector(".name")?.textContent, li.querySelector(".short-id")?.textContent ?? null]),
-    );
+    const shown = await carol.page
+      .locator("#online .person")
+      .evaluateAll((items) =>
+        items.map((li) => [li.querySelector(".name")?.textContent, li.querySelector(".short-id")?.textContent ?? null]),
+      );
     expect(shown).toEqual(
       expect.arrayContaining([
         ["Sam", `#${ids[0]!.slice(-4)}`],
@@ -139,7 +159,9 @@ describe("links, names and badges", () => {
 
     await sam1.send("which Sam am I");
     await carol.waitForMessage("which Sam am I");
-    expect(await carol.page.locator("#log .msg:last-child .author").getAttribute("title")).toBe(`Sam · id …${ids[0]!.slice(-4)}`);
+    expect(await carol.page.locator("#log .msg:last-child .author").getAttribute("title")).toBe(
+      `Sam · id …${ids[0]!.slice(-4)}`,
+    );
     expect(await carol.page.locator("#log .msg:last-child .short-id").textContent()).toBe(`#${ids[0]!.slice(-4)}`);
   });
 
@@ -155,14 +177,18 @@ describe("links, names and badges", () => {
     await carol.waitForOnline(["Bob", "Carol"]);
     await bob.send("signed in");
     await carol.waitForMessage("signed in");
-    expect(await carol.page.locator(`#online .person[data-id="${bobId}"] .badge`).getAttribute("aria-label")).toBe("verified");
+    expect(await carol.page.locator(`#online .person[data-id="${bobId}"] .badge`).getAttribute("aria-label")).toBe(
+      "verified",
+    );
     expect(await carol.page.locator("#log .msg:last-child .badge").count()).toBe(1);
     expect(await carol.page.locator("#online .person.own .badge").count()).toBe(0);
 
     // From the welcome's list and history too, not only from live frames.
     await carol.reload();
     await carol.waitForMessage("signed in");
-    expect(await carol.page.locator(`#online .person[data-id="${bobId}"] .badge`).getAttribute("aria-label")).toBe("verified");
+    expect(await carol.page.locator(`#online .person[data-id="${bobId}"] .badge`).getAttribute("aria-label")).toBe(
+      "verified",
+    );
     expect(await carol.page.locator("#log .msg:last-child .badge").count()).toBe(1);
   });
 });
@@ -189,12 +215,19 @@ describe("a moderator at work", () => {
     await del.click();
     expect(await del.getAttribute("aria-label")).toBe("Confirm: delete this message");
     await del.click();
-    await eventually("Carol never saw the message deleted", async () => (await textOf(carol, id)) === "message deleted", {
-      state: () => carol.describe(),
-    });
+    await eventually(
+      "Carol never saw the message deleted",
+      async () => (await textOf(carol, id)) === "message deleted",
+      {
+        state: () => carol.describe(),
+      },
+    );
     expect((await carol.messages()).map((m) => m.text)).toEqual(["first", "message deleted", "last"]);
     expect(await carol.page.locator(`#log .msg[data-id="${id}"] .author`).textContent()).toBe("Bob");
-    await eventually("the moderator never saw the message deleted", async () => (await textOf(mod, id)) === "message deleted");
+    await eventually(
+      "the moderator never saw the message deleted",
+      async () => (await textOf(mod, id)) === "message deleted",
+    );
 
     // Ban, from the people list, for a day and with a reason.
     const sockets: string[] = [];
@@ -211,7 +244,8 @@ describe("a moderator at work", () => {
     await eventually("Bob's page never showed the ban", async () => await bob.page.locator("#banned").isVisible(), {
       state: async () => `status: ${await bob.status()}`,
     });
-    const banned = /^You are banned from #t-[0-9a-f-]+ for about 24 more hours \(until .+\)\. Reason: “spamming links”$/;
+    const banned =
+      /^You are banned from #t-[0-9a-f-]+ for about 24 more hours \(until .+\)\. Reason: “spamming links”$/;
     expect(await bob.page.locator("#banned-text").textContent()).toMatch(banned);
     expect(await bob.status()).toBe("stopped");
     expect(await bob.page.locator("#status-text").textContent()).toBe("Banned");
@@ -227,9 +261,13 @@ describe("a moderator at work", () => {
 
     // The room refuses the upgrade (403, which a page cannot read): the page tries once and still knows why.
     await bob.page.reload();
-    await eventually("after a reload Bob's page never showed the ban", async () => await bob.page.locator("#banned").isVisible(), {
-      state: async () => `status: ${await bob.status()}; sockets: ${sockets.length}`,
-    });
+    await eventually(
+      "after a reload Bob's page never showed the ban",
+      async () => await bob.page.locator("#banned").isVisible(),
+      {
+        state: async () => `status: ${await bob.status()}; sockets: ${sockets.length}`,
+      },
+    );
     expect(sockets).toHaveLength(1);
     expect(await bob.status()).toBe("stopped");
     expect(await bob.page.locator("#banned-text").textContent()).toMatch(banned);
@@ -261,9 +299,15 @@ describe("a moderator at work", () => {
     // Dave signs in beside Bob: another tab, the same localStorage.
     const dave = await bob.context.newPage();
     await dave.goto(`${h.server.url}/#${room}&auth=${await jwt("dave", "Dave")}`);
-    await eventually("Dave's tab never got online", async () => (await dave.locator("#status").getAttribute("data-state")) === "online");
+    await eventually(
+      "Dave's tab never got online",
+      async () => (await dave.locator("#status").getAttribute("data-state")) === "online",
+    );
     await bob.page.reload();
-    await eventually("after Dave's welcome, Bob's reload no longer knew of the ban", async () => await bob.page.locator("#banned").isVisible());
+    await eventually(
+      "after Dave's welcome, Bob's reload no longer knew of the ban",
+      async () => await bob.page.locator("#banned").isVisible(),
+    );
     expect(await bob.page.locator("#banned-text").textContent()).toMatch(/Reason: “spam”$/);
   });
 
@@ -283,8 +327,14 @@ describe("a moderator at work", () => {
     expect(await button.getAttribute("aria-label")).toBe("Confirm: delete this message");
     expect(await textOf(bob, id)).toBe("my own");
     await button.click();
-    await eventually("Bob never saw Alice's message deleted", async () => (await textOf(bob, id)) === "message deleted");
-    await eventually("Alice never saw her message deleted", async () => (await textOf(alice, id)) === "message deleted");
+    await eventually(
+      "Bob never saw Alice's message deleted",
+      async () => (await textOf(bob, id)) === "message deleted",
+    );
+    await eventually(
+      "Alice never saw her message deleted",
+      async () => (await textOf(alice, id)) === "message deleted",
+    );
     expect((await bob.messages()).map((m) => m.text)).toEqual(["from bob", "message deleted"]);
   });
 
@@ -304,8 +354,16 @@ describe("a moderator at work", () => {
     expect(frame).toEqual({ type: "delete", id, nonce: expect.any(String) });
     expect(await button.isDisabled()).toBe(true);
 
-    proxy.inject({ type: "error", code: "forbidden", message: "only its author or a moderator may delete a message", nonce: frame.nonce });
-    await eventually("the refusal was never shown", async () => (await alice.page.locator("#notice").textContent()) === "Could not delete the message: not allowed.");
+    proxy.inject({
+      type: "error",
+      code: "forbidden",
+      message: "only its author or a moderator may delete a message",
+      nonce: frame.nonce,
+    });
+    await eventually(
+      "the refusal was never shown",
+      async () => (await alice.page.locator("#notice").textContent()) === "Could not delete the message: not allowed.",
+    );
     expect(await button.isDisabled()).toBe(false);
     expect(await textOf(alice, id)).toBe("my own");
   });
@@ -323,11 +381,16 @@ describe("slow mode", () => {
 
     await bob.send("one");
     await mod.waitForMessage("one");
-    await eventually("Bob's send button never showed the wait", async () => await bob.page.locator("#send").isDisabled());
+    await eventually(
+      "Bob's send button never showed the wait",
+      async () => await bob.page.locator("#send").isDisabled(),
+    );
     const secs = Number(await bob.page.locator("#send-wait").textContent());
     expect(secs).toBeGreaterThan(0);
     expect(secs).toBeLessThanOrEqual(300);
-    expect(await bob.page.locator("#send").getAttribute("aria-label")).toMatch(/^Slow mode: you can send again in \d+ seconds$/);
+    expect(await bob.page.locator("#send").getAttribute("aria-label")).toMatch(
+      /^Slow mode: you can send again in \d+ seconds$/,
+    );
     // Enter during the countdown keeps the text; nothing is sent or queued.
     await bob.send("two");
     expect(await bob.page.locator("#message").inputValue()).toBe("two");
@@ -355,14 +418,23 @@ describe("large rooms", () => {
     const { proxy, chat: alice } = await withProxy(room, "Alice");
     await alice.waitForOnline(["Alice", "Bob"]);
     proxy.inject({ type: "presence", count: 12_345 });
-    await eventually("the count never showed", async () => (await alice.page.locator("#online-count").textContent()) === "12,345");
+    await eventually(
+      "the count never showed",
+      async () => (await alice.page.locator("#online-count").textContent()) === "12,345",
+    );
     expect(await alice.page.locator("#people-count").textContent()).toBe("12,345");
     expect(await alice.page.locator("#online-partial").textContent()).toBe("Showing 2 of 12,345");
     expect(await alice.page.locator("#online-partial").isVisible()).toBe(true);
 
-    const online = [{ id: await userId(bob), name: "Bob" }, { id: await userId(alice), name: "Alice" }];
+    const online = [
+      { id: await userId(bob), name: "Bob" },
+      { id: await userId(alice), name: "Alice" },
+    ];
     proxy.inject({ type: "presence", count: 2, online });
-    await eventually("the count never came back to 2", async () => (await alice.page.locator("#online-count").textContent()) === "2");
+    await eventually(
+      "the count never came back to 2",
+      async () => (await alice.page.locator("#online-count").textContent()) === "2",
+    );
     expect(await alice.page.locator("#online-partial").isHidden()).toBe(true);
     await alice.waitForOnline(["Alice", "Bob"]);
   });
@@ -378,9 +450,13 @@ describe("embedding", () => {
       const sockets: string[] = [];
       page.on("websocket", (ws) => sockets.push(ws.url()));
       const online = () =>
-        eventually("the page never went online", async () => (await page.locator("#status").getAttribute("data-state")) === "online", {
-          state: async () => `status: ${await page.locator("#status").innerText()}`,
-        });
+        eventually(
+          "the page never went online",
+          async () => (await page.locator("#status").getAttribute("data-state")) === "online",
+          {
+            state: async () => `status: ${await page.locator("#status").innerText()}`,
+          },
+        );
       await page.goto(`${h.server.url}/#${room}&auth=${token}`);
       await online();
       // Signed in by the host: no name to ask, and the room says who.
@@ -420,9 +496,19 @@ describe("embedding", () => {
         const type = upstream.headers.get("content-type") ?? "";
         let body = Buffer.from(await upstream.arrayBuffer());
         if (type.startsWith("text/html")) {
-          body = Buffer.from(body.toString("utf8").replace('name="edge-chat-allowed-origins" content=""', `name="edge-chat-allowed-origins" content="${host}"`));
+          body = Buffer.from(
+            body
+              .toString("utf8")
+              .replace(
+                'name="edge-chat-allowed-origins" content=""',
+                `name="edge-chat-allowed-origins" content="${host}"`,
+              ),
+          );
         }
-        const csp = (upstream.headers.get("content-security-policy") ?? "").replace("frame-ancestors 'none'", `frame-ancestors ${host}`);
+        const csp = (upstream.headers.get("content-security-policy") ?? "").replace(
+          "frame-ancestors 'none'",
+          `frame-ancestors ${host}`,
+        );
         res.writeHead(upstream.status, { "content-type": type, "content-security-policy": csp });
         res.end(body);
       })();
@@ -459,17 +545,32 @@ describe("embedding", () => {
         ws.onMessage(() => {});
         ws.send(
           JSON.stringify({
-            type: "welcome", room, you: { id: "v_alice", name: "Alice", verified: true, roles: [] }, token: "t", online: [{ id: "v_alice", name: "Alice", verified: true }],
-            history: [], gap: false, limits: { history: 100, text: 2000, name: 32, burst: 10, perSec: 5 }, onlineCount: 1,
+            type: "welcome",
+            room,
+            you: { id: "v_alice", name: "Alice", verified: true, roles: [] },
+            token: "t",
+            online: [{ id: "v_alice", name: "Alice", verified: true }],
+            history: [],
+            gap: false,
+            limits: { history: 100, text: 2000, name: 32, burst: 10, perSec: 5 },
+            onlineCount: 1,
           }),
         );
       });
       const page = await context.newPage();
       await page.goto(`${host}/`);
       const frame = page.frameLocator("#chat");
-      await eventually("the framed page never went online", async () => (await frame.locator("#status").getAttribute("data-state")) === "online", {
-        state: async () => `frames: ${page.frames().map((f) => f.url()).join(", ")}\nurls: ${urls.join("\n")}`,
-      });
+      await eventually(
+        "the framed page never went online",
+        async () => (await frame.locator("#status").getAttribute("data-state")) === "online",
+        {
+          state: async () =>
+            `frames: ${page
+              .frames()
+              .map((f) => f.url())
+              .join(", ")}\nurls: ${urls.join("\n")}`,
+        },
+      );
       const n = (url: string) => {
         const jwt = new URL(url).searchParams.get("auth") ?? "";
         return (JSON.parse(atob(jwt.split(".")[1]!.replace(/-/g, "+").replace(/_/g, "/"))) as { n: number }).n;
@@ -489,5 +590,4 @@ describe("embedding", () => {
       await Promise.all([chatServer, hostServer].map((s) => new Promise((resolve) => s.close(resolve))));
     }
   });
-
 });

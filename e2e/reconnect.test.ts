@@ -30,7 +30,6 @@ async function stored(room: string): Promise<string[]> {
   return body.messages.map((m) => m.text);
 }
 
-
 /** Every page of the context throws on `localStorage` and `sessionStorage`, as with cookies blocked. */
 async function blockStorage(context: BrowserContext): Promise<void> {
   await context.addInitScript(() => {
@@ -80,7 +79,8 @@ class SocketProxy {
 
   #springs(direction: "up" | "down", msg: string | Buffer): boolean {
     const trap = this.#trap;
-    if (trap === null || trap.sprung || trap.direction !== direction || !String(msg).includes(trap.marker)) return false;
+    if (trap === null || trap.sprung || trap.direction !== direction || !String(msg).includes(trap.marker))
+      return false;
     trap.sprung = true;
     this.cut();
     return true;
@@ -113,9 +113,13 @@ describe("delivery across broken connections", () => {
     await bob.waitForMessage("before the crash");
 
     await h.server.stop("SIGKILL");
-    await eventually("Alice's page never showed 'reconnecting' after the server died", async () => (await alice.status()) === "reconnecting", {
-      state: async () => `status: ${await alice.page.locator("#status").innerText()}`,
-    });
+    await eventually(
+      "Alice's page never showed 'reconnecting' after the server died",
+      async () => (await alice.status()) === "reconnecting",
+      {
+        state: async () => `status: ${await alice.page.locator("#status").innerText()}`,
+      },
+    );
     expect(await alice.page.locator("#status").innerText()).toMatch(/Reconnecting in \d+ s/);
 
     // Typed while the server is down: shown as pending, sent once it is back.
@@ -166,7 +170,10 @@ describe("delivery across broken connections", () => {
 
     expect(await countIn(alice, "echo gets lost")).toBe(1);
     expect(await countIn(bob, "echo gets lost")).toBe(1);
-    expect((await stored(room)).filter((t) => t === "echo gets lost"), "stored twice: the client resent a stored message").toHaveLength(1);
+    expect(
+      (await stored(room)).filter((t) => t === "echo gets lost"),
+      "stored twice: the client resent a stored message",
+    ).toHaveLength(1);
     expect(await alice.page.locator("#pending > *").count()).toBe(0);
     expect(proxy.connections).toBeGreaterThanOrEqual(2);
   });
@@ -178,14 +185,16 @@ describe("delivery across broken connections", () => {
       await blockStorage(context);
       await proxy.install(context);
     });
-    expect(await alice.page.evaluate(() => {
-      try {
-        localStorage.getItem("x");
-        return "storage works";
-      } catch {
-        return "blocked";
-      }
-    })).toBe("blocked");
+    expect(
+      await alice.page.evaluate(() => {
+        try {
+          localStorage.getItem("x");
+          return "storage works";
+        } catch {
+          return "blocked";
+        }
+      }),
+    ).toBe("blocked");
     const bob = await person(room, "Bob");
     await alice.send("first, to learn who I am");
     await alice.waitForMessage("first, to learn who I am");
@@ -199,7 +208,10 @@ describe("delivery across broken connections", () => {
     await bob.waitForMessage("after it");
     await alice.waitForMessage("after it");
 
-    expect((await stored(room)).filter((t) => t === "echo lost, storage blocked"), "stored twice: the client resent a stored message").toHaveLength(1);
+    expect(
+      (await stored(room)).filter((t) => t === "echo lost, storage blocked"),
+      "stored twice: the client resent a stored message",
+    ).toHaveLength(1);
     expect(await countIn(bob, "echo lost, storage blocked")).toBe(1);
     expect(await alice.page.locator("#pending > *").count()).toBe(0);
     // The same user across the reconnect: Bob sees one Alice, and all three are Alice's own.
@@ -253,11 +265,18 @@ describe("delivery across broken connections", () => {
     // "Retry now" skips the backoff's wait, but the page may get there first
     // on its own (the button then never shows again), and the countdown
     // beside it moves it every second: click while it is there, until online.
-    await eventually("Alice's page never came back online", async () => {
-      if ((await alice.status()) === "online") return true;
-      await alice.page.locator("#retry").click({ timeout: 1000 }).catch(() => {});
-      return false;
-    }, { timeout: 60_000 });
+    await eventually(
+      "Alice's page never came back online",
+      async () => {
+        if ((await alice.status()) === "online") return true;
+        await alice.page
+          .locator("#retry")
+          .click({ timeout: 1000 })
+          .catch(() => {});
+        return false;
+      },
+      { timeout: 60_000 },
+    );
     await alice.waitForSystem(/missed/);
     await alice.waitForMessage("bulk 110");
 

@@ -13,7 +13,10 @@ const [server, browser] = await Promise.all([startDevServer(), launchBrowser()])
 try {
   const room = "ops";
   const alice = await ChatPage.open(browser, server.url, room, "Alice", { viewport: { width: 960, height: 620 } });
-  const bob = await ChatPage.open(browser, server.url, room, "Bob", { viewport: { width: 390, height: 620 }, colorScheme: "dark" });
+  const bob = await ChatPage.open(browser, server.url, room, "Bob", {
+    viewport: { width: 390, height: 620 },
+    colorScheme: "dark",
+  });
   const carol = await ChatPage.open(browser, server.url, room, "Carol");
   const script: [ChatPage, string][] = [
     [alice, "Morning! Is the new build on the edge yet?"],
@@ -31,7 +34,9 @@ try {
   const shots: string[] = [];
   for (const p of [alice, bob]) {
     await p.page.locator("#message").blur();
-    await p.page.waitForFunction(() => document.activeElement === document.body && document.querySelectorAll("#pending > *").length === 0);
+    await p.page.waitForFunction(
+      () => document.activeElement === document.body && document.querySelectorAll("#pending > *").length === 0,
+    );
     shots.push((await p.page.screenshot({ animations: "disabled", caret: "hide" })).toString("base64"));
   }
   const frame = await browser.newPage({ viewport: { width: 1430, height: 700 } });

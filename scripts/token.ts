@@ -41,7 +41,9 @@ function readDevVars(): Map<string, string> {
 function createSecret(): string {
   const check = spawnSync("git", ["check-ignore", "-q", DEV_VARS], { cwd: resolve(import.meta.dirname, "..") });
   if (check.status === 1) {
-    fail(`${DEV_VARS} is not gitignored; add AUTH_JWT_SECRET=<at least ${MIN_SECRET_BYTES} random bytes> to it yourself`);
+    fail(
+      `${DEV_VARS} is not gitignored; add AUTH_JWT_SECRET=<at least ${MIN_SECRET_BYTES} random bytes> to it yourself`,
+    );
   }
   const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
   const existing = existsSync(DEV_VARS) ? readFileSync(DEV_VARS, "utf8") : "";
@@ -55,9 +57,13 @@ function createSecret(): string {
 }
 
 const list = (values: string[] | undefined) =>
-  (values ?? []).flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v !== "");
+  (values ?? [])
+    .flatMap((v) => v.split(","))
+    .map((v) => v.trim())
+    .filter((v) => v !== "");
 
-const USAGE = "usage: npm run token -- --sub ID [--name NAME] [--roles a,b] [--rooms room,prefix*] [--minutes 60] [--iss I] [--aud A]";
+const USAGE =
+  "usage: npm run token -- --sub ID [--name NAME] [--roles a,b] [--rooms room,prefix*] [--minutes 60] [--iss I] [--aud A]";
 
 function args() {
   try {
@@ -83,17 +89,25 @@ const sub = values.sub;
 if (sub === undefined || sub.length < 1 || [...sub].length > MAX_SUB_LENGTH) {
   fail(`--sub is required: the user's id in your application, 1 to ${MAX_SUB_LENGTH} characters\n${USAGE}`);
 }
-const name = values.name === undefined ? undefined : (normalizeName(values.name) ?? fail(`--name "${values.name}" is not a valid display name`));
+const name =
+  values.name === undefined
+    ? undefined
+    : (normalizeName(values.name) ?? fail(`--name "${values.name}" is not a valid display name`));
 const minutes = Number(values.minutes);
-if (!Number.isFinite(minutes) || minutes <= 0 || minutes > MAX_MINUTES) fail(`--minutes must be more than 0 and at most ${MAX_MINUTES}`);
+if (!Number.isFinite(minutes) || minutes <= 0 || minutes > MAX_MINUTES)
+  fail(`--minutes must be more than 0 and at most ${MAX_MINUTES}`);
 const roles = list(values.roles);
-const rooms = list(values.rooms).map((r) => normalizeRoomPattern(r) ?? fail(`--rooms "${r}" is not a room name or prefix*`));
+const rooms = list(values.rooms).map(
+  (r) => normalizeRoomPattern(r) ?? fail(`--rooms "${r}" is not a room name or prefix*`),
+);
 
 const vars = readDevVars();
 let secret = vars.get("AUTH_JWT_SECRET") ?? "";
 if (secret === "") secret = createSecret();
 else if (new TextEncoder().encode(secret).length < MIN_SECRET_BYTES) {
-  fail(`AUTH_JWT_SECRET in ${DEV_VARS} is shorter than ${MIN_SECRET_BYTES} bytes; the chat ignores it. Replace it or delete the line.`);
+  fail(
+    `AUTH_JWT_SECRET in ${DEV_VARS} is shorter than ${MIN_SECRET_BYTES} bytes; the chat ignores it. Replace it or delete the line.`,
+  );
 }
 const issuer = values.iss ?? vars.get("AUTH_ISSUER");
 const audience = values.aud ?? vars.get("AUTH_AUDIENCE");

@@ -298,7 +298,12 @@ async function identityFrom(payload: JWTPayload, now: number): Promise<Identity>
     throw new Refusal("not_yet_valid", "iat is in the future");
   }
   const sub = payload.sub;
-  if (typeof sub !== "string" || !isWellFormed(sub) || codePointLength(sub) < 1 || codePointLength(sub) > MAX_SUB_LENGTH) {
+  if (
+    typeof sub !== "string" ||
+    !isWellFormed(sub) ||
+    codePointLength(sub) < 1 ||
+    codePointLength(sub) > MAX_SUB_LENGTH
+  ) {
     throw new Refusal("bad_claims", `sub must be a string of 1 to ${MAX_SUB_LENGTH} characters`);
   }
   // A name is cosmetic and the contract has a fallback for it, so a bad one
@@ -311,7 +316,8 @@ async function identityFrom(payload: JWTPayload, now: number): Promise<Identity>
   );
   if (roles === null) throw new Refusal("bad_claims", `roles must be an array of at most ${MAX_ROLES} short strings`);
   const rooms = stringList(payload.rooms, MAX_ROOM_PATTERNS, normalizeRoomPattern);
-  if (rooms === null) throw new Refusal("bad_claims", `rooms must be an array of at most ${MAX_ROOM_PATTERNS} room names or prefix*`);
+  if (rooms === null)
+    throw new Refusal("bad_claims", `rooms must be an array of at most ${MAX_ROOM_PATTERNS} room names or prefix*`);
   return { sub, id: await verifiedUserId(sub), ...(name !== null && { name }), roles, rooms };
 }
 
@@ -333,12 +339,15 @@ function toRefusal(err: unknown): Refusal {
   if (err instanceof errors.JWTExpired) return new Refusal("expired", "the JWT has expired");
   if (err instanceof errors.JWTClaimValidationFailed) {
     if (err.claim === "nbf") return new Refusal("not_yet_valid", "the JWT is not valid yet");
-    if (err.claim === "iss" && err.reason === "check_failed") return new Refusal("wrong_issuer", "iss is not the expected issuer");
-    if (err.claim === "aud" && err.reason === "check_failed") return new Refusal("wrong_audience", "aud does not name this chat");
+    if (err.claim === "iss" && err.reason === "check_failed")
+      return new Refusal("wrong_issuer", "iss is not the expected issuer");
+    if (err.claim === "aud" && err.reason === "check_failed")
+      return new Refusal("wrong_audience", "aud does not name this chat");
     return new Refusal("bad_claims", `${err.claim} is missing or malformed`);
   }
   if (err instanceof errors.JOSEAlgNotAllowed) return new Refusal("alg_not_allowed", "this alg is not allowed");
-  if (err instanceof errors.JWSSignatureVerificationFailed) return new Refusal("bad_signature", "the signature does not verify");
+  if (err instanceof errors.JWSSignatureVerificationFailed)
+    return new Refusal("bad_signature", "the signature does not verify");
   // JWSInvalid, JWTInvalid, JOSENotSupported (crit, b64) and the TypeErrors
   // jose throws for a key that fails its own checks (an RSA key under 2048 bits).
   return new Refusal("malformed", "the JWT is malformed");
@@ -400,7 +409,13 @@ export class KeyCache {
     return set;
   }
 
-  private async fetched(url: string, issuer: string, alg: "RS256" | "ES256", kid: string | undefined, now: number): Promise<CryptoKey> {
+  private async fetched(
+    url: string,
+    issuer: string,
+    alg: "RS256" | "ES256",
+    kid: string | undefined,
+    now: number,
+  ): Promise<CryptoKey> {
     const id = `url\n${issuer}\n${url}`;
     let set = this.sets.get(id);
     if (set === undefined) {

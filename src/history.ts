@@ -159,7 +159,10 @@ export class History {
     } catch (err) {
       // Only a missing table is an empty room; sqlite_master is read on this
       // path alone, so a room with messages pays nothing for the check.
-      if (this.#sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages'").toArray().length === 0) return null;
+      if (
+        this.#sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages'").toArray().length === 0
+      )
+        return null;
       // A table from before large rooms: the origin column, once.
       if (!String(err).includes("origin")) throw err;
       this.#sql.exec("ALTER TABLE messages ADD COLUMN origin TEXT");
@@ -201,7 +204,11 @@ export class History {
   /** How many messages the ring keeps and the oldest kept id (null when none). Call `load()` first after a wake. */
   get extent(): { count: number; oldestId: number | null; deleted: number } {
     const kept = this.#kept ?? [];
-    return { count: kept.length, oldestId: kept[0]?.id ?? null, deleted: kept.filter((m) => m.deleted === true).length };
+    return {
+      count: kept.length,
+      oldestId: kept[0]?.id ?? null,
+      deleted: kept.filter((m) => m.deleted === true).length,
+    };
   }
 
   /** The kept message with this id, tombstones included; undefined when the ring does not hold it. */
@@ -223,14 +230,27 @@ export class History {
     const index = firstAfter(kept, id - 1);
     const message = kept[index];
     if (message === undefined || message.id !== id || message.deleted === true) return { erased: null, cost };
-    const cursor = this.#sql.exec("UPDATE messages SET text = '', nonce = NULL WHERE slot = ? AND id = ?", id % this.size, id);
+    const cursor = this.#sql.exec(
+      "UPDATE messages SET text = '', nonce = NULL WHERE slot = ? AND id = ?",
+      id % this.size,
+      id,
+    );
     const erased = tombstone(message);
     kept[index] = erased;
-    return { erased, cost: { rowsRead: cost.rowsRead + cursor.rowsRead, rowsWritten: cost.rowsWritten + cursor.rowsWritten } };
+    return {
+      erased,
+      cost: { rowsRead: cost.rowsRead + cursor.rowsRead, rowsWritten: cost.rowsWritten + cursor.rowsWritten },
+    };
   }
 
   /** Stores a message under the next id and returns it; memory is left untouched if the write throws. */
-  append(from: User, text: string, nonce: string | undefined, ts: number, origin: string | null = null): { message: Message; cost: RowCost } {
+  append(
+    from: User,
+    text: string,
+    nonce: string | undefined,
+    ts: number,
+    origin: string | null = null,
+  ): { message: Message; cost: RowCost } {
     const { kept, cost } = this.#ring();
     if (!this.#created) {
       this.#sql.exec(SCHEMA);

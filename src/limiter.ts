@@ -25,7 +25,12 @@ export class ConnectLimiter extends DurableObject<Env> {
   /** Takes one from this address's allowance for `purpose`; false when it is used up. */
   allow(perMinute: number, purpose: Purpose = "connect"): boolean {
     const now = Date.now();
-    const { allowed, bucket } = take(this.#buckets.get(purpose) ?? { tokens: perMinute, at: now }, now, perMinute, perMinute / 60);
+    const { allowed, bucket } = take(
+      this.#buckets.get(purpose) ?? { tokens: perMinute, at: now },
+      now,
+      perMinute,
+      perMinute / 60,
+    );
     this.#buckets.set(purpose, bucket);
     return allowed;
   }
@@ -46,7 +51,8 @@ export class ConnectLimiter extends DurableObject<Env> {
     const recent = (this.#failures.get(kind) ?? []).filter((t) => now - t < 60_000);
     this.#failures.set(kind, recent);
     const oldest = recent[0];
-    if (oldest !== undefined && recent.length >= perMinute) return Math.max(1, Math.ceil((oldest + 60_000 - now) / 1000));
+    if (oldest !== undefined && recent.length >= perMinute)
+      return Math.max(1, Math.ceil((oldest + 60_000 - now) / 1000));
     if (failed) recent.push(now);
     return 0;
   }

@@ -130,7 +130,9 @@ function isActive(ban: Ban, now: number): boolean {
 }
 
 function entry(ban: Ban): BanEntry {
-  return ban.reason === null ? { user: ban.user, until: ban.until } : { user: ban.user, until: ban.until, reason: ban.reason };
+  return ban.reason === null
+    ? { user: ban.user, until: ban.until }
+    : { user: ban.user, until: ban.until, reason: ban.reason };
 }
 
 /** Adds what a cursor touched to `cost`; call after the cursor is consumed. */
@@ -275,9 +277,7 @@ export class Moderation {
     this.#bans = new Map();
     this.#byAddress.clear();
     if (!this.#exists(BANS, cost)) return this.#bans;
-    const cursor = this.#sql.exec<BanRow>(
-      `SELECT user_id, address, until, reason, banned_at, banned_by FROM ${BANS}`,
-    );
+    const cursor = this.#sql.exec<BanRow>(`SELECT user_id, address, until, reason, banned_at, banned_by FROM ${BANS}`);
     for (const row of cursor) {
       this.#remember({
         user: row.user_id,
@@ -334,7 +334,9 @@ export class Moderation {
 /** The `403` body for a banned user's upgrade (the contract's `{"error":"banned"}` plus when it ends and why). */
 export function bannedError(ban: Ban): BannedError {
   const message =
-    ban.until === null ? "you are banned from this room" : `you are banned from this room until ${new Date(ban.until).toISOString()}`;
+    ban.until === null
+      ? "you are banned from this room"
+      : `you are banned from this room until ${new Date(ban.until).toISOString()}`;
   const body: BannedError = { error: "banned", message, until: ban.until };
   if (ban.reason !== null) body.reason = ban.reason;
   return body;
@@ -348,7 +350,8 @@ export function bannedError(ban: Ban): BannedError {
  * comes first so it survives the cut.
  */
 export function banCloseReason(ban: Pick<Ban, "until" | "reason">): string {
-  const head = ban.until === null ? "banned" : `banned until ${new Date(ban.until).toISOString().replace(/\.\d{3}Z$/, "Z")}`;
+  const head =
+    ban.until === null ? "banned" : `banned until ${new Date(ban.until).toISOString().replace(/\.\d{3}Z$/, "Z")}`;
   return truncateUtf8(ban.reason === null ? head : `${head}: ${ban.reason}`, MAX_CLOSE_REASON_BYTES);
 }
 

@@ -74,7 +74,6 @@ export interface User {
   roles?: string[];
 }
 
-
 export interface Limits {
   history: number;
   text: number;
@@ -189,7 +188,15 @@ export interface BatchFrame {
   frames: BroadcastFrame[];
 }
 
-export type ServerFrame = WelcomeFrame | Message | PresenceFrame | ErrorFrame | BatchFrame | DeleteFrame | SettingsFrame | PresenceCountFrame;
+export type ServerFrame =
+  | WelcomeFrame
+  | Message
+  | PresenceFrame
+  | ErrorFrame
+  | BatchFrame
+  | DeleteFrame
+  | SettingsFrame
+  | PresenceCountFrame;
 
 export interface ClientMessage {
   type: "message";
@@ -501,7 +508,8 @@ export function parseClientFrame(raw: string): Parsed<ClientFrame> {
   if (isModerationType(type)) {
     // The nonce is checked first: a refusal echoes it only when it is valid.
     const nonce = field(obj, "nonce");
-    if (nonce !== undefined && !isNonce(nonce)) return invalid(`nonce must be a string of at most ${MAX_NONCE_LENGTH} characters`);
+    if (nonce !== undefined && !isNonce(nonce))
+      return invalid(`nonce must be a string of at most ${MAX_NONCE_LENGTH} characters`);
     const parsed = moderationFields(type, obj);
     if (nonce === undefined) return parsed;
     return parsed.ok ? { ok: true, value: { ...parsed.value, nonce } } : { ...parsed, nonce };

@@ -95,7 +95,13 @@ export class RoomQuota {
    * the new state into the session's snapshots, which the caller stores.
    */
   take(session: Session, now: number): boolean {
-    const { allowed, user, address } = this.#take(session.user.id, session.address, session.bucket, session.addressBucket, now);
+    const { allowed, user, address } = this.#take(
+      session.user.id,
+      session.address,
+      session.bucket,
+      session.addressBucket,
+      now,
+    );
     session.bucket = user;
     session.addressBucket = address ?? session.addressBucket;
     return allowed;
@@ -159,7 +165,10 @@ export class RoomQuota {
       if (refilled(bucket, now, rateBurst, ratePerSec).tokens >= rateBurst) this.#users.delete(key);
     }
     for (const [key, bucket] of this.#addresses) {
-      if (!this.#addressRated || refilled(bucket, now, addressRateBurst, addressRatePerSec).tokens >= addressRateBurst) {
+      if (
+        !this.#addressRated ||
+        refilled(bucket, now, addressRateBurst, addressRatePerSec).tokens >= addressRateBurst
+      ) {
         this.#addresses.delete(key);
       }
     }

@@ -159,7 +159,14 @@ export function readAdmission(request: Request): Admission | null {
   const address = q.get("address");
   const token = q.get("token");
   const after = q.get("after");
-  if (url.pathname !== ADMISSION_PATH || room === null || id === null || name === null || address === null || token === null) {
+  if (
+    url.pathname !== ADMISSION_PATH ||
+    room === null ||
+    id === null ||
+    name === null ||
+    address === null ||
+    token === null
+  ) {
     return null;
   }
   const user: User = q.get("verified") === "1" ? { id, name, verified: true, roles: q.getAll("role") } : { id, name };
@@ -345,7 +352,12 @@ export class ChatRoom extends DurableObject<Env> {
     try {
       this.#receive(ws, session, data);
     } catch (err) {
-      this.#log.error("fault", { room: session.room, user: session.user.id, where: "message", error: describeError(err) });
+      this.#log.error("fault", {
+        room: session.room,
+        user: session.user.id,
+        where: "message",
+        error: describeError(err),
+      });
       this.#close(ws, CloseCode.serverError, "server fault");
     }
   }
@@ -415,7 +427,13 @@ export class ChatRoom extends DurableObject<Env> {
     // Before the rate buckets: a message slow mode drops costs no token.
     const wait = this.#slowWait(session.user, now);
     if (wait > 0) {
-      this.#reject(ws, session, "slow_mode", `slow mode: wait ${Math.ceil(wait / 1000)} s before the next message`, value.nonce);
+      this.#reject(
+        ws,
+        session,
+        "slow_mode",
+        `slow mode: wait ${Math.ceil(wait / 1000)} s before the next message`,
+        value.nonce,
+      );
       return;
     }
     if (!this.#quota.take(session, now)) {
@@ -460,7 +478,13 @@ export class ChatRoom extends DurableObject<Env> {
     } else if (frame.type === "unban") {
       this.#unban(session.room, frame.user, session.user, now);
     } else if (this.#ban(session.room, frame.user, frame, session.user, now) === null) {
-      this.#reject(ws, session, "forbidden", "this room holds as many bans as it can; unban someone first", frame.nonce);
+      this.#reject(
+        ws,
+        session,
+        "forbidden",
+        "this room holds as many bans as it can; unban someone first",
+        frame.nonce,
+      );
     }
   }
 
@@ -490,7 +514,8 @@ export class ChatRoom extends DurableObject<Env> {
     const { ban } = result;
     const reason = banCloseReason(ban);
     const covered = [...this.#members()].filter(
-      ([, s]) => s.user.id === target || (ban.address !== null && s.user.verified !== true && s.address === ban.address),
+      ([, s]) =>
+        s.user.id === target || (ban.address !== null && s.user.verified !== true && s.address === ban.address),
     );
     for (const [ws] of covered) this.#close(ws, CloseCode.banned, reason);
     this.#hub?.announce({ kind: "ban", user: target, address: ban.address, reason });
@@ -501,7 +526,15 @@ export class ChatRoom extends DurableObject<Env> {
         if (message.from.id === target && this.#erase(room, message.id, by, now)) purged++;
       }
     }
-    this.#log.info("banned", { room, user: target, by: by.id, until: ban.until, address: ban.address !== null, closed: covered.length, purged });
+    this.#log.info("banned", {
+      room,
+      user: target,
+      by: by.id,
+      until: ban.until,
+      address: ban.address !== null,
+      closed: covered.length,
+      purged,
+    });
     return ban;
   }
 
@@ -609,7 +642,11 @@ export class ChatRoom extends DurableObject<Env> {
     if (session.batch) this.#flush();
     this.#send(ws, nonce === undefined ? { type: "error", code, message } : { type: "error", code, message, nonce });
     if (session.strikes.length >= MAX_ERRORS_PER_WINDOW) {
-      this.#log.warn("connection_closed", { room: session.room, user: session.user.id, code: CloseCode.policyViolation });
+      this.#log.warn("connection_closed", {
+        room: session.room,
+        user: session.user.id,
+        code: CloseCode.policyViolation,
+      });
       this.#close(ws, CloseCode.policyViolation, "too many errors");
     }
   }
@@ -744,24 +781,39 @@ export class ChatRoom extends DurableObject<Env> {
   }
 
   /** The room's rules for a message a part's socket sent, the same as for its own sockets, in the same buckets. */
-  #decidePart(from: User, address: string | undefined, now: number): { ok: true } | { ok: false; code: RejectCode; message: string } {
+  #decidePart(
+    from: User,
+    address: string | undefined,
+    now: number,
+  ): { ok: true } | { ok: false; code: RejectCode; message: string } {
     if (this.#guests === "read" && from.verified !== true) {
       return { ok: false, code: "forbidden", message: "guests may read but not post here; sign in to post" };
     }
     const wait = this.#slowWait(from, now);
-    if (wait > 0) return { ok: false, code: "slow_mode", message: `slow mode: wait ${Math.ceil(wait / 1000)} s before the next message` };
-    if (!this.#quota.takeFor(from.id, address, now)) return { ok: false, code: "rate_limited", message: "too many messages; this one was dropped" };
+    if (wait > 0)
+      return {
+        ok: false,
+        code: "slow_mode",
+        message: `slow mode: wait ${Math.ceil(wait / 1000)} s before the next message`,
+      };
+    if (!this.#quota.takeFor(from.id, address, now))
+      return { ok: false, code: "rate_limited", message: "too many messages; this one was dropped" };
     return { ok: true };
   }
 
   /** A moderation frame from a socket on a part: the same rules as #deleteFrame and #moderate. */
-  #moderatePart(from: User, frame: ModerationRequest, now: number): { ok: true } | { ok: false; code: RejectCode; message: string } {
+  #moderatePart(
+    from: User,
+    frame: ModerationRequest,
+    now: number,
+  ): { ok: true } | { ok: false; code: RejectCode; message: string } {
     const room = this.#name();
     if (frame.type === "delete") {
       const { message, cost } = this.#history.find(frame.id);
       this.#count(cost);
       if (message === undefined) return { ok: false, code: "not_found", message: `no kept message has id ${frame.id}` };
-      if (!mayDelete(from, message)) return { ok: false, code: "forbidden", message: "only its author or a moderator may delete this message" };
+      if (!mayDelete(from, message))
+        return { ok: false, code: "forbidden", message: "only its author or a moderator may delete this message" };
       this.#erase(room, frame.id, from, now);
       return { ok: true };
     }
@@ -795,8 +847,14 @@ export class ChatRoom extends DurableObject<Env> {
   /** How many objects hold this room's connections, and how many each; for stats and tests. */
   shards(): { shards: number; sequencing: boolean; parts: { part: string; connections: number }[] } {
     const own = this.#members().size;
-    const parts = Array.from(this.#hub?.parts() ?? [], ([part, connections]) => ({ part, connections })).filter((p) => p.part !== LOCAL_PART);
-    return { shards: 1 + parts.length, sequencing: this.#hub !== null, parts: [{ part: this.#name(), connections: own }, ...parts] };
+    const parts = Array.from(this.#hub?.parts() ?? [], ([part, connections]) => ({ part, connections })).filter(
+      (p) => p.part !== LOCAL_PART,
+    );
+    return {
+      shards: 1 + parts.length,
+      sequencing: this.#hub !== null,
+      parts: [{ part: this.#name(), connections: own }, ...parts],
+    };
   }
 
   /** A part with sockets and no link (this room restarted, or the link broke) asks to be dialled. */
@@ -848,7 +906,10 @@ export class ChatRoom extends DurableObject<Env> {
     listed.set(you.id, publicUser(you));
     const count = listed.size;
     if (count <= this.#config.presenceLimit) return { online: Array.from(listed.values()), onlineCount: count };
-    return { online: [publicUser(you), ...this.#online().filter((u) => u.id !== you.id)].slice(0, this.#config.presenceLimit), onlineCount: count };
+    return {
+      online: [publicUser(you), ...this.#online().filter((u) => u.id !== you.id)].slice(0, this.#config.presenceLimit),
+      onlineCount: count,
+    };
   }
 
   // ---- HTTP API, called by the Worker over RPC ------------------------------

@@ -61,7 +61,8 @@ const isBucket = (v: unknown): v is Bucket => isRecord(v) && isNumber(v.tokens) 
 export function parseSession(value: unknown): Session | null {
   if (!isRecord(value)) return null;
   const { room, user, address, bucket, addressBucket, lastPost, strikes, seen, batch, acked, departed } = value;
-  if (typeof room !== "string" || !isRecord(user) || typeof address !== "string" || !Array.isArray(strikes)) return null;
+  if (typeof room !== "string" || !isRecord(user) || typeof address !== "string" || !Array.isArray(strikes))
+    return null;
   if (typeof user.id !== "string" || typeof user.name !== "string") return null;
   const roles: unknown = user.roles ?? [];
   if (!isStrings(roles)) return null;

@@ -38,7 +38,11 @@ export interface HubOptions {
    * same buckets as for the room's own sockets (quota.ts). `address` is the
    * sender's address key, absent from a part of older code.
    */
-  decide: (from: User, address: string | undefined, now: number) => { ok: true } | { ok: false; code: RejectCode; message: string };
+  decide: (
+    from: User,
+    address: string | undefined,
+    now: number,
+  ) => { ok: true } | { ok: false; code: RejectCode; message: string };
   /** Forgets what the room need not remember (refilled buckets); called every 10 s at most. */
   prune: (now: number) => void;
   /** A part's publish was accepted (slow mode counts from here). */

@@ -80,7 +80,9 @@ interface Socket {
 
 /** The `depart` op for a socket, with its address for the room's per-address count. */
 function departure(s: Socket): UpstreamOp {
-  return s.address === undefined ? { kind: "depart", userId: s.user.id } : { kind: "depart", userId: s.user.id, address: s.address };
+  return s.address === undefined
+    ? { kind: "depart", userId: s.user.id }
+    : { kind: "depart", userId: s.user.id, address: s.address };
 }
 
 /** Messages a socket may send before its welcome; beyond it they are refused. */

@@ -5,7 +5,14 @@
 // the room.
 
 import { addressKey } from "./address.ts";
-import { authConfigured, readAuthSettings, roomAllowed, verifyHostJwt, type AuthSettings, type Identity } from "./auth.ts";
+import {
+  authConfigured,
+  readAuthSettings,
+  roomAllowed,
+  verifyHostJwt,
+  type AuthSettings,
+  type Identity,
+} from "./auth.ts";
 import { readConfig, type Config } from "./config.ts";
 import type { BearerKind, Purpose } from "./limiter.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
@@ -117,14 +124,16 @@ function sessionSecret(env: Env, url: URL, log: Logger): string | null {
   if (!LOOPBACK_HOSTS.has(url.hostname)) {
     log.error("not_configured", {
       host: url.hostname,
-      message: "SESSION_SECRET is not set, so WebSocket upgrades are refused with 503. Set it: `wrangler secret put SESSION_SECRET`.",
+      message:
+        "SESSION_SECRET is not set, so WebSocket upgrades are refused with 503. Set it: `wrangler secret put SESSION_SECRET`.",
     });
     return null;
   }
   if (!warnedAboutSecret) {
     warnedAboutSecret = true;
     log.warn("development_secret", {
-      message: "SESSION_SECRET is not set: tokens on this loopback host are signed with a public development key. Run `wrangler secret put SESSION_SECRET` before deploying.",
+      message:
+        "SESSION_SECRET is not set: tokens on this loopback host are signed with a public development key. Run `wrangler secret put SESSION_SECRET` before deploying.",
     });
   }
   return DEVELOPMENT_SECRET;
@@ -141,7 +150,13 @@ function allowAddress(env: Env, address: string, purpose: Purpose, perMinute: nu
 }
 
 /** The per-address limit of the HTTP API; null when the request may go on. */
-async function limitApi(request: Request, room: string, env: Env, config: Config, log: Logger): Promise<Response | null> {
+async function limitApi(
+  request: Request,
+  room: string,
+  env: Env,
+  config: Config,
+  log: Logger,
+): Promise<Response | null> {
   const address = addressKey(request);
   if (address === null) return noAddress(room, log);
   if (config.apiPerMin === 0) return null;
@@ -199,8 +214,16 @@ function guestName(): string {
   return `guest-${Array.from(bytes, (b) => alphabet[b % alphabet.length]).join("")}`;
 }
 
-async function connect(request: Request, url: URL, room: string, env: Env, config: Config, log: Logger): Promise<Response> {
-  if (request.method !== "GET") return error(405, "method_not_allowed", "use GET with Upgrade: websocket", { Allow: "GET" });
+async function connect(
+  request: Request,
+  url: URL,
+  room: string,
+  env: Env,
+  config: Config,
+  log: Logger,
+): Promise<Response> {
+  if (request.method !== "GET")
+    return error(405, "method_not_allowed", "use GET with Upgrade: websocket", { Allow: "GET" });
   if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
     return error(426, "upgrade_required", "this endpoint speaks WebSocket only", { Upgrade: "websocket" });
   }
@@ -231,7 +254,12 @@ async function connect(request: Request, url: URL, room: string, env: Env, confi
   let user: User;
   let token: string;
   if (identity !== null) {
-    user = { id: identity.id, name: identity.name ?? normalizeName(q.get("name")) ?? guestName(), verified: true, roles: identity.roles };
+    user = {
+      id: identity.id,
+      name: identity.name ?? normalizeName(q.get("name")) ?? guestName(),
+      verified: true,
+      roles: identity.roles,
+    };
     // A verified user's identity is the JWT; a session token would name a
     // guest id on the next connect without one. The field stays (its shape
     // is the contract's), empty: reconnect with a fresh JWT.
@@ -284,13 +312,26 @@ const FAILURES_PER_MIN: Record<BearerKind, number> = {
  * to go on. Requests without an address come from no edge (a test, a local
  * proxy) and share one count.
  */
-async function throttleGuesses(request: Request, env: Env, room: string, kind: BearerKind, failed: boolean, log: Logger): Promise<Response | null> {
+async function throttleGuesses(
+  request: Request,
+  env: Env,
+  room: string,
+  kind: BearerKind,
+  failed: boolean,
+  log: Logger,
+): Promise<Response | null> {
   const address = addressKey(request) ?? "none";
   const perMinute = FAILURES_PER_MIN[kind];
-  const wait = await env.CONNECT_LIMITER.get(env.CONNECT_LIMITER.idFromName(address)).bearerAttempt(kind, failed, perMinute);
+  const wait = await env.CONNECT_LIMITER.get(env.CONNECT_LIMITER.idFromName(address)).bearerAttempt(
+    kind,
+    failed,
+    perMinute,
+  );
   if (wait === 0) return null;
   log.info("bearer_throttled", { room, kind, wait });
-  return error(429, "too_many_requests", `too many failed attempts; at most ${perMinute} a minute`, { "Retry-After": String(wait) });
+  return error(429, "too_many_requests", `too many failed attempts; at most ${perMinute} a minute`, {
+    "Retry-After": String(wait),
+  });
 }
 
 async function messages(request: Request, url: URL, room: string, env: Env, log: Logger): Promise<Response> {
@@ -347,7 +388,8 @@ const ALLOW: Record<ModerationTarget["kind"], string> = {
  */
 async function moderatorOf(request: Request, env: Env, room: string, log: Logger): Promise<User | Response> {
   const header = request.headers.get("Authorization");
-  if (env.ADMIN_TOKEN !== undefined && env.ADMIN_TOKEN !== "" && (await bearerMatches(header, env.ADMIN_TOKEN))) return ADMIN;
+  if (env.ADMIN_TOKEN !== undefined && env.ADMIN_TOKEN !== "" && (await bearerMatches(header, env.ADMIN_TOKEN)))
+    return ADMIN;
   const settings = authSettings(env, log);
   const bearer = bearerJwt(request);
   if (authConfigured(settings) && bearer !== null) {
@@ -361,7 +403,9 @@ async function moderatorOf(request: Request, env: Env, room: string, log: Logger
     }
   }
   log.info("moderation_unauthorized", { room });
-  return error(401, "unauthorized", "ADMIN_TOKEN or a moderator's JWT is required as a bearer token", { "WWW-Authenticate": "Bearer" });
+  return error(401, "unauthorized", "ADMIN_TOKEN or a moderator's JWT is required as a bearer token", {
+    "WWW-Authenticate": "Bearer",
+  });
 }
 
 /** A JSON object body of at most MAX_FRAME_BYTES (an empty body is `{}`), or the error to answer. */
@@ -392,7 +436,14 @@ async function moderation(
   }
   const by = await moderatorOf(request, env, room, log);
   // Only a 401 is a guess: a verified user without the role (403) knew the key.
-  const throttled = await throttleGuesses(request, env, room, "moderation", by instanceof Response && by.status === 401, log);
+  const throttled = await throttleGuesses(
+    request,
+    env,
+    room,
+    "moderation",
+    by instanceof Response && by.status === 401,
+    log,
+  );
   if (throttled !== null) return throttled;
   if (by instanceof Response) return by;
   const stub = roomStub(env, room);

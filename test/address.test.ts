@@ -23,21 +23,38 @@ describe("normalizeAddress", () => {
     expect(normalizeAddress(text)).toBe(key);
   });
 
-  it.each(["", "unknown", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.-4", "0x1.2.3.4", "1::2::3", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7", "12345::", "g::1", "::ffff:1.2.3.256", "1:2:3:4:5:6:7::8"])(
-    "refuses %j",
-    (text) => {
-      expect(normalizeAddress(text)).toBeNull();
-    },
-  );
+  it.each([
+    "",
+    "unknown",
+    "1.2.3",
+    "1.2.3.4.5",
+    "256.1.1.1",
+    "1.2.3.-4",
+    "0x1.2.3.4",
+    "1::2::3",
+    "1:2:3:4:5:6:7:8:9",
+    "1:2:3:4:5:6:7",
+    "12345::",
+    "g::1",
+    "::ffff:1.2.3.256",
+    "1:2:3:4:5:6:7::8",
+  ])("refuses %j", (text) => {
+    expect(normalizeAddress(text)).toBeNull();
+  });
 });
 
 describe("addressKey", () => {
-  const req = (url: string, ip?: string) => new Request(url, { headers: ip === undefined ? {} : { "CF-Connecting-IP": ip } });
+  const req = (url: string, ip?: string) =>
+    new Request(url, { headers: ip === undefined ? {} : { "CF-Connecting-IP": ip } });
 
   it("keys a request by CF-Connecting-IP, an IPv6 address by its /64", () => {
     expect(addressKey(req("https://chat.example/chat", "198.51.100.9"))).toBe("198.51.100.9");
-    expect(addressKey(req("https://chat.example/chat", "2001:db8:0:1::9"))).toBe(addressKey(req("https://chat.example/chat", "2001:DB8:0:1:a:b:c:d")));
-    expect(addressKey(req("https://chat.example/chat", "2001:db8:0:2::9"))).not.toBe(addressKey(req("https://chat.example/chat", "2001:db8:0:1::9")));
+    expect(addressKey(req("https://chat.example/chat", "2001:db8:0:1::9"))).toBe(
+      addressKey(req("https://chat.example/chat", "2001:DB8:0:1:a:b:c:d")),
+    );
+    expect(addressKey(req("https://chat.example/chat", "2001:db8:0:2::9"))).not.toBe(
+      addressKey(req("https://chat.example/chat", "2001:db8:0:1::9")),
+    );
   });
 
   it("keys a request to a loopback host without a usable address as loopback", () => {
@@ -49,7 +66,12 @@ describe("addressKey", () => {
   });
 
   it("has no key for a request to any other host without a usable address", () => {
-    for (const url of ["https://chat.example/chat", "http://localhost.example/chat", "http://127.0.0.2/chat", "http://10.0.0.1/chat"]) {
+    for (const url of [
+      "https://chat.example/chat",
+      "http://localhost.example/chat",
+      "http://127.0.0.2/chat",
+      "http://10.0.0.1/chat",
+    ]) {
       expect(addressKey(req(url))).toBeNull();
       expect(addressKey(req(url, "unknown"))).toBeNull();
     }

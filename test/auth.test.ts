@@ -86,7 +86,9 @@ function endpoint(initial: string | Response) {
     state.fetches++;
     state.urls.push(url);
     const body = state.body;
-    return typeof body === "string" ? new Response(body, { headers: { "content-type": "application/json" } }) : body.clone();
+    return typeof body === "string"
+      ? new Response(body, { headers: { "content-type": "application/json" } })
+      : body.clone();
   };
   return { state, keys: new KeyCache(fetcher) };
 }
@@ -104,7 +106,9 @@ const ec = pair("ES256", "ec-1");
 
 describe("host JWTs: each algorithm", () => {
   it("HS256 with AUTH_JWT_SECRET gives the identity", async () => {
-    const jwt = await hs256(claims({ name: " Alice ", roles: ["moderator", "editor"], rooms: ["team-*", "Ops"], iat: NOW }));
+    const jwt = await hs256(
+      claims({ name: " Alice ", roles: ["moderator", "editor"], rooms: ["team-*", "Ops"], iat: NOW }),
+    );
     expect(await verifyHostJwt(jwt, settings(), T0, noFetch())).toEqual({
       ok: true,
       identity: {
@@ -159,7 +163,8 @@ describe("host JWTs: refusals", () => {
       [claims({ nbf: NOW + 3600 }), "not_yet_valid"],
       [claims({ iat: NOW + 3600 }), "not_yet_valid"],
     ];
-    for (const [payload, reason] of cases) expect(refusal(await verifyHostJwt(await hs256(payload), s, T0)), reason).toBe(reason);
+    for (const [payload, reason] of cases)
+      expect(refusal(await verifyHostJwt(await hs256(payload), s, T0)), reason).toBe(reason);
   });
 
   it("60 seconds of leeway on exp, nbf and iat, and not one more", async () => {
@@ -193,7 +198,9 @@ describe("host JWTs: refusals", () => {
   });
 
   it("a bad signature: another secret, or a payload changed after signing", async () => {
-    const other = await new SignJWT(claims()).setProtectedHeader({ alg: "HS256" }).sign(encoder.encode(`${SECRET}-other`));
+    const other = await new SignJWT(claims())
+      .setProtectedHeader({ alg: "HS256" })
+      .sign(encoder.encode(`${SECRET}-other`));
     expect(refusal(await verifyHostJwt(other, settings(), T0))).toBe("bad_signature");
     const [header, , signature] = (await hs256(claims())).split(".");
     const tampered = `${header}.${b64url(JSON.stringify(claims({ sub: "mallory" })))}.${signature}`;
@@ -256,7 +263,9 @@ describe("host JWTs: refusals", () => {
   it("an algorithm other than HS256, RS256, ES256", async () => {
     const r = await rsa;
     const s = settings({ jwks: jwksText(r) });
-    const hs512 = await new SignJWT(claims()).setProtectedHeader({ alg: "HS512" }).sign(encoder.encode(SECRET.repeat(2)));
+    const hs512 = await new SignJWT(claims())
+      .setProtectedHeader({ alg: "HS512" })
+      .sign(encoder.encode(SECRET.repeat(2)));
     const hs384 = await new SignJWT(claims()).setProtectedHeader({ alg: "HS384" }).sign(SECRET_BYTES);
     const { privateKey: psKey } = await generateKeyPair("PS256");
     const ps256 = await new SignJWT(claims()).setProtectedHeader({ alg: "PS256", kid: r.kid }).sign(psKey);
@@ -293,7 +302,10 @@ describe("host JWTs: refusals", () => {
       expect(refusal(await verifyHostJwt(jwt, s, T0, noFetch())), JSON.stringify(jwk)).toBe("unknown_key");
     }
     const octHs = await forgeHs256({ alg: "HS256", kid: r.kid }, claims(), SECRET_BYTES);
-    const octOnly = settings({ secret: null, jwks: JSON.stringify({ keys: [{ kty: "oct", k: b64url(SECRET_BYTES), kid: r.kid }] }) });
+    const octOnly = settings({
+      secret: null,
+      jwks: JSON.stringify({ keys: [{ kty: "oct", k: b64url(SECRET_BYTES), kid: r.kid }] }),
+    });
     expect(refusal(await verifyHostJwt(octHs, octOnly, T0, noFetch()))).toBe("alg_not_allowed");
   });
 
@@ -325,7 +337,8 @@ describe("host JWTs: refusals", () => {
       `${b64url("[]")}.${p}.${sig}`,
       `${good}${"A".repeat(9000)}`,
     ];
-    for (const jwt of malformed) expect(refusal(await verifyHostJwt(jwt, settings(), T0)), jwt.slice(0, 40)).toBe("malformed");
+    for (const jwt of malformed)
+      expect(refusal(await verifyHostJwt(jwt, settings(), T0)), jwt.slice(0, 40)).toBe("malformed");
     const payloadNotJson = await forgeHs256({ alg: "HS256" }, {}, SECRET_BYTES).then((t) => {
       const [hh, , ss] = t.split(".");
       return `${hh}.${b64url("nope")}.${ss}`;
@@ -389,7 +402,9 @@ describe("host JWTs: refusals", () => {
   it("nothing configured: every token is refused", async () => {
     const none = settings({ secret: null });
     expect(refusal(await verifyHostJwt(await hs256(claims()), none, T0, noFetch()))).toBe("alg_not_allowed");
-    expect(refusal(await verifyHostJwt(await signWith(await rsa, claims()), none, T0, noFetch()))).toBe("alg_not_allowed");
+    expect(refusal(await verifyHostJwt(await signWith(await rsa, claims()), none, T0, noFetch()))).toBe(
+      "alg_not_allowed",
+    );
   });
 });
 
@@ -400,13 +415,24 @@ describe("verified user ids", () => {
     const [r, e] = [await rsa, await ec];
     const s = settings({ jwks: jwksText(r, e) });
     const ids = new Set<string>();
-    for (const jwt of [await hs256(claims()), await signWith(r, claims()), await signWith(e, claims({ name: "Other" }))]) {
+    for (const jwt of [
+      await hs256(claims()),
+      await signWith(r, claims()),
+      await signWith(e, claims({ name: "Other" })),
+    ]) {
       const result = await verifyHostJwt(jwt, s, T0, noFetch());
       if (result.ok) ids.add(result.identity.id);
     }
     expect([...ids]).toEqual(["v_2bd806c97f0e00af1a1fc3328fa763a9"]);
 
-    const subs = ["alice", "Alice", "alice ", "bob", "u_0123456789abcdef01234567", "v_2bd806c97f0e00af1a1fc3328fa763a9"];
+    const subs = [
+      "alice",
+      "Alice",
+      "alice ",
+      "bob",
+      "u_0123456789abcdef01234567",
+      "v_2bd806c97f0e00af1a1fc3328fa763a9",
+    ];
     const verified = await Promise.all(subs.map(verifiedUserId));
     expect(new Set(verified).size).toBe(subs.length);
     for (const id of verified) {
@@ -435,7 +461,9 @@ describe("the JWKS URL cache", () => {
     expect(state.fetches).toBe(1);
     // Made-up kids in bulk cost nothing either.
     const bogus = await Promise.all(
-      Array.from({ length: 5 }, async (_, i) => verifyHostJwt(await signWith(e, claims(), { kid: `bogus-${i}` }), s, T0 + 2000, keys)),
+      Array.from({ length: 5 }, async (_, i) =>
+        verifyHostJwt(await signWith(e, claims(), { kid: `bogus-${i}` }), s, T0 + 2000, keys),
+      ),
     );
     expect(bogus.map(refusal)).toEqual(Array(5).fill("unknown_key"));
     expect(state.fetches).toBe(1);
@@ -462,7 +490,9 @@ describe("the JWKS URL cache", () => {
     expect((await verifyHostJwt(await signWith(r, claims({ exp: NOW + 3600 })), s, later, keys)).ok).toBe(true);
     expect(state.fetches).toBe(1);
     const stale = T0 + JWKS_MAX_AGE_MS;
-    expect(refusal(await verifyHostJwt(await signWith(r, claims({ exp: NOW + 3600 })), s, stale, keys))).toBe("unknown_key");
+    expect(refusal(await verifyHostJwt(await signWith(r, claims({ exp: NOW + 3600 })), s, stale, keys))).toBe(
+      "unknown_key",
+    );
     expect((await verifyHostJwt(await signWith(next, claims({ exp: NOW + 3600 })), s, stale + 1, keys)).ok).toBe(true);
     expect(state.fetches).toBe(2);
   });
@@ -511,7 +541,15 @@ describe("the JWKS URL cache", () => {
 describe("settings", () => {
   it("read and fail closed", () => {
     expect(readAuthSettings({})).toEqual({
-      settings: { secret: null, jwks: null, jwksUrl: null, issuer: null, audience: null, guests: "on", privateRooms: [] },
+      settings: {
+        secret: null,
+        jwks: null,
+        jwksUrl: null,
+        issuer: null,
+        audience: null,
+        guests: "on",
+        privateRooms: [],
+      },
       problems: [],
     });
     const full = readAuthSettings({
@@ -542,9 +580,17 @@ describe("settings", () => {
       GUESTS: "of",
       PRIVATE_ROOMS: "team *,ok",
     });
-    expect(bad.settings).toMatchObject({ secret: null, jwks: null, jwksUrl: null, guests: "off", privateRooms: ["ok"] });
+    expect(bad.settings).toMatchObject({
+      secret: null,
+      jwks: null,
+      jwksUrl: null,
+      guests: "off",
+      privateRooms: ["ok"],
+    });
     expect(bad.problems).toHaveLength(5);
-    expect(readAuthSettings({ AUTH_JWKS_URL: "http://localhost:8788/jwks" }).settings.jwksUrl).toBe("http://localhost:8788/jwks");
+    expect(readAuthSettings({ AUTH_JWKS_URL: "http://localhost:8788/jwks" }).settings.jwksUrl).toBe(
+      "http://localhost:8788/jwks",
+    );
     expect(authConfigured(full.settings)).toBe(true);
     expect(authConfigured(bad.settings)).toBe(false);
     expect(authConfigured(readAuthSettings({ AUTH_JWKS: '{"keys":[]}' }).settings)).toBe(true);
@@ -580,20 +626,35 @@ describe("private rooms", () => {
       [everything, "ops", true],
       [{ roles: ["Moderator"], rooms: [] }, "ops", false],
     ];
-    for (const [who, room, allowed] of table) expect(roomAllowed(who, room, privateRooms), `${JSON.stringify(who)} ${room}`).toBe(allowed);
+    for (const [who, room, allowed] of table)
+      expect(roomAllowed(who, room, privateRooms), `${JSON.stringify(who)} ${room}`).toBe(allowed);
     expect(roomAllowed(null, "anything", ["*"])).toBe(false);
   });
 });
 
 describe("npm run token", () => {
   it("mints an HS256 JWT that verifies with the same secret", async () => {
-    const jwt = await mintToken(SECRET, { sub: "alice", name: "Alice", roles: ["moderator"], rooms: ["team-*"], minutes: 60 }, T0);
+    const jwt = await mintToken(
+      SECRET,
+      { sub: "alice", name: "Alice", roles: ["moderator"], rooms: ["team-*"], minutes: 60 },
+      T0,
+    );
     expect(await verifyHostJwt(jwt, settings(), T0 + 59 * 60_000)).toEqual({
       ok: true,
-      identity: { sub: "alice", id: await verifiedUserId("alice"), name: "Alice", roles: ["moderator"], rooms: ["team-*"] },
+      identity: {
+        sub: "alice",
+        id: await verifiedUserId("alice"),
+        name: "Alice",
+        roles: ["moderator"],
+        rooms: ["team-*"],
+      },
     });
     expect(refusal(await verifyHostJwt(jwt, settings(), T0 + 61 * 60_000))).toBe("expired");
-    const scoped = await mintToken(SECRET, { sub: "bob", roles: [], rooms: [], minutes: 5, issuer: "iss", audience: "aud" }, T0);
+    const scoped = await mintToken(
+      SECRET,
+      { sub: "bob", roles: [], rooms: [], minutes: 5, issuer: "iss", audience: "aud" },
+      T0,
+    );
     expect((await verifyHostJwt(scoped, settings({ issuer: "iss", audience: "aud" }), T0)).ok).toBe(true);
   });
 });

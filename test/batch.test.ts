@@ -59,7 +59,12 @@ describe("batch=1", () => {
     batched.client.send({ type: "message", text: "", nonce: "e1" });
     const { frames } = await broadcasts(batched.client, 2);
     expect(frames.map((f) => f.type)).toEqual(["join", "message"]);
-    expect(await batched.client.next("error")).toEqual({ type: "error", code: "invalid_message", message: expect.any(String), nonce: "e1" });
+    expect(await batched.client.next("error")).toEqual({
+      type: "error",
+      code: "invalid_message",
+      message: expect.any(String),
+      nonce: "e1",
+    });
   });
 
   it("does not repeat in a batch what a socket's welcome already holds", async () => {

@@ -110,7 +110,9 @@ describe("log lines", () => {
     const refused = lines.mock.calls.map(([line]) => String(line)).find((line) => line.includes('"origin_refused"'));
     expect(refused).toBeDefined();
     expect(refused!.length).toBeLessThan(1024);
-    expect(JSON.parse(refused!)).toMatchObject({ origin: `${origin.slice(0, MAX_LOG_STRING)}…[${origin.length} chars]` });
+    expect(JSON.parse(refused!)).toMatchObject({
+      origin: `${origin.slice(0, MAX_LOG_STRING)}…[${origin.length} chars]`,
+    });
   });
 });
 
@@ -147,7 +149,8 @@ describe("failed PUBLISH_TOKEN attempts", () => {
   it(`are throttled per address: ${PUBLISH_FAILURES_PER_MIN} a minute, then 429 with Retry-After, the right token too`, async () => {
     const room = freshRoom();
     const address = freshIp();
-    for (let i = 0; i < PUBLISH_FAILURES_PER_MIN; i++) expect((await attempt(room, `guess-${i}`, address)).status).toBe(401);
+    for (let i = 0; i < PUBLISH_FAILURES_PER_MIN; i++)
+      expect((await attempt(room, `guess-${i}`, address)).status).toBe(401);
     await expectThrottled(await attempt(room, "one more", address));
     // A right guess must not stand out while the address is throttled.
     await expectThrottled(await attempt(room, PUBLISH_TOKEN, address));
@@ -168,7 +171,8 @@ describe("failed PUBLISH_TOKEN attempts", () => {
   it("are the only ones counted: publishing with the right token is not throttled", async () => {
     const room = freshRoom();
     const address = freshIp();
-    for (let i = 0; i < PUBLISH_FAILURES_PER_MIN + 2; i++) expect((await attempt(room, PUBLISH_TOKEN, address)).status).toBe(201);
+    for (let i = 0; i < PUBLISH_FAILURES_PER_MIN + 2; i++)
+      expect((await attempt(room, PUBLISH_TOKEN, address)).status).toBe(201);
     for (let i = 0; i < PUBLISH_FAILURES_PER_MIN; i++) expect((await attempt(room, "wrong", address)).status).toBe(401);
     await expectThrottled(await attempt(room, "wrong", address));
   });

@@ -67,7 +67,9 @@ export class Client {
       const text = typeof event.data === "string" ? event.data : "<binary>";
       // Everything but the keep-alive must be a JSON frame; a test that
       // receives anything else fails on the parse.
-      this.#inbox.push(text === "pong" ? { kind: "text", text } : { kind: "frame", frame: JSON.parse(text) as ServerFrame });
+      this.#inbox.push(
+        text === "pong" ? { kind: "text", text } : { kind: "frame", frame: JSON.parse(text) as ServerFrame },
+      );
       this.#wake();
     });
     ws.accept({ allowHalfOpen: halfOpen });
@@ -188,7 +190,10 @@ export async function open(room: string, options: ConnectOptions = {}): Promise<
 }
 
 /** Opens a client and reads its welcome. */
-export async function join(room: string, options: ConnectOptions = {}): Promise<{ client: Client; welcome: WelcomeFrame }> {
+export async function join(
+  room: string,
+  options: ConnectOptions = {},
+): Promise<{ client: Client; welcome: WelcomeFrame }> {
   const client = await open(room, options);
   return { client, welcome: await client.welcome() };
 }

@@ -37,7 +37,13 @@ describe("History across a change of HISTORY_SIZE", () => {
       write(new History(sql, 10), 1, 15);
       write(new History(sql, 20), 16, 21);
       const reread = new History(sql, 20);
-      return { all: reread.since(null), after12: reread.since(12), after5: reread.since(5), after4: reread.since(4), rows: rows(sql) };
+      return {
+        all: reread.since(null),
+        after12: reread.since(12),
+        after5: reread.since(5),
+        after4: reread.since(4),
+        rows: rows(sql),
+      };
     });
     expect(ids(result.all)).toEqual(range(6, 21));
     expect(result.all.messages.map((m) => m.text)).toEqual(range(6, 21).map((id) => `m${id}`));
@@ -98,7 +104,13 @@ describe("History across a change of HISTORY_SIZE", () => {
         );
       }
       const history = new History(sql, 20);
-      return { all: history.since(null), after12: history.since(12), after11: history.since(11), after9: history.since(9), after8: history.since(8) };
+      return {
+        all: history.since(null),
+        after12: history.since(12),
+        after11: history.since(11),
+        after9: history.since(9),
+        after8: history.since(8),
+      };
     });
     expect(ids(result.all)).toEqual([6, 7, 8, 9, ...range(12, 21)]);
     expect(result.after12).toMatchObject({ gap: false });
@@ -148,7 +160,12 @@ describe("origins of a large room's messages", () => {
       reread.load();
       const before = reread.hasOrigin("lobby/1/i/7");
       write(reread, 3, 4);
-      return { rowsWritten: cost.rowsWritten, before, other: reread.hasOrigin("lobby/1/i/8"), after: reread.hasOrigin("lobby/1/i/7") };
+      return {
+        rowsWritten: cost.rowsWritten,
+        before,
+        other: reread.hasOrigin("lobby/1/i/8"),
+        after: reread.hasOrigin("lobby/1/i/7"),
+      };
     });
     expect(result).toEqual({ rowsWritten: 1, before: true, other: false, after: false });
   });
@@ -158,7 +175,11 @@ describe("origins of a large room's messages", () => {
       sql.exec(
         "CREATE TABLE messages (slot INTEGER PRIMARY KEY, id INTEGER NOT NULL, ts INTEGER NOT NULL, from_id TEXT NOT NULL, from_name TEXT NOT NULL, text TEXT NOT NULL, nonce TEXT)",
       );
-      sql.exec("INSERT INTO messages (slot, id, ts, from_id, from_name, text, nonce) VALUES (1, 1, 1, ?, ?, 'old', NULL)", user.id, user.name);
+      sql.exec(
+        "INSERT INTO messages (slot, id, ts, from_id, from_name, text, nonce) VALUES (1, 1, 1, ?, ?, 'old', NULL)",
+        user.id,
+        user.name,
+      );
       const history = new History(sql, 10);
       const old = history.since(null).messages.map((m) => m.text);
       history.append(user, "new", undefined, 2, "r/1/i/1");

@@ -9,7 +9,6 @@ import type { ChatRoom } from "../src/room.ts";
 import { seeded as random } from "../tools/harness/random.ts";
 import { freshRoom, join, request, roomStub, seed, upgradeHeaders } from "./helpers.ts";
 
-
 async function storedTexts(room: string): Promise<string[]> {
   const res = await request(`/api/rooms/${room}/messages`);
   const page = (await res.json()) as { messages: { text: string }[] };
@@ -49,13 +48,19 @@ describe("hostile frames", () => {
       ['{"type":"message","text":"x","__proto__":{"type":"nope"}}', { text: "x" }],
       ['{"__proto__":{"type":"message","text":"inherited"}}', "unknown_type"],
       ['{"type":"message","__proto__":{"text":"inherited","nonce":"n1"}}', "invalid_message"],
-      ['{"type":"message","text":"y","__proto__":{"nonce":"inherited"},"from":{"id":"bot","name":"admin"},"id":1}', { text: "y" }],
+      [
+        '{"type":"message","text":"y","__proto__":{"nonce":"inherited"},"from":{"id":"bot","name":"admin"},"id":1}',
+        { text: "y" },
+      ],
       ['{"type":"message","type":"nope","text":"x"}', "unknown_type"],
       ['{"type":"toString","text":"x"}', "unknown_type"],
       ["1".repeat(400), "bad_json"],
       ['{"type":"message","text":"x"}garbage', "bad_json"],
       ["\u0000", "bad_json"],
-      ['{"type":"message","text":"\\u0000\\u0007 escaped control characters are text"}', { text: "\u0000\u0007 escaped control characters are text" }],
+      [
+        '{"type":"message","text":"\\u0000\\u0007 escaped control characters are text"}',
+        { text: "\u0000\u0007 escaped control characters are text" },
+      ],
       ['{"type":"message","text":"raw \u0007 control characters are not JSON"}', "bad_json"],
     ];
     for (const [frame] of frames) client.send(frame);
@@ -67,7 +72,13 @@ describe("hostile frames", () => {
         expect(got, frame).toEqual({ type: "error", code: expected, message: expect.any(String) });
         continue;
       }
-      const message = { type: "message", id: stored.length + 1, ts: expect.any(Number), from: welcome.you, text: expected.text };
+      const message = {
+        type: "message",
+        id: stored.length + 1,
+        ts: expect.any(Number),
+        from: welcome.you,
+        text: expected.text,
+      };
       expect(got, frame).toEqual(message);
       // Only the fields the room builds: a __proto__ key, `from` or `id` from the client never come along.
       expect(Object.keys(got), frame).toEqual(["type", "id", "ts", "from", "text"]);
@@ -81,7 +92,7 @@ describe("hostile frames", () => {
     const { client } = await join(freshRoom());
     client.send("[".repeat(8000) + "]".repeat(8000));
     await client.error("bad_json");
-    client.send(`{"type":"message","text":"deep","x":${"{\"a\":".repeat(1300)}1${"}".repeat(1300)}}`);
+    client.send(`{"type":"message","text":"deep","x":${'{"a":'.repeat(1300)}1${"}".repeat(1300)}}`);
     expect((await client.message()).text).toBe("deep");
   });
 
@@ -92,10 +103,31 @@ describe("hostile frames", () => {
     const { client } = await join(room);
     await bystander.client.next("join");
     const next = random(42);
-    const alphabet = ['{', '}', '[', ']', '"', ':', ',', "type", "message", "text", "nonce", "\\u", "\\ud800", "1e9", "null", "x", " "];
+    const alphabet = [
+      "{",
+      "}",
+      "[",
+      "]",
+      '"',
+      ":",
+      ",",
+      "type",
+      "message",
+      "text",
+      "nonce",
+      "\\u",
+      "\\ud800",
+      "1e9",
+      "null",
+      "x",
+      " ",
+    ];
     // Under 20, so the connection is never closed for errors.
     for (let i = 0; i < 19; i++) {
-      const parts = Array.from({ length: 1 + Math.floor(next() * 30) }, () => alphabet[Math.floor(next() * alphabet.length)]);
+      const parts = Array.from(
+        { length: 1 + Math.floor(next() * 30) },
+        () => alphabet[Math.floor(next() * alphabet.length)],
+      );
       client.send(parts.join(""));
     }
     for (let i = 0; i < 19; i++) {
@@ -168,7 +200,9 @@ describe("restarts", () => {
     await expect(runInDurableObject(roomStub(room), (_: ChatRoom, state) => state.abort("reset"))).rejects.toThrow();
     await seed(room, 1);
     const res = await request(`/api/rooms/${room}/messages?after=9`);
-    expect(((await res.json()) as { messages: { id: number; text: string }[] }).messages.map((m) => m.id)).toEqual([10, 11]);
+    expect(((await res.json()) as { messages: { id: number; text: string }[] }).messages.map((m) => m.id)).toEqual([
+      10, 11,
+    ]);
   });
 });
 
@@ -192,7 +226,9 @@ describe("names", () => {
       const ws = res.webSocket!;
       ws.accept();
       const welcome = await new Promise<{ you: { name: string } }>((resolve) =>
-        ws.addEventListener("message", (e) => resolve(JSON.parse(String(e.data)) as { you: { name: string } }), { once: true }),
+        ws.addEventListener("message", (e) => resolve(JSON.parse(String(e.data)) as { you: { name: string } }), {
+          once: true,
+        }),
       );
       if (typeof expected === "string") expect(welcome.you.name).toBe(expected);
       else expect(welcome.you.name).toMatch(expected);

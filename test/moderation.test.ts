@@ -131,7 +131,13 @@ describe("Moderation store", () => {
       const rebanned = store.banOf("u_new", NET, T0 + 20 * MINUTE).ban;
       return { seen, foreverWins, afterUnban, rebanned };
     });
-    expect(result.seen).toEqual({ longest: "second", afterFirst: "second", otherNet: null, verified: null, afterBoth: null });
+    expect(result.seen).toEqual({
+      longest: "second",
+      afterFirst: "second",
+      otherNet: null,
+      verified: null,
+      afterBoth: null,
+    });
     expect(result.foreverWins).toBe("u_f");
     expect(result.afterUnban).toBe("first");
     expect(result.rebanned).toMatchObject({ user: "u_g1", address: NET, until: T0 + 31 * MINUTE, reason: "again" });
@@ -190,7 +196,13 @@ describe("Moderation store", () => {
       const store = new Moderation(state.storage.sql);
       const ban = store.banOf("u_other", NET, T0 + MINUTE);
       const warm = [store.banOf("v_x", null, T0 + MINUTE), store.list(T0 + MINUTE), store.settings()];
-      return { schema, ban, warm: warm.map((r) => r.cost), list: store.list(T0 + MINUTE).bans, settings: store.settings().settings };
+      return {
+        schema,
+        ban,
+        warm: warm.map((r) => r.cost),
+        list: store.list(T0 + MINUTE).bans,
+        settings: store.settings().settings,
+      };
     });
     // One scan of sqlite_master (whatever else the room keeps), then the two ban rows.
     expect(reopened.ban).toEqual({
@@ -315,9 +327,23 @@ describe("a guest's moderation frames", () => {
     client.send({ type: "ban", user: "u_x", minutes: 5, nonce: "b1" });
     client.send({ type: "unban", user: "u_x", nonce: "u1" });
     client.send({ type: "settings", slowMode: 10 });
-    expect(await client.next("the ban's error")).toEqual({ type: "error", code: "forbidden", message: "only moderators may send ban", nonce: "b1" });
-    expect(await client.next("the unban's error")).toEqual({ type: "error", code: "forbidden", message: "only moderators may send unban", nonce: "u1" });
-    expect(await client.next("the settings' error")).toEqual({ type: "error", code: "forbidden", message: "only moderators may send settings" });
+    expect(await client.next("the ban's error")).toEqual({
+      type: "error",
+      code: "forbidden",
+      message: "only moderators may send ban",
+      nonce: "b1",
+    });
+    expect(await client.next("the unban's error")).toEqual({
+      type: "error",
+      code: "forbidden",
+      message: "only moderators may send unban",
+      nonce: "u1",
+    });
+    expect(await client.next("the settings' error")).toEqual({
+      type: "error",
+      code: "forbidden",
+      message: "only moderators may send settings",
+    });
     client.say("still here");
     expect(await client.message()).toMatchObject({ id: 1, text: "still here" });
   });

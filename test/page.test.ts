@@ -24,7 +24,11 @@ describe("conditional requests for the page", () => {
     const file = await env.ASSETS.fetch("https://chat.example/");
     const etag = file.headers.get("ETag");
     expect(etag).not.toBeNull();
-    expect(await pageHeaders("/", { headers: { "If-None-Match": etag! } })).toMatchObject({ status: 200, etag: null, meta: [""] });
+    expect(await pageHeaders("/", { headers: { "If-None-Match": etag! } })).toMatchObject({
+      status: 200,
+      etag: null,
+      meta: [""],
+    });
   });
 });
 

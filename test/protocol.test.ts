@@ -55,13 +55,19 @@ describe("parseClientFrame", () => {
       ok: true,
       value: { type: "message", text: "  hi\n", nonce: "c1" },
     });
-    expect(parseClientFrame('{"type":"message","text":"hi"}')).toEqual({ ok: true, value: { type: "message", text: "hi" } });
+    expect(parseClientFrame('{"type":"message","text":"hi"}')).toEqual({
+      ok: true,
+      value: { type: "message", text: "hi" },
+    });
   });
 
   it("counts the text limit in code points, so 2000 emoji pass", () => {
     const text = "😀".repeat(2000);
     expect(text.length).toBe(4000);
-    expect(parseClientFrame(JSON.stringify({ type: "message", text }))).toEqual({ ok: true, value: { type: "message", text } });
+    expect(parseClientFrame(JSON.stringify({ type: "message", text }))).toEqual({
+      ok: true,
+      value: { type: "message", text },
+    });
   });
 
   it("accepts a nonce of 64 and ignores unknown fields", () => {
@@ -80,13 +86,19 @@ describe("parseClientFrame", () => {
   });
 
   it("keeps a valid nonce with an invalid_message refusal", () => {
-    expect(parseClientFrame('{"type":"message","text":"","nonce":"c7"}')).toMatchObject({ ok: false, code: "invalid_message", nonce: "c7" });
+    expect(parseClientFrame('{"type":"message","text":"","nonce":"c7"}')).toMatchObject({
+      ok: false,
+      code: "invalid_message",
+      nonce: "c7",
+    });
     expect(parseClientFrame('{"type":"message","text":"","nonce":7}')).not.toHaveProperty("nonce");
     expect(parseClientFrame('{"type":"shout","nonce":"c7"}')).not.toHaveProperty("nonce");
   });
 
   it("returns a value of its own making: no key of the frame's but text and nonce, a plain prototype", () => {
-    const parsed = parseClientFrame('{"type":"message","text":"x","__proto__":{"nonce":"n","text":"y"},"from":"admin","id":7}');
+    const parsed = parseClientFrame(
+      '{"type":"message","text":"x","__proto__":{"nonce":"n","text":"y"},"from":"admin","id":7}',
+    );
     expect(parsed).toEqual({ ok: true, value: { type: "message", text: "x" } });
     if (!parsed.ok) return;
     expect(Object.keys(parsed.value)).toEqual(["type", "text"]);
@@ -101,9 +113,13 @@ describe("parseClientFrame", () => {
     let answers: Parsed<ClientFrame>[];
     try {
       Object.assign(proto, polluted);
-      answers = ['{"text":"x"}', '{"type":"message"}', '{"type":"message","text":"x"}', '{"type":"ack"}', '{"type":"message","text":""}'].map(
-        parseClientFrame,
-      );
+      answers = [
+        '{"text":"x"}',
+        '{"type":"message"}',
+        '{"type":"message","text":"x"}',
+        '{"type":"ack"}',
+        '{"type":"message","text":""}',
+      ].map(parseClientFrame);
     } finally {
       for (const key of Object.keys(polluted)) delete proto[key];
     }
@@ -146,10 +162,19 @@ describe("normalizeName", () => {
     expect(normalizeName("😀".repeat(32))).toBe("😀".repeat(32));
     expect(normalizeName("Zoë ☕")).toBe("Zoë ☕");
   });
-  it.each([null, undefined, "", "   ", "x".repeat(33), "😀".repeat(33), "a\u0000b", "a\nb", "a\u007f", "a\u0085", "\ud800x"])(
-    "rejects %j",
-    (raw) => expect(normalizeName(raw)).toBeNull(),
-  );
+  it.each([
+    null,
+    undefined,
+    "",
+    "   ",
+    "x".repeat(33),
+    "😀".repeat(33),
+    "a\u0000b",
+    "a\nb",
+    "a\u007f",
+    "a\u0085",
+    "\ud800x",
+  ])("rejects %j", (raw) => expect(normalizeName(raw)).toBeNull());
   // v1.1 "Display names": what reorders or hides the text beside a name.
   it.each([
     ["U+061C arabic letter mark", "a\u061cb"],
@@ -195,7 +220,9 @@ describe("parseAfter", () => {
     ["42", 42],
     ["007", 7],
   ])("reads %s", (raw, n) => expect(parseAfter(raw)).toBe(n));
-  it.each([null, "", "-1", "1.5", "1e3", " 1", "1 ", "0x10", "abc", "١٢"])("ignores %j", (raw) => expect(parseAfter(raw)).toBeNull());
+  it.each([null, "", "-1", "1.5", "1e3", " 1", "1 ", "0x10", "abc", "١٢"])("ignores %j", (raw) =>
+    expect(parseAfter(raw)).toBeNull(),
+  );
 });
 
 describe("limits", () => {

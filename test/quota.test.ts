@@ -7,7 +7,13 @@ import { RoomQuota, type QuotaSettings } from "../src/quota.ts";
 import type { Session } from "../src/session.ts";
 
 const T = 1_000_000;
-const settings: QuotaSettings = { rateBurst: 3, ratePerSec: 1, addressRateBurst: 5, addressRatePerSec: 1, addressSocketsPerRoom: 2 };
+const settings: QuotaSettings = {
+  rateBurst: 3,
+  ratePerSec: 1,
+  addressRateBurst: 5,
+  addressRatePerSec: 1,
+  addressSocketsPerRoom: 2,
+};
 
 function session(quota: RoomQuota, userId: string, address: string, now = T): Session {
   return {
@@ -141,12 +147,34 @@ describe("abuse limit settings", () => {
   });
 
   it("reads 0 as off, not as a malformed value", () => {
-    const vars = { ADDRESS_RATE_BURST: "0", ADDRESS_RATE_PER_SEC: "0", ADDRESS_SOCKETS_PER_ROOM: "0", IP_CONNECT_PER_MIN: "0", API_PER_MIN: "0" };
-    expect(readConfig(vars)).toMatchObject({ addressRateBurst: 0, addressRatePerSec: 0, addressSocketsPerRoom: 0, ipConnectPerMin: 0, apiPerMin: 0 });
+    const vars = {
+      ADDRESS_RATE_BURST: "0",
+      ADDRESS_RATE_PER_SEC: "0",
+      ADDRESS_SOCKETS_PER_ROOM: "0",
+      IP_CONNECT_PER_MIN: "0",
+      API_PER_MIN: "0",
+    };
+    expect(readConfig(vars)).toMatchObject({
+      addressRateBurst: 0,
+      addressRatePerSec: 0,
+      addressSocketsPerRoom: 0,
+      ipConnectPerMin: 0,
+      apiPerMin: 0,
+    });
   });
 
   it("falls back to the default for a malformed value", () => {
-    const vars = { ADDRESS_RATE_BURST: "-1", ADDRESS_RATE_PER_SEC: "x", ADDRESS_SOCKETS_PER_ROOM: "1.5", API_PER_MIN: "lots" };
-    expect(readConfig(vars)).toMatchObject({ addressRateBurst: 30, addressRatePerSec: 15, addressSocketsPerRoom: 100, apiPerMin: 120 });
+    const vars = {
+      ADDRESS_RATE_BURST: "-1",
+      ADDRESS_RATE_PER_SEC: "x",
+      ADDRESS_SOCKETS_PER_ROOM: "1.5",
+      API_PER_MIN: "lots",
+    };
+    expect(readConfig(vars)).toMatchObject({
+      addressRateBurst: 30,
+      addressRatePerSec: 15,
+      addressSocketsPerRoom: 100,
+      apiPerMin: 120,
+    });
   });
 });

@@ -61,7 +61,11 @@ describe("messages", () => {
     const room = freshRoom();
     const alice = await join(room, { name: "alice" });
     const bob = await join(room, { name: "bob" });
-    expect(await alice.client.next("bob's join")).toEqual({ type: "join", user: bob.welcome.you, ts: expect.any(Number) });
+    expect(await alice.client.next("bob's join")).toEqual({
+      type: "join",
+      user: bob.welcome.you,
+      ts: expect.any(Number),
+    });
     const before = Date.now();
     alice.client.say("  hello\nworld  ", "c1");
     const expected = {
@@ -184,7 +188,10 @@ describe("history", () => {
     await seed(room, 3);
     for (const after of ["-1", "1.5", "1e2", "abc", " 2", "0x2", ""]) {
       const { welcome } = await join(room, { after });
-      expect(welcome.history.map((m) => m.id), `after=${after}`).toEqual([1, 2, 3]);
+      expect(
+        welcome.history.map((m) => m.id),
+        `after=${after}`,
+      ).toEqual([1, 2, 3]);
       expect(welcome.gap).toBe(false);
     }
   });
@@ -236,7 +243,11 @@ describe("presence", () => {
     const room = freshRoom();
     const watcher = await join(room, { name: "watcher" });
     const first = await join(room, { name: "alice" });
-    expect(await watcher.client.next("alice's join")).toEqual({ type: "join", user: first.welcome.you, ts: expect.any(Number) });
+    expect(await watcher.client.next("alice's join")).toEqual({
+      type: "join",
+      user: first.welcome.you,
+      ts: expect.any(Number),
+    });
     const second = await join(room, { name: "alice", token: first.welcome.token });
     expect(second.welcome.you.id).toBe(first.welcome.you.id);
     await watcher.client.quiet();
@@ -310,7 +321,11 @@ describe("bad input", () => {
     ["a lone surrogate", '{"type":"message","text":"a\\ud800b"}', "invalid_message"],
     ["text of 2001 characters", JSON.stringify({ type: "message", text: "x".repeat(2001) }), "invalid_message"],
     ["a nonce that is not a string", '{"type":"message","text":"hi","nonce":7}', "invalid_message"],
-    ["a nonce of 65 characters", JSON.stringify({ type: "message", text: "hi", nonce: "n".repeat(65) }), "invalid_message"],
+    [
+      "a nonce of 65 characters",
+      JSON.stringify({ type: "message", text: "hi", nonce: "n".repeat(65) }),
+      "invalid_message",
+    ],
     ["text inherited through __proto__", '{"type":"message","__proto__":{"text":"hi"}}', "invalid_message"],
   ];
 
@@ -330,7 +345,12 @@ describe("bad input", () => {
   it("echoes the nonce of a refused message (extension)", async () => {
     const { client } = await join(freshRoom());
     client.send({ type: "message", text: "   ", nonce: "c9" });
-    expect(await client.next("error")).toEqual({ type: "error", code: "invalid_message", message: expect.any(String), nonce: "c9" });
+    expect(await client.next("error")).toEqual({
+      type: "error",
+      code: "invalid_message",
+      message: expect.any(String),
+      nonce: "c9",
+    });
     for (let i = 0; i < 11; i++) client.say(`m${i}`, `n${i}`);
     for (let i = 0; i < 10; i++) await client.message();
     expect(await client.next("rate_limited")).toMatchObject({ type: "error", code: "rate_limited", nonce: "n10" });
@@ -436,7 +456,11 @@ describe("hibernation", () => {
     expect(carol.welcome.online).toHaveLength(3);
     bob.client.close();
     expect(await alice.client.next("carol's join")).toMatchObject({ type: "join" });
-    expect(await alice.client.next("bob's leave")).toEqual({ type: "leave", user: bob.welcome.you, ts: expect.any(Number) });
+    expect(await alice.client.next("bob's leave")).toEqual({
+      type: "leave",
+      user: bob.welcome.you,
+      ts: expect.any(Number),
+    });
   });
 
   it("wakes for a close: the user's only socket leaves once, and presence is right for the next one in", async () => {
@@ -447,7 +471,11 @@ describe("hibernation", () => {
     await evictDurableObject(roomStub(room));
     bob.client.close();
     expect(await bob.client.closed).toEqual({ code: 1000, reason: expect.any(String) });
-    expect(await alice.client.next("bob's leave")).toEqual({ type: "leave", user: bob.welcome.you, ts: expect.any(Number) });
+    expect(await alice.client.next("bob's leave")).toEqual({
+      type: "leave",
+      user: bob.welcome.you,
+      ts: expect.any(Number),
+    });
     await alice.client.quiet();
     const carol = await join(room, { name: "carol" });
     expect(carol.welcome.online).toHaveLength(2);
@@ -459,7 +487,11 @@ describe("hibernation", () => {
     const watcher = await join(room, { name: "watcher" });
     const first = await join(room, { name: "alice" });
     const second = await join(room, { name: "alice", token: first.welcome.token });
-    expect(await watcher.client.next("alice's join")).toEqual({ type: "join", user: first.welcome.you, ts: expect.any(Number) });
+    expect(await watcher.client.next("alice's join")).toEqual({
+      type: "join",
+      user: first.welcome.you,
+      ts: expect.any(Number),
+    });
     await evictDurableObject(roomStub(room));
     // The close is the event that wakes the room.
     first.client.close();
@@ -467,12 +499,18 @@ describe("hibernation", () => {
     await watcher.client.quiet();
     const late = await join(room, { name: "late" });
     expect(late.welcome.online).toHaveLength(3);
-    expect(late.welcome.online).toEqual(expect.arrayContaining([watcher.welcome.you, first.welcome.you, late.welcome.you]));
+    expect(late.welcome.online).toEqual(
+      expect.arrayContaining([watcher.welcome.you, first.welcome.you, late.welcome.you]),
+    );
     await watcher.client.next("late's join");
     await evictDurableObject(roomStub(room));
     second.client.close();
     await second.client.closed;
-    expect(await watcher.client.next("alice's leave")).toEqual({ type: "leave", user: first.welcome.you, ts: expect.any(Number) });
+    expect(await watcher.client.next("alice's leave")).toEqual({
+      type: "leave",
+      user: first.welcome.you,
+      ts: expect.any(Number),
+    });
     await watcher.client.quiet();
   });
 });
@@ -507,7 +545,11 @@ describe("dead connections", () => {
     await alice.client.next("ghost's join");
     await silence(room, ghost.welcome.you.id, 61_000);
     expect(await runDurableObjectAlarm(roomStub(room))).toBe(true);
-    expect(await alice.client.next("ghost's leave")).toEqual({ type: "leave", user: ghost.welcome.you, ts: expect.any(Number) });
+    expect(await alice.client.next("ghost's leave")).toEqual({
+      type: "leave",
+      user: ghost.welcome.you,
+      ts: expect.any(Number),
+    });
     expect((await ghost.client.closed).code).toBe(1000);
     // Alice was active, so she stays, and the sweep stays scheduled for her.
     alice.client.say("still here");
@@ -523,7 +565,11 @@ describe("dead connections", () => {
     await alice.client.next("ghost's join");
     await silence(room, ghost.welcome.you.id, 61_000);
     expect(await runDurableObjectAlarm(roomStub(room))).toBe(true);
-    expect(await alice.client.next("ghost's leave")).toEqual({ type: "leave", user: ghost.welcome.you, ts: expect.any(Number) });
+    expect(await alice.client.next("ghost's leave")).toEqual({
+      type: "leave",
+      user: ghost.welcome.you,
+      ts: expect.any(Number),
+    });
     expect((await ghost.client.closed).code).toBe(1000);
     // The room forgets everything in memory; then the ghost's close arrives.
     await evictDurableObject(roomStub(room));
@@ -607,7 +653,14 @@ describe("faults", () => {
       await alice.client.quiet();
       const faults = errors.mock.calls.map(([line]) => String(line)).filter((line) => line.includes('"event":"fault"'));
       expect(faults.map((line) => JSON.parse(line) as unknown)).toEqual([
-        { level: "error", event: "fault", component: "room", where: "close", code: 1000, error: "Error: injected fault in getWebSockets" },
+        {
+          level: "error",
+          event: "fault",
+          component: "room",
+          where: "close",
+          code: 1000,
+          error: "Error: injected fault in getWebSockets",
+        },
       ]);
     } finally {
       errors.mockRestore();

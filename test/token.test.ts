@@ -45,7 +45,19 @@ describe("bearerMatches", () => {
     for (const header of ["Bearer s3cret", "bearer s3cret", "BEARER s3cret", "bEaReR  s3cret"]) {
       expect(await bearerMatches(header, "s3cret"), header).toBe(true);
     }
-    for (const header of [null, "", "s3cret", "Bearer", "Bearer ", "Bearer s3cre", "Bearer s3cret ", "Bearer S3CRET", "Bearers3cret", "Bearer\ts3cret", "Basic s3cret"]) {
+    for (const header of [
+      null,
+      "",
+      "s3cret",
+      "Bearer",
+      "Bearer ",
+      "Bearer s3cre",
+      "Bearer s3cret ",
+      "Bearer S3CRET",
+      "Bearers3cret",
+      "Bearer\ts3cret",
+      "Basic s3cret",
+    ]) {
       expect(await bearerMatches(header, "s3cret"), String(header)).toBe(false);
     }
   });

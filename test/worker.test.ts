@@ -4,7 +4,18 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Message } from "../src/protocol.ts";
 import worker from "../src/worker.ts";
-import { Client, ORIGIN, PUBLISH_TOKEN, edgeRequest, freshIp, freshRoom, join, publish, request, upgradeHeaders } from "./helpers.ts";
+import {
+  Client,
+  ORIGIN,
+  PUBLISH_TOKEN,
+  edgeRequest,
+  freshIp,
+  freshRoom,
+  join,
+  publish,
+  request,
+  upgradeHeaders,
+} from "./helpers.ts";
 
 /** Calls the Worker with some settings changed, as a deployment with other vars would. */
 function withEnv(overrides: Partial<Env>, path: string, init: RequestInit = {}): Promise<Response> {
@@ -44,17 +55,26 @@ describe("routing", () => {
     client.close();
   });
 
-  it.each(["-x", "_x", "a%20b", "caf%C3%A9", "r".repeat(65), "a.b", "%E2%84%AA"])("refuses the room name %s with 400", async (room) => {
-    await expectError(await request(`/chat/${room}`, { headers: upgradeHeaders() }), 400, "invalid_room");
-    await expectError(await request(`/api/rooms/${room}/messages`), 400, "invalid_room");
-  });
-
-  it.each(["/chat/a/b", "/chat//", "/api", "/api/", "/api/rooms", "/api/rooms/a", "/api/rooms/a/other", "/api/rooms/a/messages/1"])(
-    "answers the unknown path %s with 404",
-    async (path) => {
-      await expectError(await request(path, { headers: upgradeHeaders() }), 404, "not_found");
+  it.each(["-x", "_x", "a%20b", "caf%C3%A9", "r".repeat(65), "a.b", "%E2%84%AA"])(
+    "refuses the room name %s with 400",
+    async (room) => {
+      await expectError(await request(`/chat/${room}`, { headers: upgradeHeaders() }), 400, "invalid_room");
+      await expectError(await request(`/api/rooms/${room}/messages`), 400, "invalid_room");
     },
   );
+
+  it.each([
+    "/chat/a/b",
+    "/chat//",
+    "/api",
+    "/api/",
+    "/api/rooms",
+    "/api/rooms/a",
+    "/api/rooms/a/other",
+    "/api/rooms/a/messages/1",
+  ])("answers the unknown path %s with 404", async (path) => {
+    await expectError(await request(path, { headers: upgradeHeaders() }), 404, "not_found");
+  });
 
   it("checks in order: path, room name, upgrade, origin", async () => {
     const foreign = { Origin: "https://evil.example" };
@@ -82,7 +102,11 @@ describe("origin check", () => {
 
   it("refuses a foreign origin and the null origin with 403", async () => {
     for (const origin of ["https://evil.example", "http://chat.example", "https://chat.example:8443", "null"]) {
-      await expectError(await request(room(), { headers: upgradeHeaders({ Origin: origin }) }), 403, "forbidden_origin");
+      await expectError(
+        await request(room(), { headers: upgradeHeaders({ Origin: origin }) }),
+        403,
+        "forbidden_origin",
+      );
     }
   });
 
@@ -124,8 +148,10 @@ describe("per-IP connect limit", () => {
     const b = crypto.getRandomValues(new Uint16Array(2));
     const prefix = `2001:db8:${b[0]!.toString(16)}:${b[1]!.toString(16)}`;
     const vars = { IP_CONNECT_PER_MIN: "3" };
-    const from = (ip: string) => withEnv(vars, `/chat/${freshRoom()}`, { headers: upgradeHeaders({ "CF-Connecting-IP": ip }) });
-    for (const ip of [`${prefix}::1`, `${prefix}:aaaa:bbbb:cccc:dddd`, `${prefix.toUpperCase()}:0:0:0:3`]) expect((await from(ip)).status).toBe(101);
+    const from = (ip: string) =>
+      withEnv(vars, `/chat/${freshRoom()}`, { headers: upgradeHeaders({ "CF-Connecting-IP": ip }) });
+    for (const ip of [`${prefix}::1`, `${prefix}:aaaa:bbbb:cccc:dddd`, `${prefix.toUpperCase()}:0:0:0:3`])
+      expect((await from(ip)).status).toBe(101);
     await expectError(await from(`${prefix}::4`), 429, "too_many_connections");
     expect((await from(`2001:db8:${b[0]!.toString(16)}:${(b[1]! ^ 1).toString(16)}::1`)).status).toBe(101);
   });
@@ -191,7 +217,12 @@ describe("POST /api/rooms/{room}/messages", () => {
 
   it("names the bot `bot` when the name is absent or not valid, and ignores a forged from", async () => {
     const room = freshRoom();
-    for (const body of [{ text: "a" }, { text: "b", name: "" }, { text: "c", name: "x".repeat(33) }, { text: "d", name: 5 }]) {
+    for (const body of [
+      { text: "a" },
+      { text: "b", name: "" },
+      { text: "c", name: "x".repeat(33) },
+      { text: "d", name: 5 },
+    ]) {
       const res = await publish(room, { ...body, from: { id: "u_admin", name: "admin" } });
       expect(res.status).toBe(201);
       expect(((await res.json()) as Message).from).toEqual({ id: "bot", name: "bot" });
@@ -210,8 +241,16 @@ describe("POST /api/rooms/{room}/messages", () => {
 
   it("answers 404 when no PUBLISH_TOKEN is configured, before looking at the token", async () => {
     const init = { method: "POST", headers: { Authorization: `Bearer ${PUBLISH_TOKEN}` }, body: '{"text":"x"}' };
-    await expectError(await withEnv({ PUBLISH_TOKEN: undefined }, `/api/rooms/${freshRoom()}/messages`, init), 404, "not_found");
-    await expectError(await withEnv({ PUBLISH_TOKEN: "" }, `/api/rooms/${freshRoom()}/messages`, init), 404, "not_found");
+    await expectError(
+      await withEnv({ PUBLISH_TOKEN: undefined }, `/api/rooms/${freshRoom()}/messages`, init),
+      404,
+      "not_found",
+    );
+    await expectError(
+      await withEnv({ PUBLISH_TOKEN: "" }, `/api/rooms/${freshRoom()}/messages`, init),
+      404,
+      "not_found",
+    );
   });
 
   it.each([
@@ -240,10 +279,15 @@ describe("identity", () => {
     const room = freshRoom();
     // The development key signs only on a loopback host (test/unconfigured covers the rest).
     const local = (path: string) =>
-      worker.fetch(new Request(`http://localhost:8787${path}`, { headers: upgradeHeaders() }) as Parameters<typeof worker.fetch>[0], {
-        ...env,
-        SESSION_SECRET: undefined,
-      });
+      worker.fetch(
+        new Request(`http://localhost:8787${path}`, { headers: upgradeHeaders() }) as Parameters<
+          typeof worker.fetch
+        >[0],
+        {
+          ...env,
+          SESSION_SECRET: undefined,
+        },
+      );
     const devRes = await local(`/chat/${room}?name=dev`);
     const dev = new Client(devRes.webSocket!);
     const devWelcome = await dev.welcome();

@@ -112,14 +112,21 @@ export class ChatPage {
   }
 
   status(): Promise<string> {
-    return this.page.locator("#status").getAttribute("data-state").then((s) => s ?? "");
+    return this.page
+      .locator("#status")
+      .getAttribute("data-state")
+      .then((s) => s ?? "");
   }
 
   async waitOnline(timeout = 30_000): Promise<void> {
-    await eventually(`${this.name}'s page never showed the connection as online`, async () => (await this.status()) === "online", {
-      timeout,
-      state: async () => `status: ${await this.page.locator("#status").innerText()}`,
-    });
+    await eventually(
+      `${this.name}'s page never showed the connection as online`,
+      async () => (await this.status()) === "online",
+      {
+        timeout,
+        state: async () => `status: ${await this.page.locator("#status").innerText()}`,
+      },
+    );
   }
 
   async send(text: string): Promise<void> {
@@ -133,7 +140,8 @@ export class ChatPage {
     return this.page.evaluate(() =>
       Array.from(document.querySelectorAll("#log > .msg, #log > .system"), (node): LogLine => {
         const el = node as HTMLElement;
-        if (el.classList.contains("system")) return { kind: "system", text: el.querySelector("span")?.textContent ?? "" };
+        if (el.classList.contains("system"))
+          return { kind: "system", text: el.querySelector("span")?.textContent ?? "" };
         return {
           kind: "message",
           text: el.querySelector(".text")?.textContent ?? "",
@@ -155,7 +163,9 @@ export class ChatPage {
     const pending = await this.page.locator("#pending .text").allTextContents();
     return [
       `${this.name}'s page: status ${await this.status()}, ${lines.length} log lines`,
-      ...lines.map((l) => (l.kind === "system" ? `  · ${l.text}` : `  #${l.id} ${l.author}${l.own ? " (own)" : ""}: ${l.text}`)),
+      ...lines.map((l) =>
+        l.kind === "system" ? `  · ${l.text}` : `  #${l.id} ${l.author}${l.own ? " (own)" : ""}: ${l.text}`,
+      ),
       ...pending.map((t) => `  (pending) ${t}`),
     ].join("\n");
   }
@@ -185,7 +195,11 @@ export class ChatPage {
     await eventually(
       `${this.name}'s online list never became ${JSON.stringify(want)}`,
       async () => JSON.stringify((await this.onlineNames()).sort()) === JSON.stringify(want),
-      { timeout, state: async () => `online list: ${JSON.stringify(await this.onlineNames())}, count ${await this.page.locator("#online-count").textContent()}` },
+      {
+        timeout,
+        state: async () =>
+          `online list: ${JSON.stringify(await this.onlineNames())}, count ${await this.page.locator("#online-count").textContent()}`,
+      },
     );
   }
 }

@@ -4,5 +4,10 @@ import { DevServer } from "../../tools/harness/devserver.ts";
 
 /** `vars` override wrangler.toml's [vars] (wrangler's `--var NAME:VALUE`). */
 export function startDevServer(vars: Readonly<Record<string, string>> = {}): Promise<DevServer> {
-  return DevServer.start({ name: "wrangler dev (e2e)", ready: { path: "/", status: 200 }, readyTimeoutMs: 120_000, vars });
+  return DevServer.start({
+    name: "wrangler dev (e2e)",
+    ready: { path: "/", status: 200 },
+    readyTimeoutMs: 120_000,
+    vars,
+  });
 }

@@ -70,7 +70,10 @@ export async function sendRaw(baseUrl: string, room: string, texts: string[]): P
   const ws = new WebSocket(`${baseUrl.replace("http", "ws")}/chat/${room}?name=loadbot`);
   let echoed = 0;
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`only ${echoed} of ${texts.length} raw messages were echoed`)), 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`only ${echoed} of ${texts.length} raw messages were echoed`)),
+      20_000,
+    );
     ws.on("error", reject);
     ws.on("message", (data) => {
       const frame = JSON.parse(String(data)) as { type: string; nonce?: string; code?: string };

@@ -6,7 +6,14 @@
 // in with a JWT (`#auth=…` or postMessage, see auth.js); moderators then get
 // delete, ban and slow mode.
 
-import { NEED_AUTH_MESSAGE, authFromMessage, needsRenewal, parseAllowedOrigins, parseFragment, peekClaims } from "./auth.js";
+import {
+  NEED_AUTH_MESSAGE,
+  authFromMessage,
+  needsRenewal,
+  parseAllowedOrigins,
+  parseFragment,
+  peekClaims,
+} from "./auth.js";
 import { Connection } from "./connection.js";
 import { prefs } from "./prefs.js";
 import { LogWriter, el, nameNode, pendingItem, personItem } from "./render.js";
@@ -106,7 +113,9 @@ const conn = new Connection({ url: socketUrl, onFrame, onState, onClose });
 
 // ---- the host's JWT (auth.js) ------------------------------------------------
 
-const allowedOrigins = parseAllowedOrigins(document.querySelector('meta[name="edge-chat-allowed-origins"]')?.getAttribute("content"));
+const allowedOrigins = parseAllowedOrigins(
+  document.querySelector('meta[name="edge-chat-allowed-origins"]')?.getAttribute("content"),
+);
 /** Framed by a page that may hand over a JWT. */
 const hosted = window.parent !== window && allowedOrigins.length > 0;
 /** The origin of the host page once it has sent a JWT; `need-auth` carries no secret, so before that it goes to any. */
@@ -169,7 +178,10 @@ function askHost() {
 }
 
 addEventListener("message", (ev) => {
-  const jwt = authFromMessage({ data: ev.data, origin: ev.origin, fromParent: hosted && ev.source === window.parent }, allowedOrigins);
+  const jwt = authFromMessage(
+    { data: ev.data, origin: ev.origin, fromParent: hosted && ev.source === window.parent },
+    allowedOrigins,
+  );
   if (jwt === null) return;
   hostOrigin = ev.origin;
   takeAuth(jwt);
@@ -206,7 +218,16 @@ function onFrame(frame) {
     case "settings":
       state.settings(frame.slowMode);
       renderSlowMode();
-      return scroll.append(() => log.system(frame.slowMode === 0 ? "Slow mode is off" : `Slow mode is on: one message every ${duration(frame.slowMode)}`, Date.now()), 0);
+      return scroll.append(
+        () =>
+          log.system(
+            frame.slowMode === 0
+              ? "Slow mode is off"
+              : `Slow mode is on: one message every ${duration(frame.slowMode)}`,
+            Date.now(),
+          ),
+        0,
+      );
     case "presence":
       state.presence(frame);
       return renderPeople();
@@ -255,7 +276,8 @@ function welcome(w) {
   prefs.setBan(room, banHolder(), null);
   renderBan();
   ui.me.textContent = w.you.name;
-  ui.me.title = w.you.verified === true ? "Your name comes from the site you signed in with" : "Change your display name";
+  ui.me.title =
+    w.you.verified === true ? "Your name comes from the site you signed in with" : "Change your display name";
   ui.me.setAttribute("aria-label", w.you.verified === true ? `Signed in as ${w.you.name}` : "Change your display name");
   // Another identity (a JWT arrived, a moderator's role) may delete other messages than the one before.
   if (`${state.me?.id}|${state.isModerator}` !== was) log.actions(view());
@@ -265,7 +287,10 @@ function welcome(w) {
     log.clear();
     log.system("This room's history was reset", Date.now(), "gap");
   } else if (got.history === "gap") {
-    scroll.append(() => log.system("Some messages were missed while you were away — they are no longer kept", Date.now(), "gap"), 0);
+    scroll.append(
+      () => log.system("Some messages were missed while you were away — they are no longer kept", Date.now(), "gap"),
+      0,
+    );
   }
   render(got);
   if (got.trimmed) ui.logStart.textContent = `Older messages in #${room} are no longer kept.`;
@@ -353,7 +378,8 @@ function serverError(code, message, nonce) {
   if (action !== undefined && nonce !== undefined) {
     actions.delete(nonce);
     action.undo();
-    const why = code === "forbidden" ? "not allowed" : code === "not_found" ? "that message is no longer kept" : message || code;
+    const why =
+      code === "forbidden" ? "not allowed" : code === "not_found" ? "that message is no longer kept" : message || code;
     showNotice(`Could not ${action.what}: ${why}.`);
     return;
   }
@@ -502,7 +528,12 @@ function renderSlowMode() {
   ui.sendWait.textContent = wait > 0 ? String(secs) : "";
   ui.send.setAttribute("aria-label", wait > 0 ? `Slow mode: you can send again in ${secs} seconds` : "Send message");
   ui.slowHint.hidden = state.slowMode === 0;
-  ui.slowHint.textContent = state.slowMode === 0 ? "" : state.isModerator ? `Slow mode: every ${duration(state.slowMode)}, not for moderators` : `Slow mode: one message every ${duration(state.slowMode)}`;
+  ui.slowHint.textContent =
+    state.slowMode === 0
+      ? ""
+      : state.isModerator
+        ? `Slow mode: every ${duration(state.slowMode)}, not for moderators`
+        : `Slow mode: one message every ${duration(state.slowMode)}`;
   // Tick on the second boundary of the remaining time, so the number never lags.
   if (wait > 0) slowTimer = setTimeout(renderSlowMode, wait % 1000 || 1000);
 }
@@ -598,7 +629,9 @@ function renderBan() {
   if (ban.until === null) parts.push(" until a moderator lifts the ban.");
   else {
     const mins = Math.max(1, Math.ceil((ban.until - Date.now()) / 60_000));
-    parts.push(` for ${mins < 120 ? `${mins} more minute${mins === 1 ? "" : "s"}` : `about ${Math.round(mins / 60)} more hours`} (until ${clockFormat.format(ban.until)}).`);
+    parts.push(
+      ` for ${mins < 120 ? `${mins} more minute${mins === 1 ? "" : "s"}` : `about ${Math.round(mins / 60)} more hours`} (until ${clockFormat.format(ban.until)}).`,
+    );
     // Try again once it is over; the delay is capped where setTimeout stops counting.
     banTimer = setTimeout(() => conn.retryNow(), Math.min(ban.until - Date.now() + 1000, 2 ** 31 - 1));
   }
@@ -639,7 +672,13 @@ function onState(s) {
   if (s.kind !== announced && s.kind !== "connecting") {
     announced = s.kind;
     ui.announcer.textContent =
-      s.kind === "online" ? "Connected" : s.kind === "offline" ? "You are offline" : s.kind === "stopped" ? "You are banned from this room" : "Connection lost, reconnecting";
+      s.kind === "online"
+        ? "Connected"
+        : s.kind === "offline"
+          ? "You are offline"
+          : s.kind === "stopped"
+            ? "You are banned from this room"
+            : "Connection lost, reconnecting";
   }
   document.body.dataset.connection = s.kind;
   renderPending();
@@ -703,7 +742,9 @@ function askName() {
 }
 ui.nameInput.addEventListener("input", () => {
   ui.nameInput.setCustomValidity(
-    normalizeName(ui.nameInput.value) === null ? "Use 1 to 32 characters, no control or invisible characters, and not “bot”." : "",
+    normalizeName(ui.nameInput.value) === null
+      ? "Use 1 to 32 characters, no control or invisible characters, and not “bot”."
+      : "",
   );
 });
 ui.nameDialog.addEventListener("close", () => {
@@ -743,7 +784,9 @@ ui.switchRoom.addEventListener("click", () => {
 });
 ui.roomInput.addEventListener("input", () => {
   const raw = ui.roomInput.value.trim().replace(/^#/, "");
-  ui.roomInput.setCustomValidity(normalizeRoom(raw) === null ? "Letters, digits, - and _ (up to 64), starting with a letter or digit." : "");
+  ui.roomInput.setCustomValidity(
+    normalizeRoom(raw) === null ? "Letters, digits, - and _ (up to 64), starting with a letter or digit." : "",
+  );
 });
 ui.roomDialog.addEventListener("close", () => {
   if (ui.roomDialog.returnValue !== "go") return;
@@ -798,7 +841,8 @@ document.addEventListener("keydown", (ev) => {
 });
 document.addEventListener("click", (ev) => {
   const target = ev.target instanceof Node ? ev.target : null;
-  if (ui.people.classList.contains("open") && !ui.people.contains(target) && !ui.peopleToggle.contains(target)) showPeople(false);
+  if (ui.people.classList.contains("open") && !ui.people.contains(target) && !ui.peopleToggle.contains(target))
+    showPeople(false);
 });
 
 ui.retry.addEventListener("click", () => conn.retryNow());

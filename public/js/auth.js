@@ -95,7 +95,12 @@ export function isJwt(v) {
 export function peekClaims(jwt) {
   const payload = jwt.split(".")[1] ?? "";
   try {
-    const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(payload.length / 4) * 4, "="));
+    const json = atob(
+      payload
+        .replace(/-/g, "+")
+        .replace(/_/g, "/")
+        .padEnd(Math.ceil(payload.length / 4) * 4, "="),
+    );
     /** @type {unknown} */
     const v = JSON.parse(json);
     if (typeof v !== "object" || v === null) return { exp: null, sub: null };

@@ -226,7 +226,10 @@ export class Connection {
     }
     if (closed === false) return;
     // Only a close the room sent says anything; ours (a timeout) is a dead link.
-    const info = code === undefined ? { ...closed, welcomed: this.#welcomed } : { code: 1006, reason: "", welcomed: this.#welcomed };
+    const info =
+      code === undefined
+        ? { ...closed, welcomed: this.#welcomed }
+        : { code: 1006, reason: "", welcomed: this.#welcomed };
     if (this.#opts.onClose(info)) this.#schedule();
     else this.#set({ kind: "stopped" });
   }

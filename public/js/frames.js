@@ -133,7 +133,9 @@ export function parseServerFrame(raw) {
     // The batching extension (docs/PROTOCOL.md): broadcasts gathered by the room.
     const frames = list(v.frames, (f) => {
       const frame = frameOf(f);
-      return frame === null || frame.type === "welcome" || frame.type === "error" || frame.type === "batch" ? null : frame;
+      return frame === null || frame.type === "welcome" || frame.type === "error" || frame.type === "batch"
+        ? null
+        : frame;
     });
     return frames === null ? null : { type: "batch", frames };
   }
@@ -157,7 +159,16 @@ function frameOf(v) {
       if (you === null || online === null || history === null || lim === null) return null;
       if (typeof v.room !== "string" || typeof v.token !== "string") return null;
       /** @type {WelcomeFrame} */
-      const w = { type: "welcome", room: v.room, you, token: v.token, online, history, gap: v.gap === true, limits: lim };
+      const w = {
+        type: "welcome",
+        room: v.room,
+        you,
+        token: v.token,
+        online,
+        history,
+        gap: v.gap === true,
+        limits: lim,
+      };
       if (isCount(v.onlineCount)) w.onlineCount = Number(v.onlineCount);
       return w;
     }

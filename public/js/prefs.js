@@ -115,7 +115,8 @@ export const prefs = {
       const v = JSON.parse(raw);
       if (typeof v !== "object" || v === null) return null;
       const { reason, until } = /** @type {Record<string, unknown>} */ (v);
-      if (typeof reason !== "string" || !(until === null || (typeof until === "number" && Number.isFinite(until)))) return null;
+      if (typeof reason !== "string" || !(until === null || (typeof until === "number" && Number.isFinite(until))))
+        return null;
       return { reason, until };
     } catch {
       return null;

@@ -19,10 +19,14 @@ export class StickyScroll {
   constructor(box, button) {
     this.#box = box;
     this.#button = button;
-    box.addEventListener("scroll", () => {
-      this.#stuck = this.#atBottom();
-      if (this.#stuck) this.#setUnread(0);
-    }, { passive: true });
+    box.addEventListener(
+      "scroll",
+      () => {
+        this.#stuck = this.#atBottom();
+        if (this.#stuck) this.#setUnread(0);
+      },
+      { passive: true },
+    );
     button.addEventListener("click", () => {
       this.toBottom();
       // The button disappears; keep keyboard focus somewhere useful.

@@ -131,7 +131,9 @@ describe("the socket limit per address and room", () => {
       await join(room, { headers: { "CF-Connecting-IP": ip } });
     }
     await refused(room, { "CF-Connecting-IP": `${prefix}:1234:5678:9abc:def0` });
-    await join(room, { headers: { "CF-Connecting-IP": `2001:db8:${b[0]!.toString(16)}:${(b[1]! ^ 1).toString(16)}::1` } });
+    await join(room, {
+      headers: { "CF-Connecting-IP": `2001:db8:${b[0]!.toString(16)}:${(b[1]! ^ 1).toString(16)}::1` },
+    });
   });
 
   it("keeps its count across a hibernation, and a socket closed after the wake counts once", async () => {
@@ -164,7 +166,8 @@ describe("the HTTP API limit per address", () => {
     expect((await request(`/api/rooms/${room}/messages`, { method: "PUT", headers })).status).toBe(405);
     expect((await request(`/api/rooms/${room}/messages`, { headers })).status).toBe(200);
     expect((await request(`/api/rooms/${room}/messages`, { headers })).status).toBe(200);
-    const post = (init: RequestInit) => request(`/api/rooms/${room}/messages`, { method: "POST", body: '{"text":"x"}', ...init });
+    const post = (init: RequestInit) =>
+      request(`/api/rooms/${room}/messages`, { method: "POST", body: '{"text":"x"}', ...init });
     expect((await post({ headers: { ...headers, Authorization: "Bearer test-publish-token" } })).status).toBe(201);
     expect((await post({ headers: { ...headers, Authorization: "Bearer wrong" } })).status).toBe(401);
     await limited(await request(`/api/rooms/${room}/messages`, { headers }));
@@ -190,10 +193,14 @@ describe("the HTTP API limit per address", () => {
 });
 
 describe("a request without CF-Connecting-IP", () => {
-  const bare = (url: string, headers: Record<string, string> = {}) => exports.default.fetch(new Request(url, { headers }));
+  const bare = (url: string, headers: Record<string, string> = {}) =>
+    exports.default.fetch(new Request(url, { headers }));
 
   it("is refused with 400 on a public host, for upgrades and the API", async () => {
-    for (const res of [await bare(`${ORIGIN}/chat/${freshRoom()}`, { Upgrade: "websocket" }), await bare(`${ORIGIN}/api/rooms/${freshRoom()}/messages`)]) {
+    for (const res of [
+      await bare(`${ORIGIN}/chat/${freshRoom()}`, { Upgrade: "websocket" }),
+      await bare(`${ORIGIN}/api/rooms/${freshRoom()}/messages`),
+    ]) {
       expect(res.status).toBe(400);
       expect(await res.json()).toEqual({ error: "no_client_address", message: expect.any(String) });
     }
@@ -201,7 +208,8 @@ describe("a request without CF-Connecting-IP", () => {
 
   it("counts as the one address loopback on a loopback host", async () => {
     const hosts = ["http://localhost:8787", "http://127.0.0.1:8787", "http://[::1]:8787"];
-    for (const host of [...hosts, hosts[0]!]) expect((await bare(`${host}/api/rooms/${freshRoom()}/messages`)).status).toBe(200);
+    for (const host of [...hosts, hosts[0]!])
+      expect((await bare(`${host}/api/rooms/${freshRoom()}/messages`)).status).toBe(200);
     expect((await bare(`${hosts[1]!}/api/rooms/${freshRoom()}/messages`)).status).toBe(429);
     const room = freshRoom();
     const statuses = [];

@@ -19,7 +19,9 @@ describe("the moderation API and API_PER_MIN", () => {
     expect(limited.headers.get("Retry-After")).toBe("15");
     expect(await limited.json()).toEqual({ error: "too_many_requests", message: "at most 4 API requests a minute" });
     // Another address is not affected.
-    const other = await request(`/api/rooms/${room}/stats`, { headers: { Authorization: "Bearer test-admin-token", "CF-Connecting-IP": freshIp() } });
+    const other = await request(`/api/rooms/${room}/stats`, {
+      headers: { Authorization: "Bearer test-admin-token", "CF-Connecting-IP": freshIp() },
+    });
     expect(other.status).toBe(200);
   });
 });

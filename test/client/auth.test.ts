@@ -16,7 +16,11 @@ import {
 } from "../../public/js/auth.js";
 import { roomFromLocation } from "../../public/js/rules.js";
 
-const base64url = (s: string) => btoa(String.fromCharCode(...new TextEncoder().encode(s))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const base64url = (s: string) =>
+  btoa(String.fromCharCode(...new TextEncoder().encode(s)))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
 const b64url = (v: unknown) => base64url(JSON.stringify(v));
 const jwt = (claims: Record<string, unknown>) => `${b64url({ alg: "HS256", typ: "JWT" })}.${b64url(claims)}.c2ln`;
 const token = jwt({ sub: "alice", exp: 2_000_000_000 });
@@ -83,7 +87,10 @@ describe("postMessage", () => {
 
   it("reads the allowed origins, leaving out what is not one", () => {
     expect(allowed).toEqual(["https://host.example", "https://other.example:8443"]);
-    expect(parseAllowedOrigins("https://a.example/ https://b.example/path null file:///x nonsense *")).toEqual(["https://a.example", "*"]);
+    expect(parseAllowedOrigins("https://a.example/ https://b.example/path null file:///x nonsense *")).toEqual([
+      "https://a.example",
+      "*",
+    ]);
     expect(parseAllowedOrigins("")).toEqual([]);
     expect(parseAllowedOrigins(null)).toEqual([]);
   });
@@ -99,8 +106,14 @@ describe("postMessage", () => {
     ["another origin", { data, origin: "https://evil.example", fromParent: true }],
     ["an allowed origin's look-alike", { data, origin: "https://host.example.evil.example", fromParent: true }],
     ["http instead of https", { data, origin: "http://host.example", fromParent: true }],
-    ["a window other than the parent (a popup, a sibling frame)", { data, origin: "https://host.example", fromParent: false }],
-    ["another message type", { data: { type: "edge-chat:other", jwt: token }, origin: "https://host.example", fromParent: true }],
+    [
+      "a window other than the parent (a popup, a sibling frame)",
+      { data, origin: "https://host.example", fromParent: false },
+    ],
+    [
+      "another message type",
+      { data: { type: "edge-chat:other", jwt: token }, origin: "https://host.example", fromParent: true },
+    ],
     ["a string", { data: JSON.stringify(data), origin: "https://host.example", fromParent: true }],
     ["no JWT", { data: { type: AUTH_MESSAGE, jwt: "not a jwt" }, origin: "https://host.example", fromParent: true }],
     ["null", { data: null, origin: "https://host.example", fromParent: true }],

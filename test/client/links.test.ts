@@ -12,19 +12,34 @@ function links(text: string): [string, string][] {
 
 describe("linkify", () => {
   it.each([
-    ["see https://example.com/a?b=1&c=2#d now", [["https://example.com/a?b=1&c=2#d", "https://example.com/a?b=1&c=2#d"]]],
+    [
+      "see https://example.com/a?b=1&c=2#d now",
+      [["https://example.com/a?b=1&c=2#d", "https://example.com/a?b=1&c=2#d"]],
+    ],
     ["http://example.com", [["http://example.com", "http://example.com/"]]],
     ["HTTPS://EXAMPLE.COM/X", [["HTTPS://EXAMPLE.COM/X", "https://example.com/X"]]],
     // Trailing punctuation belongs to the sentence.
     ["go to https://example.com.", [["https://example.com", "https://example.com/"]]],
-    ["https://example.com/a, https://example.com/b; ok?", [["https://example.com/a", "https://example.com/a"], ["https://example.com/b", "https://example.com/b"]]],
+    [
+      "https://example.com/a, https://example.com/b; ok?",
+      [
+        ["https://example.com/a", "https://example.com/a"],
+        ["https://example.com/b", "https://example.com/b"],
+      ],
+    ],
     ["is it https://example.com/?!", [["https://example.com/", "https://example.com/"]]],
     ["“https://example.com/q”", [["https://example.com/q", "https://example.com/q"]]],
     // Brackets: the URL keeps the ones it opened.
     ["(see https://example.com/a)", [["https://example.com/a", "https://example.com/a"]]],
     ["(https://example.com/a).", [["https://example.com/a", "https://example.com/a"]]],
-    ["https://en.wikipedia.org/wiki/Mercury_(planet)", [["https://en.wikipedia.org/wiki/Mercury_(planet)", "https://en.wikipedia.org/wiki/Mercury_(planet)"]]],
-    ["(https://en.wikipedia.org/wiki/Mercury_(planet))", [["https://en.wikipedia.org/wiki/Mercury_(planet)", "https://en.wikipedia.org/wiki/Mercury_(planet)"]]],
+    [
+      "https://en.wikipedia.org/wiki/Mercury_(planet)",
+      [["https://en.wikipedia.org/wiki/Mercury_(planet)", "https://en.wikipedia.org/wiki/Mercury_(planet)"]],
+    ],
+    [
+      "(https://en.wikipedia.org/wiki/Mercury_(planet))",
+      [["https://en.wikipedia.org/wiki/Mercury_(planet)", "https://en.wikipedia.org/wiki/Mercury_(planet)"]],
+    ],
     ["[https://example.com/x]", [["https://example.com/x", "https://example.com/x"]]],
     ["<https://example.com/x>", [["https://example.com/x", "https://example.com/x"]]],
     // A look-alike host: the href is the punycode the browser will really open.
@@ -64,7 +79,12 @@ describe("linkify", () => {
       "emoji 👩‍👩‍👧 https://x.test/ü?q=ß tail",
       "line\nhttps://x.test\n\n  indented",
     ];
-    for (const text of texts) expect(linkify(text).map((p) => p.text).join("")).toBe(text);
+    for (const text of texts)
+      expect(
+        linkify(text)
+          .map((p) => p.text)
+          .join(""),
+      ).toBe(text);
     expect(links(texts[4]!)[0]![0]).toHaveLength(15 + 1900);
   });
 });

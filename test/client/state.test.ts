@@ -12,11 +12,23 @@ const bob: User = { id: "u_bob", name: "Bob" };
 const limits = { history: 100, text: 2000, name: 32, burst: 2, perSec: 4 };
 
 function msg(id: number, from: User = bob, nonce?: string): Message {
-  return nonce === undefined ? { type: "message", id, ts: 1000 + id, from, text: `m${id}` } : { type: "message", id, ts: 1000 + id, from, text: `m${id}`, nonce };
+  return nonce === undefined
+    ? { type: "message", id, ts: 1000 + id, from, text: `m${id}` }
+    : { type: "message", id, ts: 1000 + id, from, text: `m${id}`, nonce };
 }
 
 function welcome(history: Message[], extra: Partial<WelcomeFrame> = {}): WelcomeFrame {
-  return { type: "welcome", room: "r", you: alice, token: "t", online: [alice, bob], history, gap: false, limits, ...extra };
+  return {
+    type: "welcome",
+    room: "r",
+    you: alice,
+    token: "t",
+    online: [alice, bob],
+    history,
+    gap: false,
+    limits,
+    ...extra,
+  };
 }
 
 const ids = (list: Message[]) => list.map((m) => m.id);
@@ -45,7 +57,17 @@ describe("RoomState", () => {
     const s = new RoomState();
     for (let id = 1; id <= 10_000; id++) s.messages([msg(id)]);
     expect(s.lastId).toBe(10_000);
-    expect(Object.keys(s).sort()).toEqual(["acked", "ban", "firstId", "lastId", "limits", "me", "online", "onlineCount", "outbox"]);
+    expect(Object.keys(s).sort()).toEqual([
+      "acked",
+      "ban",
+      "firstId",
+      "lastId",
+      "limits",
+      "me",
+      "online",
+      "onlineCount",
+      "outbox",
+    ]);
     expect(ids(s.messages([msg(1), msg(9999), msg(10_001)]).fresh)).toEqual([10_001]);
   });
 
@@ -264,7 +286,10 @@ describe("bans", () => {
     ["banned", { reason: "", until: null }],
     ["banned: spam", { reason: "spam", until: null }],
     ["banned until 2027-01-15T08:00:00Z", { reason: "", until: Date.UTC(2027, 0, 15, 8) }],
-    ["banned until 2027-01-15T08:00:00Z: flooding: again", { reason: "flooding: again", until: Date.UTC(2027, 0, 15, 8) }],
+    [
+      "banned until 2027-01-15T08:00:00Z: flooding: again",
+      { reason: "flooding: again", until: Date.UTC(2027, 0, 15, 8) },
+    ],
     ["banned until 2027-01-15T08:00:00.250Z: x", { reason: "x", until: Date.UTC(2027, 0, 15, 8, 0, 0, 250) }],
     ["banned:no space", { reason: "no space", until: null }],
     ["banned until tomorrow", { reason: "banned until tomorrow", until: null }],
@@ -276,7 +301,9 @@ describe("bans", () => {
 
   it("reads what the room writes, a long reason cut short included (src/moderation.ts banCloseReason)", async () => {
     // Imported by URL: its types need the Workers' (SqlStorage), which the client's tsconfig does not have; this function needs none.
-    const { banCloseReason } = (await import(/* @vite-ignore */ new URL("../../src/moderation.ts", import.meta.url).href)) as {
+    const { banCloseReason } = (await import(
+      /* @vite-ignore */ new URL("../../src/moderation.ts", import.meta.url).href
+    )) as {
       banCloseReason: (ban: { until: number | null; reason: string | null }) => string;
     };
     const until = Date.UTC(2027, 5, 1, 12, 30);
@@ -297,12 +324,19 @@ describe("bans", () => {
 
   it("mirrors who may delete and who is a moderator as src/protocol.ts says", () => {
     const mod: User = { id: "v_mod", name: "Mod", verified: true, roles: ["moderator"] };
-    const users: User[] = [alice, bob, mod, { id: "u_fake", name: "F", roles: ["moderator"] }, { id: "v_2", name: "V", verified: true, roles: [] }];
+    const users: User[] = [
+      alice,
+      bob,
+      mod,
+      { id: "u_fake", name: "F", roles: ["moderator"] },
+      { id: "v_2", name: "V", verified: true, roles: [] },
+    ];
     for (const me of users) {
       const s = new RoomState();
       s.welcome(welcome([], { you: me }), 0);
       expect(s.isModerator, me.id).toBe(isModerator(me));
-      for (const from of users) expect(s.canDelete(msg(1, from)), `${me.id} deletes ${from.id}'s`).toBe(mayDelete(me, msg(1, from)));
+      for (const from of users)
+        expect(s.canDelete(msg(1, from)), `${me.id} deletes ${from.id}'s`).toBe(mayDelete(me, msg(1, from)));
     }
   });
 
@@ -323,10 +357,13 @@ describe("bans", () => {
   it("a timed ban is tried again once over, and given up after BAN_RETRIES refusals", () => {
     const s = new RoomState();
     s.welcome(welcome([]), 0);
-    expect(s.closed({ code: 4003, reason: "banned until 2027-01-01T00:10:00Z: calm down", welcomed: true }, now)).toBe("banned");
+    expect(s.closed({ code: 4003, reason: "banned until 2027-01-01T00:10:00Z: calm down", welcomed: true }, now)).toBe(
+      "banned",
+    );
     const end = now + 600_000;
     expect(s.closed({ code: 1006, reason: "", welcomed: false }, end - 1)).toBe("banned");
-    for (let i = 1; i < BAN_RETRIES; i++) expect(s.closed({ code: 1006, reason: "", welcomed: false }, end + i)).toBe("retry");
+    for (let i = 1; i < BAN_RETRIES; i++)
+      expect(s.closed({ code: 1006, reason: "", welcomed: false }, end + i)).toBe("retry");
     expect(s.closed({ code: 1006, reason: "", welcomed: false }, end + BAN_RETRIES)).toBe("banned");
     expect(s.ban).toEqual({ reason: "calm down", until: null });
   });
@@ -337,8 +374,14 @@ describe("parseServerFrame, v1.1", () => {
   const parse = (v: unknown) => parseServerFrame(JSON.stringify(v));
 
   it("keeps verified and its roles (strings only), drops roles of a guest", () => {
-    expect(parse({ type: "join", user, ts: 1 })).toEqual({ type: "join", user: { id: "v_1", name: "Ann", verified: true, roles: ["moderator"] }, ts: 1 });
-    expect(parse({ type: "join", user: { id: "u_1", name: "G", verified: "yes", roles: ["moderator"] }, ts: 1 })).toEqual({
+    expect(parse({ type: "join", user, ts: 1 })).toEqual({
+      type: "join",
+      user: { id: "v_1", name: "Ann", verified: true, roles: ["moderator"] },
+      ts: 1,
+    });
+    expect(
+      parse({ type: "join", user: { id: "u_1", name: "G", verified: "yes", roles: ["moderator"] }, ts: 1 }),
+    ).toEqual({
       type: "join",
       user: { id: "u_1", name: "G" },
       ts: 1,
@@ -349,10 +392,21 @@ describe("parseServerFrame, v1.1", () => {
     const tomb = { type: "message", id: 3, ts: 5, from: { id: "u_1", name: "G" }, text: "leaked", deleted: true };
     expect(parse(tomb)).toEqual({ ...tomb, text: "" });
     const w = parse({
-      type: "welcome", room: "r", you: { id: "u_1", name: "G" }, token: "t", online: [], history: [tomb], gap: false,
-      limits: { ...limits, slowMode: 30 }, onlineCount: 9000,
+      type: "welcome",
+      room: "r",
+      you: { id: "u_1", name: "G" },
+      token: "t",
+      online: [],
+      history: [tomb],
+      gap: false,
+      limits: { ...limits, slowMode: 30 },
+      onlineCount: 9000,
     });
-    expect(w).toMatchObject({ history: [{ ...tomb, text: "" }], limits: { ...limits, slowMode: 30 }, onlineCount: 9000 });
+    expect(w).toMatchObject({
+      history: [{ ...tomb, text: "" }],
+      limits: { ...limits, slowMode: 30 },
+      onlineCount: 9000,
+    });
   });
 
   it("delete, settings and presence frames, alone and in a batch", () => {
@@ -360,8 +414,14 @@ describe("parseServerFrame, v1.1", () => {
     expect(parse({ ...del, by: { id: "v_1", name: "Ann", verified: true } })).toEqual(del);
     expect(parse({ type: "settings", slowMode: 0 })).toEqual({ type: "settings", slowMode: 0 });
     expect(parse({ type: "presence", count: 12345 })).toEqual({ type: "presence", count: 12345 });
-    expect(parse({ type: "presence", count: 1, online: [{ id: "u_1", name: "G" }] })).toEqual({ type: "presence", count: 1, online: [{ id: "u_1", name: "G" }] });
-    expect(parse({ type: "batch", frames: [del, { type: "settings", slowMode: 5 }, { type: "presence", count: 2 }] })).toEqual({
+    expect(parse({ type: "presence", count: 1, online: [{ id: "u_1", name: "G" }] })).toEqual({
+      type: "presence",
+      count: 1,
+      online: [{ id: "u_1", name: "G" }],
+    });
+    expect(
+      parse({ type: "batch", frames: [del, { type: "settings", slowMode: 5 }, { type: "presence", count: 2 }] }),
+    ).toEqual({
       type: "batch",
       frames: [del, { type: "settings", slowMode: 5 }, { type: "presence", count: 2 }],
     });

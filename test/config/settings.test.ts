@@ -87,7 +87,11 @@ describe("settings", () => {
       return seen;
     };
     expect(await read(steady.client, 5)).toEqual(["message 4", "message 5", "message 6", "leave", "message 7"]);
-    expect(await read(plain.client, 8)).toEqual([...[1, 2, 3, 4, 5, 6].map((i) => `message ${i}`), "leave", "message 7"]);
+    expect(await read(plain.client, 8)).toEqual([
+      ...[1, 2, 3, 4, 5, 6].map((i) => `message ${i}`),
+      "leave",
+      "message 7",
+    ]);
     // Reconnecting with after, the stalled client gets what it missed.
     const back = await join(room, { name: "stalled", token: stalled.welcome.token, after: 5 });
     expect(back.welcome.history.map((m) => m.id)).toEqual([6, 7]);

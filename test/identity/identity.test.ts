@@ -28,7 +28,12 @@ interface Claims {
 
 function claims(c: Claims): SignJWT {
   const { sub = "alice", exp = now() + 600, iss = ISSUER, aud = AUDIENCE, ...rest } = c;
-  return new SignJWT({ ...rest }).setSubject(sub).setIssuedAt(now() - 5).setExpirationTime(exp).setIssuer(iss).setAudience(aud);
+  return new SignJWT({ ...rest })
+    .setSubject(sub)
+    .setIssuedAt(now() - 5)
+    .setExpirationTime(exp)
+    .setIssuer(iss)
+    .setAudience(aud);
 }
 
 function hs256(c: Claims = {}, secret = JWT_SECRET): Promise<string> {
@@ -59,7 +64,14 @@ async function forge(header: object, payload: object, hmacKey: Uint8Array | null
   return `${input}.${b64url(new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(input))))}`;
 }
 
-const payload = (extra: object = {}) => ({ sub: "mallory", iss: ISSUER, aud: AUDIENCE, iat: now(), exp: now() + 600, ...extra });
+const payload = (extra: object = {}) => ({
+  sub: "mallory",
+  iss: ISSUER,
+  aud: AUDIENCE,
+  iat: now(),
+  exp: now() + 600,
+  ...extra,
+});
 
 interface Connect {
   auth?: string;
@@ -79,7 +91,8 @@ function upgrade(room: string, o: Connect = {}): Promise<Response> {
 
 async function enter(room: string, o: Connect = {}) {
   const res = await upgrade(room, o);
-  if (res.status !== 101 || res.webSocket === null) throw new Error(`expected 101, got ${res.status}: ${await res.text()}`);
+  if (res.status !== 101 || res.webSocket === null)
+    throw new Error(`expected 101, got ${res.status}: ${await res.text()}`);
   const client = new Client(res.webSocket);
   return { client, welcome: await client.welcome() };
 }
@@ -90,24 +103,43 @@ async function refused(res: Promise<Response>): Promise<{ status: number; body: 
 }
 
 const unauthorized = (message: string) => ({ status: 401, body: { error: "unauthorized", message } });
-const FORBIDDEN_ROOM = { status: 403, body: { error: "forbidden_room", message: "this room is private; it needs a JWT that grants it" } };
+const FORBIDDEN_ROOM = {
+  status: 403,
+  body: { error: "forbidden_room", message: "this room is private; it needs a JWT that grants it" },
+};
 
 describe("verified users through the upgrade", () => {
   it("HS256 in the auth parameter: you carries verified and the JWT's roles; the token is empty", async () => {
-    const { welcome } = await enter(freshRoom(), { auth: await hs256({ name: "Alice", roles: ["moderator", "staff"] }), name: "ignored" });
-    expect(welcome.you).toEqual({ id: await verifiedUserId("alice"), name: "Alice", verified: true, roles: ["moderator", "staff"] });
+    const { welcome } = await enter(freshRoom(), {
+      auth: await hs256({ name: "Alice", roles: ["moderator", "staff"] }),
+      name: "ignored",
+    });
+    expect(welcome.you).toEqual({
+      id: await verifiedUserId("alice"),
+      name: "Alice",
+      verified: true,
+      roles: ["moderator", "staff"],
+    });
     expect(welcome.token).toBe("");
     expect(welcome.online).toEqual([{ id: welcome.you.id, name: "Alice", verified: true }]);
   });
 
   it("RS256 in Authorization: Bearer (any case of the scheme); without a name claim the name parameter is used", async () => {
-    const { welcome } = await enter(freshRoom(), { bearer: `bEaReR ${await rs256({ sub: "rsa-user" })}`, name: "Rosa" });
+    const { welcome } = await enter(freshRoom(), {
+      bearer: `bEaReR ${await rs256({ sub: "rsa-user" })}`,
+      name: "Rosa",
+    });
     expect(welcome.you).toEqual({ id: await verifiedUserId("rsa-user"), name: "Rosa", verified: true, roles: [] });
   });
 
   it("ES256 in the auth parameter; with no name at all a guest-style name", async () => {
     const { welcome } = await enter(freshRoom(), { auth: await es256({ sub: "ec-user" }) });
-    expect(welcome.you).toEqual({ id: await verifiedUserId("ec-user"), name: expect.stringMatching(/^guest-[a-z0-9]{4}$/), verified: true, roles: [] });
+    expect(welcome.you).toEqual({
+      id: await verifiedUserId("ec-user"),
+      name: expect.stringMatching(/^guest-[a-z0-9]{4}$/),
+      verified: true,
+      roles: [],
+    });
   });
 
   it("the same sub has the same id in every room and on every connection; another sub another id", async () => {
@@ -141,8 +173,14 @@ describe("a JWT that does not verify gets 401, never a guest", () => {
       "key confusion: HS256 signed with the RSA public key",
       async () => {
         // The public key as a PEM, the bytes a naive verifier would take as the HMAC secret.
-        const rsa = await crypto.subtle.importKey("jwk", PUBLIC_JWKS.keys[0] as JsonWebKey, { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, true, ["verify"]);
-        const der = new Uint8Array(await crypto.subtle.exportKey("spki", rsa) as ArrayBuffer);
+        const rsa = await crypto.subtle.importKey(
+          "jwk",
+          PUBLIC_JWKS.keys[0] as JsonWebKey,
+          { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" },
+          true,
+          ["verify"],
+        );
+        const der = new Uint8Array((await crypto.subtle.exportKey("spki", rsa)) as ArrayBuffer);
         const pem = `-----BEGIN PUBLIC KEY-----\n${btoa(String.fromCharCode(...der))}\n-----END PUBLIC KEY-----\n`;
         return forge({ alg: "HS256", typ: "JWT", kid: RS256_PRIVATE.kid }, payload(), new TextEncoder().encode(pem));
       },
@@ -178,7 +216,10 @@ describe("verified user objects everywhere", () => {
     expect(await res.json()).toEqual({
       room,
       gap: false,
-      messages: [live, { type: "message", id: 2, ts: expect.any(Number), from: { id: "bot", name: "bot" }, text: "from the bot" }],
+      messages: [
+        live,
+        { type: "message", id: 2, ts: expect.any(Number), from: { id: "bot", name: "bot" }, text: "from the bot" },
+      ],
     });
     const carol = await enter(room, { auth: await es256({ sub: "carol" }), name: "Carol" });
     expect(carol.welcome.history[0]).toEqual(live);
@@ -197,14 +238,25 @@ describe("verified user objects everywhere", () => {
     await alice.client.next("bob's join");
     await evictDurableObject(roomStub(room));
     alice.client.say("after the wake", "w1");
-    expect(await bob.client.message()).toEqual({ type: "message", id: 1, ts: expect.any(Number), from: aliceSeen, text: "after the wake", nonce: "w1" });
+    expect(await bob.client.message()).toEqual({
+      type: "message",
+      id: 1,
+      ts: expect.any(Number),
+      from: aliceSeen,
+      text: "after the wake",
+      nonce: "w1",
+    });
     await evictDurableObject(roomStub(room));
     const carol = await enter(room, { auth: await es256({ sub: "carol" }), name: "Carol" });
     // History read back from storage after the wake keeps the mark too.
-    expect(carol.welcome.history).toEqual([{ type: "message", id: 1, ts: expect.any(Number), from: aliceSeen, text: "after the wake", nonce: "w1" }]);
+    expect(carol.welcome.history).toEqual([
+      { type: "message", id: 1, ts: expect.any(Number), from: aliceSeen, text: "after the wake", nonce: "w1" },
+    ]);
     // A wake rebuilds presence in the runtime's order of sockets.
     const byId = (a: { id: string }, b: { id: string }) => a.id.localeCompare(b.id);
-    expect(carol.welcome.online.toSorted(byId)).toEqual([aliceSeen, bobSeen, { id: carol.welcome.you.id, name: "Carol", verified: true }].toSorted(byId));
+    expect(carol.welcome.online.toSorted(byId)).toEqual(
+      [aliceSeen, bobSeen, { id: carol.welcome.you.id, name: "Carol", verified: true }].toSorted(byId),
+    );
     await evictDurableObject(roomStub(room));
     bob.client.close();
     await alice.client.message();
@@ -213,10 +265,25 @@ describe("verified user objects everywhere", () => {
   });
 
   it("the attachment keeps verified and the roles the room acts on, and refuses a malformed one", () => {
-    const base = { room: "r", address: "a", bucket: { tokens: 1, at: 0 }, addressBucket: { tokens: 1, at: 0 }, strikes: [], seen: 0 };
+    const base = {
+      room: "r",
+      address: "a",
+      bucket: { tokens: 1, at: 0 },
+      addressBucket: { tokens: 1, at: 0 },
+      strikes: [],
+      seen: 0,
+    };
     const user = { id: "v_00", name: "A", verified: true, roles: ["staff", "moderator"] };
-    expect(parseSession({ ...base, user })?.user).toEqual({ id: "v_00", name: "A", verified: true, roles: ["moderator"] });
-    expect(parseSession({ ...base, user: { id: "u_1", name: "g", roles: ["moderator"] } })?.user).toEqual({ id: "u_1", name: "g" });
+    expect(parseSession({ ...base, user })?.user).toEqual({
+      id: "v_00",
+      name: "A",
+      verified: true,
+      roles: ["moderator"],
+    });
+    expect(parseSession({ ...base, user: { id: "u_1", name: "g", roles: ["moderator"] } })?.user).toEqual({
+      id: "u_1",
+      name: "g",
+    });
     expect(parseSession({ ...base, user: { ...user, verified: "yes" } })).toBeNull();
     expect(parseSession({ ...base, user: { ...user, roles: [1] } })).toBeNull();
   });
@@ -265,17 +332,28 @@ describe("private rooms", () => {
   it("over HTTP: history needs a bearer JWT that grants the room; publishing with PUBLISH_TOKEN does not", async () => {
     const team = `team-${crypto.randomUUID()}`;
     const history = (authorization?: string) =>
-      refused(request(`/api/rooms/${team}/messages`, authorization === undefined ? {} : { headers: { Authorization: authorization } }));
+      refused(
+        request(
+          `/api/rooms/${team}/messages`,
+          authorization === undefined ? {} : { headers: { Authorization: authorization } },
+        ),
+      );
     expect(await publish(team, { text: "ops note" })).toHaveProperty("status", 201);
     expect(await history()).toEqual(FORBIDDEN_ROOM);
     expect(await history(`Bearer ${await hs256({ rooms: ["ops"] })}`)).toEqual(FORBIDDEN_ROOM);
-    expect(await history(`Bearer ${await hs256({ rooms: ["team-*"] }, "another-secret-that-is-long-enough!!")}`)).toEqual(
-      unauthorized("the signature does not verify"),
-    );
+    expect(
+      await history(`Bearer ${await hs256({ rooms: ["team-*"] }, "another-secret-that-is-long-enough!!")}`),
+    ).toEqual(unauthorized("the signature does not verify"));
     const granted = await history(`bearer ${await es256({ rooms: ["team-*"] })}`);
     expect(granted).toEqual({
       status: 200,
-      body: { room: team, gap: false, messages: [{ type: "message", id: 1, ts: expect.any(Number), from: { id: "bot", name: "bot" }, text: "ops note" }] },
+      body: {
+        room: team,
+        gap: false,
+        messages: [
+          { type: "message", id: 1, ts: expect.any(Number), from: { id: "bot", name: "bot" }, text: "ops note" },
+        ],
+      },
     });
     expect((await history(`Bearer ${await hs256({ roles: ["moderator"] })}`)).status).toBe(200);
     expect((await request(`/api/rooms/${freshRoom()}/messages`)).status).toBe(200);

@@ -21,11 +21,11 @@ describe("the page with a list of ALLOWED_ORIGINS", () => {
 
   it("/index.html (the assets answer it with a redirect to /) carries the same headers", async () => {
     const res = await request("/index.html", { redirect: "manual" });
-    expect([res.headers.get("Content-Security-Policy"), res.headers.get("X-Content-Type-Options"), res.headers.get("Referrer-Policy")]).toEqual([
-      CSP,
-      "nosniff",
-      "no-referrer",
-    ]);
+    expect([
+      res.headers.get("Content-Security-Policy"),
+      res.headers.get("X-Content-Type-Options"),
+      res.headers.get("Referrer-Policy"),
+    ]).toEqual([CSP, "nosniff", "no-referrer"]);
   });
 
   it("the other files keep the static headers: they are no page to frame", async () => {

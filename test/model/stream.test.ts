@@ -82,8 +82,12 @@ describe("PartStream", () => {
 
   it("reports a socket's address with its arrival and its departure, for the room's per-address count", () => {
     const p = synced([]);
-    const op = (u: number, o: unknown) => [{ kind: "up", frame: { v, type: "op", part: "p1", incarnation: "i1", u, op: o } }];
-    expect(p.open(1, alice, null, 0, "192.0.2.1")).toEqual(op(1, { kind: "arrive", user: alice, address: "192.0.2.1" }));
+    const op = (u: number, o: unknown) => [
+      { kind: "up", frame: { v, type: "op", part: "p1", incarnation: "i1", u, op: o } },
+    ];
+    expect(p.open(1, alice, null, 0, "192.0.2.1")).toEqual(
+      op(1, { kind: "arrive", user: alice, address: "192.0.2.1" }),
+    );
     expect(p.close(1, 1)).toEqual(op(2, { kind: "depart", userId: alice.id, address: "192.0.2.1" }));
   });
 

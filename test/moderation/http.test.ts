@@ -11,7 +11,8 @@ async function frameOf(client: Client, type: string): Promise<unknown> {
   for (;;) {
     const frame = await client.next(`a ${type} frame`);
     if (frame.type === type) return frame;
-    if (frame.type !== "join" && frame.type !== "leave") throw new Error(`expected ${type}, got ${JSON.stringify(frame)}`);
+    if (frame.type !== "join" && frame.type !== "leave")
+      throw new Error(`expected ${type}, got ${JSON.stringify(frame)}`);
   }
 }
 
@@ -42,7 +43,12 @@ describe("who may call the moderation API", () => {
     const { client } = await join(room);
     const res = await api(room, "/messages/1", { method: "DELETE", bearer: await hostJwt("mod", ["moderator"]) });
     expect(res.status).toBe(204);
-    expect(await frameOf(client, "delete")).toEqual({ type: "delete", id: 1, by: await verifiedUser("mod"), ts: expect.any(Number) });
+    expect(await frameOf(client, "delete")).toEqual({
+      type: "delete",
+      id: 1,
+      by: await verifiedUser("mod"),
+      ts: expect.any(Number),
+    });
   });
 
   it("answers 405 with Allow for a method a route does not take, and 404 for paths it does not know", async () => {
@@ -59,11 +65,15 @@ describe("who may call the moderation API", () => {
 });
 
 describe("failed bearer attempts on the moderation API", () => {
-  const call = (room: string, bearer: string, ip: string) => api(room, "/bans", { bearer, headers: { "CF-Connecting-IP": ip } });
+  const call = (room: string, bearer: string, ip: string) =>
+    api(room, "/bans", { bearer, headers: { "CF-Connecting-IP": ip } });
 
   async function expectThrottled(res: Response): Promise<void> {
     expect(res.status).toBe(429);
-    expect(await res.json()).toEqual({ error: "too_many_requests", message: `too many failed attempts; at most ${MODERATION_FAILURES_PER_MIN} a minute` });
+    expect(await res.json()).toEqual({
+      error: "too_many_requests",
+      message: `too many failed attempts; at most ${MODERATION_FAILURES_PER_MIN} a minute`,
+    });
     const wait = Number(res.headers.get("Retry-After"));
     expect(Number.isInteger(wait) && wait >= 1 && wait <= 60, `Retry-After ${wait}`).toBe(true);
   }
@@ -72,7 +82,8 @@ describe("failed bearer attempts on the moderation API", () => {
     const room = freshRoom();
     const ip = freshIp();
     const forged = `${await hostJwt("mod", ["moderator"])}x`;
-    for (let i = 0; i < MODERATION_FAILURES_PER_MIN; i++) expect((await call(room, i % 2 === 0 ? `guess-${i}` : forged, ip)).status).toBe(401);
+    for (let i = 0; i < MODERATION_FAILURES_PER_MIN; i++)
+      expect((await call(room, i % 2 === 0 ? `guess-${i}` : forged, ip)).status).toBe(401);
     await expectThrottled(await call(room, "one more", ip));
     // A right guess must not stand out while the address is throttled.
     await expectThrottled(await call(room, ADMIN_TOKEN, ip));
@@ -103,7 +114,13 @@ describe("DELETE /api/rooms/{room}/messages/{id}", () => {
     expect(await frameOf(client, "message")).toEqual(posted);
     expect(await frameOf(client, "delete")).toEqual({ type: "delete", id: 1, by: ADMIN, ts: expect.any(Number) });
     const page = await (await request(`/api/rooms/${room}/messages`)).json();
-    expect(page).toEqual({ room, gap: false, messages: [{ type: "message", id: 1, ts: expect.any(Number), from: { id: "bot", name: "bot" }, text: "", deleted: true }] });
+    expect(page).toEqual({
+      room,
+      gap: false,
+      messages: [
+        { type: "message", id: 1, ts: expect.any(Number), from: { id: "bot", name: "bot" }, text: "", deleted: true },
+      ],
+    });
     // Again: the tombstone is kept, so 204 and nothing new.
     expect((await api(room, "/messages/1", { method: "DELETE" })).status).toBe(204);
     for (const id of ["2", "0", "abc"]) {
@@ -146,9 +163,17 @@ describe("bans over HTTP", () => {
     const watcher = await join(room);
     target.client.say("x");
     await frameOf(watcher.client, "message");
-    const put = await api(room, `/bans/${target.welcome.you.id}`, { method: "PUT", body: JSON.stringify({ purge: true }) });
+    const put = await api(room, `/bans/${target.welcome.you.id}`, {
+      method: "PUT",
+      body: JSON.stringify({ purge: true }),
+    });
     expect(put.status).toBe(204);
-    expect(await frameOf(watcher.client, "delete")).toEqual({ type: "delete", id: 1, by: ADMIN, ts: expect.any(Number) });
+    expect(await frameOf(watcher.client, "delete")).toEqual({
+      type: "delete",
+      id: 1,
+      by: ADMIN,
+      ts: expect.any(Number),
+    });
   });
 
   it("refuses bad bodies and ids with 400 and an error body", async () => {
@@ -180,7 +205,10 @@ describe("PATCH /api/rooms/{room}/settings", () => {
     expect((await join(room)).welcome.limits.slowMode).toBe(15);
     const bad = await api(room, "/settings", { method: "PATCH", body: JSON.stringify({ slowMode: 3601 }) });
     expect(bad.status).toBe(400);
-    expect(await bad.json()).toEqual({ error: "invalid_message", message: "slowMode must be a whole number of seconds from 0 to 3600" });
+    expect(await bad.json()).toEqual({
+      error: "invalid_message",
+      message: "slowMode must be a whole number of seconds from 0 to 3600",
+    });
   });
 });
 
@@ -218,7 +246,15 @@ describe("GET /api/rooms/{room}/stats", () => {
   it("reads bans and stats of a room nobody wrote to without creating storage", async () => {
     const room = freshRoom();
     expect(await (await api(room, "/bans")).json()).toEqual({ bans: [] });
-    expect(await (await api(room, "/stats")).json()).toMatchObject({ room, connections: 0, lastId: 0, messages: 0, oldestId: null, bans: 0, slowMode: 0 });
+    expect(await (await api(room, "/stats")).json()).toMatchObject({
+      room,
+      connections: 0,
+      lastId: 0,
+      messages: 0,
+      oldestId: null,
+      bans: 0,
+      slowMode: 0,
+    });
     expect(await tables(room)).toEqual([]);
   });
 });

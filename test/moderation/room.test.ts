@@ -25,11 +25,15 @@ async function history(room: string): Promise<Message[]> {
 const isPresence = (frame: ServerFrame) => frame.type === "join" || frame.type === "leave";
 
 /** The next frame of `type`; `join`/`leave` frames before it are passed over unless one is asked for. */
-async function next<T extends ServerFrame["type"]>(client: Client, type: T): Promise<Extract<ServerFrame, { type: T }>> {
+async function next<T extends ServerFrame["type"]>(
+  client: Client,
+  type: T,
+): Promise<Extract<ServerFrame, { type: T }>> {
   for (;;) {
     const frame = await client.next(`a ${type} frame`);
     if (frame.type === type) return frame as Extract<ServerFrame, { type: T }>;
-    if (type === "join" || type === "leave" || !isPresence(frame)) throw new Error(`expected ${type}, got ${JSON.stringify(frame)}`);
+    if (type === "join" || type === "leave" || !isPresence(frame))
+      throw new Error(`expected ${type}, got ${JSON.stringify(frame)}`);
   }
 }
 
@@ -79,7 +83,10 @@ describe("delete", () => {
     expect(frames.map((f) => f.type)).toEqual(["message", "message", "delete"]);
     expect(frames[2]).toEqual(expected);
     const after = await usage(room);
-    expect({ read: after.rowsRead - before.rowsRead, written: after.rowsWritten - before.rowsWritten }).toEqual({ read: 1, written: 1 });
+    expect({ read: after.rowsRead - before.rowsRead, written: after.rowsWritten - before.rowsWritten }).toEqual({
+      read: 1,
+      written: 1,
+    });
     const tomb = { type: "message", id: 1, ts: first.ts, from: author.welcome.you, text: "", deleted: true };
     expect((await join(room)).welcome.history).toEqual([tomb, expect.objectContaining({ id: 2, text: "keep" })]);
     expect((await history(room))[0]).toEqual(tomb);
@@ -103,7 +110,12 @@ describe("delete", () => {
       nonce: "x",
     });
     bob.client.send({ type: "delete", id: 7, nonce: "y" });
-    expect(await next(bob.client, "error")).toEqual({ type: "error", code: "not_found", message: "no kept message has id 7", nonce: "y" });
+    expect(await next(bob.client, "error")).toEqual({
+      type: "error",
+      code: "not_found",
+      message: "no kept message has id 7",
+      nonce: "y",
+    });
     expect((await history(room))[0]).toMatchObject({ id: 1, text: "mine" });
   });
 
@@ -127,7 +139,16 @@ describe("delete", () => {
     await next(ann.client, "delete");
     await restart(room);
     const fresh = await join(room);
-    expect(fresh.welcome.history).toEqual([{ type: "message", id: 1, ts: expect.any(Number), from: { id: ann.welcome.you.id, name: ann.welcome.you.name }, text: "", deleted: true }]);
+    expect(fresh.welcome.history).toEqual([
+      {
+        type: "message",
+        id: 1,
+        ts: expect.any(Number),
+        from: { id: ann.welcome.you.id, name: ann.welcome.you.name },
+        text: "",
+        deleted: true,
+      },
+    ]);
   });
 });
 
@@ -149,13 +170,21 @@ describe("ban", () => {
     const closes = await Promise.all([target.closed, twin.closed]);
     const reason = closes[0].reason;
     expect(reason).toMatch(/^banned until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: spam$/);
-    expect(closes).toEqual([{ code: 4003, reason }, { code: 4003, reason }]);
+    expect(closes).toEqual([
+      { code: 4003, reason },
+      { code: 4003, reason },
+    ]);
     const until = Date.parse(reason.slice("banned until ".length, reason.indexOf("Z") + 1));
     // The same user (its token) from anywhere:
     const again = await upgrade(room, "192.0.2.50", welcome.token);
     expect(again.status).toBe(403);
     const body = (await again.json()) as { until: number };
-    expect(body).toEqual({ error: "banned", message: `you are banned from this room until ${new Date(body.until).toISOString()}`, until: body.until, reason: "spam" });
+    expect(body).toEqual({
+      error: "banned",
+      message: `you are banned from this room until ${new Date(body.until).toISOString()}`,
+      until: body.until,
+      reason: "spam",
+    });
     expect(Math.floor(body.until / 1000) * 1000).toBe(until);
     expect(reason).toBe(banCloseReason({ until: body.until, reason: "spam" }));
     // Another guest id from the same /64:
@@ -204,7 +233,10 @@ describe("ban", () => {
     await settle(watcher.client);
     const after = await usage(room);
     // The first ban of the room creates its table (3 rows written), then one row per tombstone.
-    expect({ read: after.rowsRead - before.rowsRead, written: after.rowsWritten - before.rowsWritten }).toEqual({ read: 3, written: 5 });
+    expect({ read: after.rowsRead - before.rowsRead, written: after.rowsWritten - before.rowsWritten }).toEqual({
+      read: 3,
+      written: 5,
+    });
     expect((await history(room)).map((m) => [m.id, m.text, m.deleted])).toEqual([
       [1, "", true],
       [2, "b", undefined],
@@ -265,7 +297,12 @@ describe("ban", () => {
     await restart(room);
     const refused = await upgrade(room, "192.0.2.30");
     expect(refused.status).toBe(403);
-    expect(await refused.json()).toEqual({ error: "banned", message: "you are banned from this room", until: null, reason: "flood" });
+    expect(await refused.json()).toEqual({
+      error: "banned",
+      message: "you are banned from this room",
+      until: null,
+      reason: "flood",
+    });
     other.client.close();
   });
 });
@@ -292,7 +329,12 @@ describe("slow mode", () => {
     await next(b.client, "message");
     b.client.say("second", "s2");
     const refused = await next(b.client, "error");
-    expect(refused).toEqual({ type: "error", code: "slow_mode", message: expect.stringMatching(/^slow mode: wait \d+ s before the next message$/), nonce: "s2" });
+    expect(refused).toEqual({
+      type: "error",
+      code: "slow_mode",
+      message: expect.stringMatching(/^slow mode: wait \d+ s before the next message$/),
+      nonce: "s2",
+    });
     // Moderators are exempt.
     client.say("one");
     client.say("two");

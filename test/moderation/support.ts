@@ -30,24 +30,42 @@ export interface AsOptions {
 }
 
 /** Upgrades through the Worker with a host JWT for `sub` in the `auth` parameter. */
-export async function upgradeAs(room: string, sub: string, roles: string[] = [], { ip, batch = false }: AsOptions = {}): Promise<Response> {
+export async function upgradeAs(
+  room: string,
+  sub: string,
+  roles: string[] = [],
+  { ip, batch = false }: AsOptions = {},
+): Promise<Response> {
   const query = new URLSearchParams({ auth: await hostJwt(sub, roles) });
   if (batch) query.set("batch", "1");
-  return request(`/chat/${room}?${query}`, { headers: upgradeHeaders(ip === undefined ? {} : { "CF-Connecting-IP": ip }) });
+  return request(`/chat/${room}?${query}`, {
+    headers: upgradeHeaders(ip === undefined ? {} : { "CF-Connecting-IP": ip }),
+  });
 }
 
 /** Connects the verified user `sub` and reads its welcome. */
-export async function joinAs(room: string, sub: string, roles: string[] = [], options: AsOptions = {}): Promise<Client> {
+export async function joinAs(
+  room: string,
+  sub: string,
+  roles: string[] = [],
+  options: AsOptions = {},
+): Promise<Client> {
   const res = await upgradeAs(room, sub, roles, options);
-  if (res.status !== 101 || res.webSocket === null) throw new Error(`expected 101 for ${sub}, got ${res.status}: ${await res.text()}`);
+  if (res.status !== 101 || res.webSocket === null)
+    throw new Error(`expected 101 for ${sub}, got ${res.status}: ${await res.text()}`);
   const client = new Client(res.webSocket);
   const welcome = await client.welcome();
-  if (welcome.you.id !== (await verifiedUserId(sub)) || welcome.you.verified !== true) throw new Error(`welcomed as ${JSON.stringify(welcome.you)}`);
+  if (welcome.you.id !== (await verifiedUserId(sub)) || welcome.you.verified !== true)
+    throw new Error(`welcomed as ${JSON.stringify(welcome.you)}`);
   return client;
 }
 
 /** A moderation API request with the admin bearer unless `init` sets its own headers. */
-export function api(room: string, path: string, init: RequestInit & { bearer?: string | null } = {}): Promise<Response> {
+export function api(
+  room: string,
+  path: string,
+  init: RequestInit & { bearer?: string | null } = {},
+): Promise<Response> {
   const { bearer = ADMIN_TOKEN, ...rest } = init;
   const headers = new Headers(rest.headers);
   if (bearer !== null) headers.set("Authorization", `Bearer ${bearer}`);

@@ -12,7 +12,8 @@ import { Client, freshIp, freshRoom, join, request, roomStub, upgradeHeaders } f
 /** Joins `count` clients from fresh addresses: the room holds the first three itself. */
 async function crowd(room: string, count: number): Promise<Client[]> {
   const joined: Client[] = [];
-  for (let i = 0; i < count; i++) joined.push((await join(room, { name: `c${i + 1}`, headers: { "CF-Connecting-IP": freshIp() } })).client);
+  for (let i = 0; i < count; i++)
+    joined.push((await join(room, { name: `c${i + 1}`, headers: { "CF-Connecting-IP": freshIp() } })).client);
   return joined;
 }
 
@@ -137,7 +138,9 @@ describe("the limits of a large room", () => {
     expect(await attempt(room, ip)).toEqual({ status: 429, error: "too_many_connections" });
     // A crash of the part: its sockets close, and the address may open three again.
     await expect(
-      runInDurableObject(env.PARTS.get(env.PARTS.idFromName(`${room}/1`)), (_: unknown, state: DurableObjectState) => state.abort("restart")),
+      runInDurableObject(env.PARTS.get(env.PARTS.idFromName(`${room}/1`)), (_: unknown, state: DurableObjectState) =>
+        state.abort("restart"),
+      ),
     ).rejects.toThrow();
     expect((await first.client.closed).code).toBe(1006);
     await admitted(room, ip);

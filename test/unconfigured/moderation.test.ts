@@ -13,8 +13,14 @@ describe("the moderation API when nothing can authorize it", () => {
     ["PATCH", "/settings"],
     ["GET", "/stats"],
   ])("answers %s %s with 404", async (method, path) => {
-    const res = await request(`/api/rooms/${freshRoom()}${path}`, { method, headers: { Authorization: "Bearer anything" } });
+    const res = await request(`/api/rooms/${freshRoom()}${path}`, {
+      method,
+      headers: { Authorization: "Bearer anything" },
+    });
     expect(res.status).toBe(404);
-    expect(await res.json()).toEqual({ error: "not_found", message: "moderation over HTTP is not enabled: set ADMIN_TOKEN or a JWT key" });
+    expect(await res.json()).toEqual({
+      error: "not_found",
+      message: "moderation over HTTP is not enabled: set ADMIN_TOKEN or a JWT key",
+    });
   });
 });

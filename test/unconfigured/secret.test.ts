@@ -45,7 +45,9 @@ describe("without SESSION_SECRET", () => {
 
   it("still answers the HTTP API, which signs nothing", async () => {
     const room = freshRoom();
-    const req = new Request(`https://chat.example/api/rooms/${room}/messages`, { headers: { "CF-Connecting-IP": freshIp() } });
+    const req = new Request(`https://chat.example/api/rooms/${room}/messages`, {
+      headers: { "CF-Connecting-IP": freshIp() },
+    });
     const res = await exports.default.fetch(req);
     expect(res.status).toBe(200);
     const page: HistoryPage = { room, messages: [], gap: false };

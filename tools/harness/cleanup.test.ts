@@ -23,7 +23,9 @@ function startTool(args: string[]): Tool {
   let output = "";
   child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
   return { child, exited, output: () => output };
 }
 
@@ -44,7 +46,10 @@ async function serverGroups(tool: Tool): Promise<number[]> {
     groups = [...new Set(outside.map((p) => p.pgrp))];
     return outside.some((p) => p.comm === "workerd");
   };
-  assert.ok(await waitUntil(workerdUp, 120_000, 100), `no workerd in a process group other than ours (${ours}) under the tool within 120 s; tree ${tree()}:\n${tool.output()}`);
+  assert.ok(
+    await waitUntil(workerdUp, 120_000, 100),
+    `no workerd in a process group other than ours (${ours}) under the tool within 120 s; tree ${tree()}:\n${tool.output()}`,
+  );
   return groups;
 }
 
@@ -62,7 +67,20 @@ async function assertGone(groups: number[]): Promise<void> {
   assert.deepEqual(left, [], "server processes left behind");
 }
 
-const stalledReader = [join(ROOT, "chaos/main.ts"), "--stalled-reader", "--host", "miniflare", "--base", "1", "--stall", "60", "--drain", "1", "--tail", "1"];
+const stalledReader = [
+  join(ROOT, "chaos/main.ts"),
+  "--stalled-reader",
+  "--host",
+  "miniflare",
+  "--base",
+  "1",
+  "--stall",
+  "60",
+  "--drain",
+  "1",
+  "--tail",
+  "1",
+];
 const bench = [join(ROOT, "bench/run.ts"), "--servers", "edge-chat", "--no-cost"];
 
 test("Ctrl-C (SIGINT) stops the benchmark's server", { timeout: 180_000 }, async () => {
@@ -93,7 +111,9 @@ function workDirs(groups: number[]): string[] {
   });
 }
 
-test("SIGKILL of the tool still ends its server and removes its work folder (the guard)", { timeout: 180_000 }, async () => {
+test("SIGKILL of the tool still ends its server and removes its work folder (the guard)", {
+  timeout: 180_000,
+}, async () => {
   // The benchmark's server prints nothing at LOG_LEVEL=warn: no write to the
   // dead tool's pipe (EPIPE) ends it by chance.
   const tool = startTool(bench);
@@ -105,10 +125,16 @@ test("SIGKILL of the tool still ends its server and removes its work folder (the
   const { signal } = await tool.exited;
   assert.equal(signal, "SIGKILL");
   await assertGone(groups);
-  assert.deepEqual(dirs.filter((d) => existsSync(d)), [], "work folders left behind");
+  assert.deepEqual(
+    dirs.filter((d) => existsSync(d)),
+    [],
+    "work folders left behind",
+  );
 });
 
-test("a run that fails because Ctrl-C took its server still exits with Ctrl-C's code", { timeout: 60_000 }, async () => {
+test("a run that fails because Ctrl-C took its server still exits with Ctrl-C's code", {
+  timeout: 60_000,
+}, async () => {
   const tool = startTool([join(ROOT, "tools/harness/fixtures/run-ends-with-server.ts")]);
   assert.ok(await waitUntil(() => tool.output().includes("ready\n"), 30_000), tool.output());
   tool.child.kill("SIGINT");

@@ -3,7 +3,11 @@
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 
 /** The parsed flags; on a bad command line, the usage and exit code 2. */
-export function parseCli<const T extends ParseArgsOptionsConfig>(options: T, usage: string, args: string[] = process.argv.slice(2)) {
+export function parseCli<const T extends ParseArgsOptionsConfig>(
+  options: T,
+  usage: string,
+  args: string[] = process.argv.slice(2),
+) {
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
   } catch (err) {
@@ -23,17 +27,26 @@ export function stringFlags<const K extends string>(...names: K[]): Record<K, { 
 export function numberFlag(raw: string | undefined, fallback: number, name: string, min = 0): number {
   if (raw === undefined) return fallback;
   const n = Number(raw);
-  if (raw.trim() === "" || !Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min}, not ${JSON.stringify(raw)}`);
+  if (raw.trim() === "" || !Number.isFinite(n) || n < min)
+    throw new Error(`--${name} must be a number >= ${min}, not ${JSON.stringify(raw)}`);
   return n;
 }
 
 /** A comma-separated flag, undefined when absent. */
 export function listFlag(raw: string | undefined): string[] | undefined {
-  return raw?.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  return raw
+    ?.split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
 }
 
 /** A list flag whose items must be among `allowed`. */
-export function choiceList<T extends string>(raw: string | undefined, allowed: readonly T[], fallback: readonly T[], name: string): T[] {
+export function choiceList<T extends string>(
+  raw: string | undefined,
+  allowed: readonly T[],
+  fallback: readonly T[],
+  name: string,
+): T[] {
   const items = listFlag(raw);
   if (items === undefined) return [...fallback];
   return items.map((item) => {

@@ -14,7 +14,16 @@
 // - A restart keeps the port and the storage: "the server went away and came
 //   back with its state".
 import { spawn, type ChildProcess } from "node:child_process";
-import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, type WriteStream } from "node:fs";
+import {
+  cpSync,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  symlinkSync,
+  type WriteStream,
+} from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
@@ -67,7 +76,9 @@ export function freePort(): Promise<number> {
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
-      server.close(() => (typeof address === "object" && address !== null ? resolvePort(address.port) : reject(new Error("no port"))));
+      server.close(() =>
+        typeof address === "object" && address !== null ? resolvePort(address.port) : reject(new Error("no port")),
+      );
     });
   });
 }
@@ -207,22 +218,32 @@ export class DevServer {
         return [process.execPath, config, "--port", port];
       case "miniflare":
         return [
-          process.execPath, MINIFLARE_HOST,
-          "--config", config,
-          "--port", port,
-          "--persist", this.persistTo,
+          process.execPath,
+          MINIFLARE_HOST,
+          "--config",
+          config,
+          "--port",
+          port,
+          "--persist",
+          this.persistTo,
           ...inspector,
           ...vars,
         ];
       case "wrangler":
         return [
-          WRANGLER, "dev",
-          "--config", config,
-          "--ip", "127.0.0.1",
-          "--port", port,
+          WRANGLER,
+          "dev",
+          "--config",
+          config,
+          "--ip",
+          "127.0.0.1",
+          "--port",
+          port,
           ...inspector,
-          "--persist-to", this.persistTo,
-          "--log-level", this.#o.logLevel ?? "warn",
+          "--persist-to",
+          this.persistTo,
+          "--log-level",
+          this.#o.logLevel ?? "warn",
           "--show-interactive-dev-session=false",
           ...vars,
         ];

@@ -2,11 +2,28 @@
 // PROTOCOL.md. The tools treat the server as untrusted input too: a
 // frame that does not match the contract is a finding, not a crash.
 
-import type { ErrorCode, ErrorFrame, Limits, Message, PresenceCountFrame, PresenceFrame, ServerFrame, User, WelcomeFrame, HistoryPage } from "../../src/protocol.ts";
+import type {
+  ErrorCode,
+  ErrorFrame,
+  Limits,
+  Message,
+  PresenceCountFrame,
+  PresenceFrame,
+  ServerFrame,
+  User,
+  WelcomeFrame,
+  HistoryPage,
+} from "../../src/protocol.ts";
 
 export type Narrowed<T> = { ok: true; value: T } | { ok: false; why: string };
 
-const ERROR_CODES: readonly ErrorCode[] = ["bad_json", "unknown_type", "invalid_message", "unsupported", "rate_limited"];
+const ERROR_CODES: readonly ErrorCode[] = [
+  "bad_json",
+  "unknown_type",
+  "invalid_message",
+  "unsupported",
+  "rate_limited",
+];
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -38,7 +55,8 @@ export function narrowMessage(value: unknown): Narrowed<Message> {
   if (!isSafeInt(ts)) return { ok: false, why: `message ${id}: ts is not an integer` };
   if (from === null) return { ok: false, why: `message ${id}: from is not a user` };
   if (typeof text !== "string") return { ok: false, why: `message ${id}: text is not a string` };
-  if (nonce !== undefined && typeof nonce !== "string") return { ok: false, why: `message ${id}: nonce is not a string` };
+  if (nonce !== undefined && typeof nonce !== "string")
+    return { ok: false, why: `message ${id}: nonce is not a string` };
   const message: Message = { type: "message", id, ts, from, text };
   if (nonce !== undefined) message.nonce = nonce;
   return { ok: true, value: message };
@@ -99,13 +117,24 @@ export function narrowServerFrame(raw: string): Narrowed<ServerFrame> {
       const history = messages(own(value, "history"), "welcome.history");
       const gap = own(value, "gap");
       const lim = limits(own(value, "limits"));
-      if (typeof room !== "string" || you === null || typeof token !== "string") return { ok: false, why: "welcome: bad room/you/token" };
+      if (typeof room !== "string" || you === null || typeof token !== "string")
+        return { ok: false, why: "welcome: bad room/you/token" };
       if (!online.ok) return online;
-      if (onlineCount !== undefined && (!isSafeInt(onlineCount) || onlineCount < 0)) return { ok: false, why: "welcome: onlineCount is not a count" };
+      if (onlineCount !== undefined && (!isSafeInt(onlineCount) || onlineCount < 0))
+        return { ok: false, why: "welcome: onlineCount is not a count" };
       if (!history.ok) return history;
       if (typeof gap !== "boolean") return { ok: false, why: "welcome: gap is not a boolean" };
       if (lim === null) return { ok: false, why: "welcome: bad limits" };
-      const frame: WelcomeFrame = { type: "welcome", room, you, token, online: online.value, history: history.value, gap, limits: lim };
+      const frame: WelcomeFrame = {
+        type: "welcome",
+        room,
+        you,
+        token,
+        online: online.value,
+        history: history.value,
+        gap,
+        limits: lim,
+      };
       if (onlineCount !== undefined) frame.onlineCount = onlineCount;
       return { ok: true, value: frame };
     }
@@ -155,7 +184,14 @@ export function narrowHistoryPage(value: unknown): Narrowed<HistoryPage> {
 
 /** Two messages are the same stored message when everything but `type` matches. */
 export function sameMessage(a: Message, b: Message): boolean {
-  return a.id === b.id && a.ts === b.ts && a.text === b.text && a.nonce === b.nonce && a.from.id === b.from.id && a.from.name === b.from.name;
+  return (
+    a.id === b.id &&
+    a.ts === b.ts &&
+    a.text === b.text &&
+    a.nonce === b.nonce &&
+    a.from.id === b.from.id &&
+    a.from.name === b.from.name
+  );
 }
 
 export function describe(m: Message): string {

@@ -149,7 +149,14 @@ export function tcpRows(): TcpRow[] {
     }
     for (const line of text.split("\n").slice(1)) {
       const [, local, remote, state, queues, , , , , inode] = line.trim().split(/\s+/);
-      if (local === undefined || remote === undefined || state === undefined || queues === undefined || inode === undefined) continue;
+      if (
+        local === undefined ||
+        remote === undefined ||
+        state === undefined ||
+        queues === undefined ||
+        inode === undefined
+      )
+        continue;
       const [tx = 0, rx = 0] = queues.split(":").map((h) => parseInt(h, 16));
       const port = (address: string): number => parseInt(address.split(":")[1] ?? "", 16);
       rows.push({ localPort: port(local), remotePort: port(remote), state, tx, rx, inode });
