@@ -8,7 +8,6 @@
 
 import type { BrowserContext, WebSocketRoute } from "playwright-core";
 import { describe, expect, test } from "vitest";
-import WebSocket from "ws";
 import { type ChatPage, eventually } from "./support/chat.ts";
 import { newRoom, sendRaw, useHarness } from "./support/harness.ts";
 
