@@ -18,6 +18,7 @@ import type { Downstream } from "./link.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
 import {
   CloseCode,
+  ackRefusal,
   ERROR_WINDOW_MS,
   IDLE_TIMEOUT_MS,
   MAX_ERRORS_PER_WINDOW,
@@ -26,9 +27,8 @@ import {
   MAX_TEXT_LENGTH,
   PING,
   PONG,
-  isOversized,
   isSendableCloseCode,
-  parseClientFrame,
+  readClientFrame,
   publicUser,
   type BroadcastFrame,
   type ErrorCode,
@@ -250,30 +250,19 @@ export class RoomPart extends DurableObject<Env> {
 
   #receive(ws: WebSocket, member: Member, data: string | ArrayBuffer): void {
     member.seen = Date.now();
-    const oversized = typeof data === "string" ? isOversized(data) : data.byteLength > MAX_FRAME_BYTES;
-    if (oversized) {
+    const frame = readClientFrame(data);
+    if (frame === "too_big") {
       this.#close(ws, CloseCode.tooBig, `frame over ${MAX_FRAME_BYTES} bytes`);
       return;
     }
-    if (typeof data !== "string") {
-      this.#reject(ws, member, "unsupported", "binary frames are not supported");
-      return;
-    }
-    const frame = parseClientFrame(data);
     if (!frame.ok) {
       this.#reject(ws, member, frame.code, frame.message, frame.nonce);
       return;
     }
     if (frame.value.type === "ack") {
-      // As in the room: an ack must tell something new and name a message
-      // that exists, or it is an error (and 20 errors close the socket).
-      const { id } = frame.value;
-      const lastId = this.#stream?.lastId ?? 0;
-      if (member.acked !== null && id <= member.acked)
-        this.#reject(ws, member, "invalid_message", `ack ${id} is not above the last ack, ${member.acked}`);
-      else if (id > lastId)
-        this.#reject(ws, member, "invalid_message", `ack ${id} is beyond the last message, ${lastId}`);
-      else member.acked = id;
+      const refused = ackRefusal(member.acked, frame.value.id, this.#stream?.lastId ?? 0);
+      if (refused !== null) this.#reject(ws, member, "invalid_message", refused);
+      else member.acked = frame.value.id;
       return;
     }
     if (frame.value.type !== "message") {

@@ -524,3 +524,26 @@ export function parseClientFrame(raw: string): Parsed<ClientFrame> {
   const nonce = field(obj, "nonce");
   return isNonce(nonce) ? { ...fields, nonce } : fields;
 }
+
+/**
+ * One frame as a socket handler receives it: `"too_big"` when it is over the
+ * frame limit (the socket is closed with 1009), else parsed as
+ * parseClientFrame does, a binary frame being `unsupported`. The room and its
+ * parts both read client frames through this one function.
+ */
+export function readClientFrame(data: string | ArrayBuffer): Parsed<ClientFrame> | "too_big" {
+  if (typeof data === "string" ? isOversized(data) : data.byteLength > MAX_FRAME_BYTES) return "too_big";
+  if (typeof data !== "string") return { ok: false, code: "unsupported", message: "binary frames are not supported" };
+  return parseClientFrame(data);
+}
+
+/**
+ * Why an ack is refused (an `invalid_message` error), or null when it is
+ * taken: it must tell something new (above the socket's last ack) and name a
+ * message the room has issued (at most `lastId`).
+ */
+export function ackRefusal(acked: number | null, id: number, lastId: number): string | null {
+  if (acked !== null && id <= acked) return `ack ${id} is not above the last ack, ${acked}`;
+  if (id > lastId) return `ack ${id} is beyond the last message, ${lastId}`;
+  return null;
+}

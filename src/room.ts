@@ -39,6 +39,7 @@ import { History, type RowCost, type Slice } from "./history.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
 import {
   CloseCode,
+  ackRefusal,
   ERROR_WINDOW_MS,
   IDLE_TIMEOUT_MS,
   MAX_ERRORS_PER_WINDOW,
@@ -48,10 +49,9 @@ import {
   PING,
   PONG,
   isModerator,
-  isOversized,
   isSendableCloseCode,
   mayDelete,
-  parseClientFrame,
+  readClientFrame,
   type BanEntry,
   type BanRequest,
   type ClientBan,
@@ -386,17 +386,12 @@ export class ChatRoom extends DurableObject<Env> {
 
   #receive(ws: WebSocket, session: Session, data: string | ArrayBuffer): void {
     session.seen = Date.now();
-    const oversized = typeof data === "string" ? isOversized(data) : data.byteLength > MAX_FRAME_BYTES;
-    if (oversized) {
+    const frame = readClientFrame(data);
+    if (frame === "too_big") {
       this.#log.info("frame_rejected", { room: session.room, user: session.user.id, code: CloseCode.tooBig });
       this.#close(ws, CloseCode.tooBig, `frame over ${MAX_FRAME_BYTES} bytes`);
       return;
     }
-    if (typeof data !== "string") {
-      this.#reject(ws, session, "unsupported", "binary frames are not supported");
-      return;
-    }
-    const frame = parseClientFrame(data);
     if (!frame.ok) {
       this.#reject(ws, session, frame.code, frame.message, frame.nonce);
       return;
@@ -619,13 +614,10 @@ export class ChatRoom extends DurableObject<Env> {
    * other errors. A client acks only ids it has received, each once.
    */
   #ack(ws: WebSocket, session: Session, id: number): void {
-    if (session.acked !== null && id <= session.acked) {
-      this.#reject(ws, session, "invalid_message", `ack ${id} is not above the last ack, ${session.acked}`);
-      return;
-    }
     this.#count(this.#history.load());
-    if (id > this.#history.lastId) {
-      this.#reject(ws, session, "invalid_message", `ack ${id} is beyond the last message, ${this.#history.lastId}`);
+    const refused = ackRefusal(session.acked, id, this.#history.lastId);
+    if (refused !== null) {
+      this.#reject(ws, session, "invalid_message", refused);
       return;
     }
     session.acked = id;
