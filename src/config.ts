@@ -4,8 +4,8 @@ import { isLogLevel, type LogLevel } from "./log.ts";
 export const DEFAULT_IP_CONNECT_PER_MIN = 300;
 /** Per room, all of its parts together (v1.1; v1 had 5000 for one object). */
 export const DEFAULT_MAX_CONNECTIONS = 100_000;
-/** Provisional, until measured: see docs/LARGE-ROOMS.md. */
-export const DEFAULT_SHARD_SIZE = 1000;
+/** Chosen by CPU per part at a target message rate (BENCHMARKS.md, "Large rooms: CPU per operation and capacity model"). */
+export const DEFAULT_SHARD_SIZE = 500;
 export const DEFAULT_PRESENCE_LIMIT = 500;
 export const DEFAULT_ADDRESS_RATE_BURST = 30;
 export const DEFAULT_ADDRESS_RATE_PER_SEC = 15;

@@ -141,9 +141,9 @@ describe("abuse limit settings", () => {
     });
   });
 
-  it("lets a room hold 100000 connections over all of its parts, in the code and in wrangler.toml", () => {
-    expect(readConfig({})).toMatchObject({ maxConnections: 100_000, shardSize: 1000 });
-    expect(readConfig(env)).toMatchObject({ maxConnections: 100_000, shardSize: 1000 });
+  it("lets a room hold 100000 connections over all of its parts, 500 in each object, in the code and in wrangler.toml", () => {
+    expect(readConfig({})).toMatchObject({ maxConnections: 100_000, shardSize: 500 });
+    expect(readConfig(env)).toMatchObject({ maxConnections: 100_000, shardSize: 500 });
   });
 
   it("reads 0 as off, not as a malformed value", () => {
