@@ -17,8 +17,8 @@
 // in the shared machine's load hits both sides of a difference alike; repeat
 // i of one is paired with repeat i of the other for the spread. The model then
 // predicts the single-thread maximum of two other configurations, measured
-// saturated, and, every object on its own thread, production capacity, cost
-// and latency (model-tables.ts).
+// saturated in the same rounds (so under the same load), and, every object on
+// its own thread, production capacity, cost and latency (model-tables.ts).
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cpus, loadavg } from "node:os";
@@ -42,6 +42,13 @@ const MAX_MESSAGES = 2_000;
 const RUN_TIMEOUT_MS = 60_000;
 const HISTORY = 100;
 const SENDERS = 2;
+/**
+ * Messages in flight that keep the thread saturated, as at the checks: the
+ * model prices a busy thread. With one message at a time the thread idles
+ * between messages and each one also pays for waking it up; those figures
+ * are kept too ("W=1").
+ */
+const SATURATED = 64;
 /** The sharded rooms of the per-operation runs: SHARD_SIZE 10, presence as counts. */
 const SIZE = 10;
 
@@ -218,30 +225,29 @@ function series(name: string, fleet: Fleet, senderAt: number, window = 1): Serie
   return { name, fleet, sender, senderIndex: senderAt === 0 ? 0 : 1, window, count: 0, reps: [] };
 }
 
-/** Sizes every series by a pilot, then runs REPEATS rounds, one repeat of each series per round. */
-async function interleaved(r: Rig, all: Series[]): Promise<Point[]> {
+/** Sizes a rig's series by a pilot each: a repeat uses about TARGET_CPU_S of the thread. */
+async function sizeSeries(r: Rig, all: Series[]): Promise<void> {
   for (const s of all) {
     const pilot = await priced(r, 20, () => publish(s.fleet, s.sender, s.senderIndex, 20, s.window));
     s.count = Math.round(Math.min(MAX_MESSAGES, Math.max(30, TARGET_CPU_S / Math.max(pilot.us * 1e-6, 1e-6))));
   }
-  r.idleShare = await idle(r);
-  for (let i = 0; i < REPEATS; i++) {
-    for (const s of all) {
-      const per = receivers(s.fleet);
-      const flushes = s.fleet.tally.batchFrames;
-      const rep = await priced(r, s.count, () => publish(s.fleet, s.sender, s.senderIndex, s.count, s.window));
-      if (s.fleet.target.batch) rep.flushesPerMessage = (s.fleet.tally.batchFrames - flushes) / (s.count * per);
-      s.reps.push(rep);
-    }
-    say(`round ${i + 1}/${REPEATS} done`);
-  }
+}
+
+async function repeatSeries(r: Rig, s: Series): Promise<void> {
+  const per = receivers(s.fleet);
+  const flushes = s.fleet.tally.batchFrames;
+  const rep = await priced(r, s.count, () => publish(s.fleet, s.sender, s.senderIndex, s.count, s.window));
+  if (s.fleet.target.batch) rep.flushesPerMessage = (s.fleet.tally.batchFrames - flushes) / (s.count * per);
+  s.reps.push(rep);
+}
+
+function pointsOf(all: Series[]): Point[] {
   for (const s of all) {
     const sp = spreadOf(s.reps.map((x) => x.us));
     say(
-      `${s.name}: ${sp.median.toFixed(1)} µs/message (${sp.min.toFixed(1)}–${sp.max.toFixed(1)}), ${s.count} messages × ${REPEATS}`,
+      `${s.name}: ${sp.median.toFixed(1)} µs/message (${sp.min.toFixed(1)}–${sp.max.toFixed(1)}), ${s.count} messages × ${s.reps.length}`,
     );
   }
-  say(`idle share of the thread: ${(r.idleShare * 100).toFixed(1)} %`);
   return all.map((s) => ({ name: s.name, reps: s.reps }));
 }
 
@@ -250,30 +256,34 @@ async function interleaved(r: Rig, all: Series[]): Promise<Point[]> {
 const points: Point[] = [];
 const checks: Check[] = [];
 
+/** A server, its rooms and the message series measured on it each round. */
+interface Stage {
+  r: Rig;
+  fleets: Fleet[];
+  series: Series[];
+}
+
 /** One object (never sharded), K sockets, plain and batch: client send and per-socket delivery on a room. */
-async function single(): Promise<void> {
+async function buildSingle(stages: Stage[]): Promise<void> {
   const r = await rig({ SHARD_SIZE: "100000" });
-  const fleets: Fleet[] = [];
-  try {
-    const rooms = new Map<string, Fleet>();
-    for (const [name, k, batch] of [
-      ["single K=1", 1, false],
-      ["single K=101", 101, false],
-      ["single K=301", 301, false],
-      ["single batch K=101", 101, true],
-      ["single batch K=301", 301, true],
-    ] as const) {
-      const fleet = fleetOf(r, batch);
-      fleets.push(fleet);
-      await connect(fleet, k);
-      rooms.set(name, fleet);
-      if (r.main === "") await findMain(r, fleet);
-    }
-    const runs = [...rooms].map(([name, fleet]) => series(name, fleet, 0, name.includes("batch") ? 8 : 1));
-    points.push(...(await interleaved(r, runs)));
-  } finally {
-    await stop(r, fleets);
+  const stage: Stage = { r, fleets: [], series: [] };
+  stages.push(stage);
+  for (const [name, k, batch] of [
+    ["single K=1", 1, false],
+    ["single K=101", 101, false],
+    ["single K=301", 301, false],
+    ["single batch K=101", 101, true],
+    ["single batch K=301", 301, true],
+  ] as const) {
+    const fleet = fleetOf(r, batch);
+    stage.fleets.push(fleet);
+    await connect(fleet, k);
+    if (r.main === "") await findMain(r, fleet);
+    stage.series.push(series(`${name} sat`, fleet, 0, SATURATED));
+    if (k === 1) stage.series.push(series(`${name} W=1`, fleet, 0, 1));
   }
+  await sizeSeries(r, stage.series);
+  say("one-object rooms built");
 }
 
 /**
@@ -285,15 +295,17 @@ async function single(): Promise<void> {
  * 10 closed (priced: presence reports). Then interleaved message runs with
  * the sender on the room (client 0) or on the first part (client 10).
  */
-async function sharded(): Promise<void> {
+async function buildSharded(stages: Stage[]): Promise<Stage> {
   const port = await freePort();
   const r = await rig({ SHARD_SIZE: String(SIZE), PRESENCE_LIMIT: "1" }, port);
-  const fleets: Fleet[] = [];
+  const stage: Stage = { r, fleets: [], series: [] };
+  stages.push(stage);
+  const fleets = stage.fleets;
   const toRoom: Rep[] = [];
   const toNewPart: Rep[] = [];
   const toPart: Rep[] = [];
   const closes: Rep[] = [];
-  try {
+  {
     const rooms = new Map<string, Fleet>();
     for (const [name, parts, keep] of [
       ["P=1 ×1", 1, 1],
@@ -347,22 +359,20 @@ async function sharded(): Promise<void> {
       points.push({ name, reps });
     }
     const room = (name: string): Fleet => rooms.get(name) as Fleet;
-    const runs = [
-      series("P=1 ×1 room-sender", room("P=1 ×1"), 0),
-      series("P=1 ×1 part-sender", room("P=1 ×1"), SIZE),
-      series("P=10 ×1 part-sender", room("P=10 ×1"), SIZE),
-      series("P=100 ×1 part-sender", room("P=100 ×1"), SIZE),
-      series("P=100 ×1 room-sender", room("P=100 ×1"), 0),
-      series("P=10 ×1 part-sender W=8", room("P=10 ×1"), SIZE, 8),
-      series("P=100 ×1 part-sender W=8", room("P=100 ×1"), SIZE, 8),
-      series("P=5 ×10 part-sender", room("P=5 ×10"), SIZE),
-      series("P=50 ×10 part-sender", room("P=50 ×10"), SIZE),
+    stage.series = [
+      series("P=1 ×1 room-sender sat", room("P=1 ×1"), 0, SATURATED),
+      series("P=1 ×1 part-sender sat", room("P=1 ×1"), SIZE, SATURATED),
+      series("P=10 ×1 part-sender sat", room("P=10 ×1"), SIZE, SATURATED),
+      series("P=100 ×1 part-sender sat", room("P=100 ×1"), SIZE, SATURATED),
+      series("P=100 ×1 room-sender sat", room("P=100 ×1"), 0, SATURATED),
+      series("P=10 ×1 part-sender W=1", room("P=10 ×1"), SIZE, 1),
+      series("P=100 ×1 part-sender W=1", room("P=100 ×1"), SIZE, 1),
+      series("P=5 ×10 part-sender sat", room("P=5 ×10"), SIZE, SATURATED),
+      series("P=50 ×10 part-sender sat", room("P=50 ×10"), SIZE, SATURATED),
     ];
-    points.push(...(await interleaved(r, runs)));
-    profile = await profileSplit(r, room("P=100 ×1"), 100);
-  } finally {
-    await stop(r, fleets);
+    await sizeSeries(r, stage.series);
   }
+  return stage;
 }
 
 let profile: Saved["profile"] = null;
@@ -472,62 +482,90 @@ function attribute(
   return { room: totals.room / sum, part: totals.part / sum, none: totals.none / sum };
 }
 
+/** A saturated check: room `size` + `parts` parts × `size`, the sender on a part, 64 messages in flight. */
+interface CheckStage {
+  r: Rig;
+  fleet: Fleet;
+  check: Check;
+}
+
+async function buildCheck(size: number, parts: number, all: CheckStage[]): Promise<void> {
+  const r = await rig({ SHARD_SIZE: String(size), PRESENCE_LIMIT: "1" });
+  const fleet = fleetOf(r);
+  all.push({
+    r,
+    fleet,
+    check: {
+      config: `room ${size} + ${parts} parts × ${size}`,
+      roomSockets: size,
+      parts,
+      perPart: size,
+      idleShare: 0,
+      runs: [],
+    },
+  });
+  await connect(fleet, size);
+  await findMain(r, fleet);
+  await connect(fleet, size * parts, 50);
+  await publish(fleet, fleet.clients[size] as Client, 1, 20, 4);
+  say(`check room ${size} + ${parts} × ${size} built`);
+}
+
+const CHECK_MESSAGES = 200;
+
+async function repeatCheck({ r, fleet, check }: CheckStage): Promise<void> {
+  const missingBefore = fleet.lost(fleet.clients);
+  const a = readThreads(r.pids);
+  await publish(fleet, fleet.clients[check.roomSockets] as Client, 1, CHECK_MESSAGES, SATURATED);
+  const b = readThreads(r.pids);
+  const main = threadBetween(a, b, r.main);
+  const wall = cpuBetween(a, b).wallS;
+  // The rate the thread reaches saturated, its timers taking their idle
+  // share: when it is saturated (main = wall), the wall rate itself.
+  const run: CheckRun = {
+    perCpuS: (CHECK_MESSAGES * (1 - r.idleShare)) / (main - r.idleShare * wall),
+    wallRate: CHECK_MESSAGES / wall,
+    util: main / wall,
+    lost: fleet.lost(fleet.clients) - missingBefore,
+    messages: CHECK_MESSAGES,
+  };
+  check.runs.push(run);
+  say(
+    `check ${check.config}: ${run.perCpuS.toFixed(1)} msg per CPU-s, ${run.wallRate.toFixed(1)} msg/s wall, thread ${(run.util * 100).toFixed(0)} %`,
+  );
+}
+
 /**
- * The saturated checks: room `size` + `parts` parts × `size`, the sender on a
- * part, 64 messages in flight. Both servers run at once and their repeats
- * alternate, so the machine's load weighs on both alike.
+ * Every server is built first and stays up; then each round runs one repeat
+ * of every message series and of every check, so the per-operation costs
+ * and the saturated checks they predict see the same load of the shared
+ * machine.
  */
-async function checksRun(configs: ReadonlyArray<readonly [number, number]>): Promise<void> {
-  const rigs: Array<{ r: Rig; fleet: Fleet; check: Check }> = [];
+async function measureAll(): Promise<void> {
+  const stages: Stage[] = [];
+  const checkStages: CheckStage[] = [];
   try {
-    for (const [size, parts] of configs) {
-      const r = await rig({ SHARD_SIZE: String(size), PRESENCE_LIMIT: "1" });
-      const fleet = fleetOf(r);
-      rigs.push({
-        r,
-        fleet,
-        check: {
-          config: `room ${size} + ${parts} parts × ${size}`,
-          roomSockets: size,
-          parts,
-          perPart: size,
-          idleShare: 0,
-          runs: [],
-        },
-      });
-      await connect(fleet, size);
-      await findMain(r, fleet);
-      await connect(fleet, size * parts, 50);
-      await publish(fleet, fleet.clients[size] as Client, 1, 20, 4);
+    await buildSingle(stages);
+    const shardStage = await buildSharded(stages);
+    await buildCheck(250, 4, checkStages);
+    await buildCheck(100, 8, checkStages);
+    for (const st of stages) st.r.idleShare = await idle(st.r);
+    for (const c of checkStages) c.check.idleShare = c.r.idleShare = await idle(c.r);
+    say(
+      `idle shares: ${[...stages.map((st) => st.r), ...checkStages.map((c) => c.r)].map((r) => `${(r.idleShare * 100).toFixed(1)} %`).join(", ")}`,
+    );
+    for (let i = 0; i < REPEATS; i++) {
+      for (const st of stages) for (const x of st.series) await repeatSeries(st.r, x);
+      for (const c of checkStages) await repeatCheck(c);
+      say(`round ${i + 1}/${REPEATS} done`);
     }
-    for (const x of rigs) x.check.idleShare = x.r.idleShare = await idle(x.r);
-    const messages = 300;
-    for (let i = 0; i < Math.max(3, Math.ceil(REPEATS / 2)); i++) {
-      for (const { r, fleet, check } of rigs) {
-        const missingBefore = fleet.lost(fleet.clients);
-        const a = readThreads(r.pids);
-        await publish(fleet, fleet.clients[check.roomSockets] as Client, 1, messages, 64);
-        const b = readThreads(r.pids);
-        const main = threadBetween(a, b, r.main);
-        const wall = cpuBetween(a, b).wallS;
-        // The rate the thread reaches saturated, its timers taking their idle
-        // share: when it is saturated (main = wall), the wall rate itself.
-        const run: CheckRun = {
-          perCpuS: (messages * (1 - r.idleShare)) / (main - r.idleShare * wall),
-          wallRate: messages / wall,
-          util: main / wall,
-          lost: fleet.lost(fleet.clients) - missingBefore,
-          messages,
-        };
-        check.runs.push(run);
-        say(
-          `check ${check.config}: ${run.perCpuS.toFixed(1)} msg per CPU-s, ${run.wallRate.toFixed(1)} msg/s wall, thread ${(run.util * 100).toFixed(0)} %`,
-        );
-      }
-    }
-    for (const x of rigs) checks.push(x.check);
+    for (const st of stages) points.push(...pointsOf(st.series));
+    for (const c of checkStages) checks.push(c.check);
+    const hundred = shardStage.fleets[2];
+    if (hundred !== undefined) profile = await profileSplit(shardStage.r, hundred, 100);
   } finally {
-    for (const { r, fleet } of rigs) await stop(r, [fleet]);
+    for (const st of stages) await stop(st.r, st.fleets);
+    for (const c of checkStages) await stop(c.r, [c.fleet]);
   }
 }
 
@@ -560,42 +598,59 @@ interface Derived {
 }
 
 function derive(saved: Saved): Derived {
-  const dRoom = paired(saved, ["single K=301", "single K=101"], ([a = 0, b = 0]) => (a - b) / 200);
+  // Runs before the saturated series (bench/profiles/model-run-a, -b) named them without " sat".
+  const sat = (base: string): string => (saved.points.some((p) => p.name === `${base} sat`) ? `${base} sat` : base);
+  const dRoom = paired(saved, [sat("single K=301"), sat("single K=101")], ([a = 0, b = 0]) => (a - b) / 200);
   const dr = dRoom.median;
   const clientSend = paired(
     saved,
-    ["single K=1", "single K=101", "single K=301"],
+    [sat("single K=1"), sat("single K=101"), sat("single K=301")],
     ([a = 0, b = 0, c = 0]) => a - (c - b) / 200,
   );
   const flushes = spreadOf(
-    [...repsOf(saved, "single batch K=101"), ...repsOf(saved, "single batch K=301")].map(
+    [...repsOf(saved, sat("single batch K=101")), ...repsOf(saved, sat("single batch K=301"))].map(
       (x) => x.flushesPerMessage ?? Number.NaN,
     ),
   ).median;
   const perFlush = paired(
     saved,
-    ["single batch K=301", "single batch K=101"],
+    [sat("single batch K=301"), sat("single batch K=101")],
     ([a = 0, b = 0]) => (a - b) / 200 / flushes,
   );
   // e + d_part per part (one socket each) and e + 10·d_part (ten each).
   const slope1 = (a: number, b: number) => (a - b) / 90;
   const slope10 = (a: number, b: number) => (a - b) / 45;
-  const one = ["P=100 ×1 part-sender", "P=10 ×1 part-sender"];
-  const ten = ["P=50 ×10 part-sender", "P=5 ×10 part-sender"];
+  const one = [sat("P=100 ×1 part-sender"), sat("P=10 ×1 part-sender")];
+  const ten = [sat("P=50 ×10 part-sender"), sat("P=5 ×10 part-sender")];
   const dPart = paired(saved, [...ten, ...one], ([a = 0, b = 0, c = 0, d = 0]) => (slope10(a, b) - slope1(c, d)) / 9);
-  const dp = dPart.median;
+  // The model prices a delivery on a part as on the room: the same loop of
+  // sends. The two slopes give it too, but the rooms behind them differ in
+  // parts (100 against 50), and with the parts the sequencer's kept frames
+  // and their garbage collection: that difference lands in d_part.
+  const dp = dr;
   const event = paired(saved, one, ([a = 0, b = 0]) => slope1(a, b) - dp);
   const ev = event.median;
-  const eventW8 = paired(
+  // The other rate: one message in flight (runs A and B: 8 in flight against 1).
+  const w1 = saved.points.some((p) => p.name === "P=10 ×1 part-sender W=1");
+  const eventOther = paired(
     saved,
-    ["P=100 ×1 part-sender W=8", "P=10 ×1 part-sender W=8"],
+    w1
+      ? ["P=100 ×1 part-sender W=1", "P=10 ×1 part-sender W=1"]
+      : ["P=100 ×1 part-sender W=8", "P=10 ×1 part-sender W=8"],
     ([a = 0, b = 0]) => slope1(a, b) - dp,
   );
+  const clientSendW1 = saved.points.some((p) => p.name === "single K=1 W=1")
+    ? paired(saved, ["single K=1 W=1"], ([a = 0]) => a - dr)
+    : null;
   // The fixed part of a publish in a sharded room: one part of one socket, its event and delivery and the room's one socket taken off.
-  const partPub = paired(saved, ["P=1 ×1 part-sender"], ([a = 0]) => a - (ev + dp) - dr);
-  const roomPub = paired(saved, ["P=1 ×1 room-sender"], ([a = 0]) => a - (ev + dp) - dr);
-  const partSide = paired(saved, ["P=1 ×1 part-sender", "P=1 ×1 room-sender"], ([a = 0, b = 0]) => a - b);
-  const partSide100 = paired(saved, ["P=100 ×1 part-sender", "P=100 ×1 room-sender"], ([a = 0, b = 0]) => a - b);
+  const partPub = paired(saved, [sat("P=1 ×1 part-sender")], ([a = 0]) => a - (ev + dp) - dr);
+  const roomPub = paired(saved, [sat("P=1 ×1 room-sender")], ([a = 0]) => a - (ev + dp) - dr);
+  const partSide = paired(saved, [sat("P=1 ×1 part-sender"), sat("P=1 ×1 room-sender")], ([a = 0, b = 0]) => a - b);
+  const partSide100 = paired(
+    saved,
+    [sat("P=100 ×1 part-sender"), sat("P=100 ×1 room-sender")],
+    ([a = 0, b = 0]) => a - b,
+  );
   const toRoom = measured(saved, "connect to the room itself");
   const toPart = measured(saved, "connect to an existing part");
   const toNew = measured(saved, "connect that dials a new part");
@@ -614,16 +669,23 @@ function derive(saved: Saved): Derived {
       s: perFlush,
     },
     {
-      op: "per-socket delivery on a part, plain (d_part)",
+      op: "per-socket delivery on a part from the parts' slopes (cross-check; the model uses d_room)",
       how: "(slope per part at 10 sockets − at 1 socket) / 9",
       s: dPart,
     },
     {
-      op: "room-to-part event, both ends, 1 event per link frame, 1 message in flight (e)",
+      op: `room-to-part event, both ends, 1 event per link frame (e), ${w1 ? `${SATURATED}` : "1"} in flight`,
       how: "(P=100×1 − P=10×1) / 90 − d_part",
       s: event,
     },
-    { op: "room-to-part event, 8 messages in flight", how: "same, W=8", s: eventW8 },
+    {
+      op: `room-to-part event, ${w1 ? "1" : "8"} in flight`,
+      how: w1 ? "same, W=1" : "same, W=8",
+      s: eventOther,
+    },
+    ...(clientSendW1 === null
+      ? []
+      : [{ op: "client send, 1 message in flight", how: "single K=1 W=1 − d_room", s: clientSendW1 }]),
     {
       op: "part-to-room publish: a part's socket's message, before events and deliveries",
       how: "P=1×1 part-sender − e − d_part − d_room",
@@ -694,7 +756,10 @@ function report(saved: Saved): string {
   out.push(`machine: ${saved.machine}; ${saved.date}; commit ${saved.commit}; ${saved.repeats} repeats per point`);
   out.push("", "| operation | derived from | µs of the JS thread: median (min – max) |", "| --- | --- | --- |");
   for (const row of table) out.push(`| ${row.op} | ${row.how} | ${sp(row.s)} |`);
-  out.push("", `batch clients: ${f(batch.flushesPerMessage, 3)} batch frames per socket per message at 8 in flight`);
+  out.push(
+    "",
+    `batch clients: ${f(batch.flushesPerMessage, 3)} batch frames per socket per message (the batch series ran with ${saved.points.some((p) => p.name.endsWith(" sat")) ? SATURATED : 8} in flight)`,
+  );
   if (saved.profile !== null) {
     const p = saved.profile;
     out.push(
@@ -756,12 +821,7 @@ async function main(): Promise<void> {
   const started = Date.now();
   const machineAtStart = machine();
   say(`bench:model: ${machineAtStart}; ${REPEATS} repeats`);
-  await single();
-  await sharded();
-  await checksRun([
-    [250, 4],
-    [100, 8],
-  ]);
+  await measureAll();
   const saved: Saved = {
     date: new Date().toISOString(),
     commit: commit(),
