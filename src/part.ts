@@ -19,9 +19,7 @@ import { createLogger, describeError, type Logger } from "./log.ts";
 import {
   CloseCode,
   ackRefusal,
-  ERROR_WINDOW_MS,
   IDLE_TIMEOUT_MS,
-  MAX_ERRORS_PER_WINDOW,
   MAX_FRAME_BYTES,
   MAX_NAME_LENGTH,
   MAX_TEXT_LENGTH,
@@ -31,14 +29,15 @@ import {
   readClientFrame,
   publicUser,
   type BroadcastFrame,
+  type ClientFrame,
   type ErrorCode,
   type Limits,
   type PresenceCountFrame,
   type ServerFrame,
 } from "./protocol.ts";
-import { recordStrike } from "./ratelimit.ts";
 import { readAdmission, type Admission } from "./room.ts";
 import { PartStream, type PartAction } from "./stream.ts";
+import { StrikeGate } from "./strikes.ts";
 
 /** The path of the link the sequencer dials; the Worker never forwards to it. */
 export const LINK_PATH = "/link";
@@ -54,10 +53,14 @@ export function linkRequest(room: string, part: string): Request {
   return new Request(url, { headers: { Upgrade: "websocket" } });
 }
 
+/** A client frame as read, before it is handled. */
+type Read = ReturnType<typeof readClientFrame>;
+
 interface Member {
   id: number;
   admission: Admission;
-  strikes: number[];
+  /** Its strikes, and the frames that wait while its room's answers could still close it (strikes.ts). */
+  gate: StrikeGate<Read>;
   acked: number | null;
   welcomed: boolean;
   /** When the client last sent a frame other than `ping` (or connected). */
@@ -74,6 +77,8 @@ export class RoomPart extends DurableObject<Env> {
   #nextId = 1;
   readonly #members = new Map<WebSocket, Member>();
   readonly #byId = new Map<number, WebSocket>();
+  // Sockets with frames waiting for their room's answers (see strikes.ts).
+  readonly #holding = new Set<WebSocket>();
   readonly #batches = new BatchQueue();
   #flushTimer: ReturnType<typeof setTimeout> | null = null;
   #ticker: ReturnType<typeof setInterval> | null = null;
@@ -155,7 +160,7 @@ export class RoomPart extends DurableObject<Env> {
     const member: Member = {
       id: this.#nextId++,
       admission,
-      strikes: [],
+      gate: new StrikeGate(),
       acked: null,
       welcomed: false,
       seen: Date.now(),
@@ -193,10 +198,14 @@ export class RoomPart extends DurableObject<Env> {
   override async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
     try {
       if (ws === this.#link || this.ctx.getTags(ws).includes(LINK_TAG)) {
-        if (typeof data !== "string" || this.#stream === null) return;
+        // A link the room replaced (it restarted and dialled again) may
+        // still deliver what the old sequencer sent: a late sync of it would
+        // end the attach to the new one, which would never hear of this part.
+        if (ws !== this.#link || typeof data !== "string" || this.#stream === null) return;
         // Internal frames come only from this room's sequencer, over a link
         // no client can reach; the stream drops versions it does not know.
         this.#apply(this.#stream.receive(JSON.parse(data) as Downstream, Date.now()));
+        this.#release();
         return;
       }
       const member = this.#members.get(ws);
@@ -229,6 +238,7 @@ export class RoomPart extends DurableObject<Env> {
     if (member === undefined) return;
     this.#members.delete(ws);
     this.#byId.delete(member.id);
+    this.#holding.delete(ws);
     if (this.#stream !== null) this.#apply(this.#stream.close(member.id, Date.now()));
   }
 
@@ -249,8 +259,35 @@ export class RoomPart extends DurableObject<Env> {
   }
 
   #receive(ws: WebSocket, member: Member, data: string | ArrayBuffer): void {
-    member.seen = Date.now();
-    const frame = readClientFrame(data);
+    const now = Date.now();
+    member.seen = now;
+    const read = readClientFrame(data);
+    const nonce = read === "too_big" ? undefined : read.ok ? nonceOf(read.value) : read.nonce;
+    const frame = member.gate.arrive(read, nonce, this.#owed(member), now);
+    if (frame !== null) this.#handle(ws, member, frame);
+    else this.#holding.add(ws);
+  }
+
+  /** What the room still owes a socket: answers that could each be a strike. */
+  #owed(member: Member): number {
+    return this.#stream?.owed(member.id) ?? 0;
+  }
+
+  /** Reads the frames that waited for answers, as far as the answers now allow. */
+  #release(): void {
+    for (const ws of this.#holding) {
+      // Reading a frame may close the socket (its member is gone then).
+      for (let member = this.#members.get(ws); member !== undefined; member = this.#members.get(ws)) {
+        const next = member.gate.next(this.#owed(member), Date.now());
+        if (next === undefined) break;
+        if (next.kind === "frame") this.#handle(ws, member, next.frame);
+        else this.#reject(ws, member, "rate_limited", "too many frames at once; this one was dropped", next.nonce);
+      }
+      if (this.#members.get(ws)?.gate.holding !== true) this.#holding.delete(ws);
+    }
+  }
+
+  #handle(ws: WebSocket, member: Member, frame: Read): void {
     if (frame === "too_big") {
       this.#close(ws, CloseCode.tooBig, `frame over ${MAX_FRAME_BYTES} bytes`);
       return;
@@ -274,10 +311,10 @@ export class RoomPart extends DurableObject<Env> {
   }
 
   #reject(ws: WebSocket, member: Member, code: ErrorCode, message: string, nonce?: string): void {
-    member.strikes = recordStrike(member.strikes, Date.now(), ERROR_WINDOW_MS);
+    const closing = member.gate.strike(Date.now());
     if (member.admission.batch) this.#flush();
     this.#send(ws, nonce === undefined ? { type: "error", code, message } : { type: "error", code, message, nonce });
-    if (member.strikes.length >= MAX_ERRORS_PER_WINDOW) this.#close(ws, CloseCode.policyViolation, "too many errors");
+    if (closing) this.#close(ws, CloseCode.policyViolation, "too many errors");
   }
 
   #apply(actions: PartAction[]): void {
@@ -396,4 +433,9 @@ export class RoomPart extends DurableObject<Env> {
     }
     this.#gone(ws);
   }
+}
+
+/** The nonce a client frame carries, for the refusal that may answer it. */
+function nonceOf(frame: ClientFrame): string | undefined {
+  return frame.type === "ack" ? undefined : frame.nonce;
 }
