@@ -1,10 +1,12 @@
 // A part of a large room (docs/LARGE-ROOMS.md): a Durable Object named
 // `${room}/${k}` that holds some of the room's sockets and does for them what
-// a room does per socket (welcome, frame checks, strikes, delivery with the
-// batch window, the ack rule), while the room's ChatRoom, the sequencer,
-// orders and stores everything. The ordering logic is PartStream
-// (stream.ts); this file wires it to sockets and to the link, the WebSocket
-// the sequencer dials to this part.
+// a room does per socket, with the room's own modules: the welcome
+// (admission.ts), frame checks (protocol.ts) and strikes (strikes.ts),
+// delivery with the batch window and the closing of readers behind their
+// acks (delivery.ts), while the room's ChatRoom, the sequencer, orders and
+// stores everything. The ordering logic is PartStream (stream.ts); this file
+// wires it to sockets and to the link, the WebSocket the sequencer dials to
+// this part.
 //
 // What survives hibernation: nothing yet. A part keeps a timer running while
 // it has sockets or a link, so it is never hibernated with its stream state
@@ -12,8 +14,9 @@
 // built); an eviction closes its sockets and their clients resume.
 
 import { DurableObject } from "cloudflare:workers";
-import { BATCH_MS, BatchQueue } from "./batch.ts";
+import { notAdmitted, readAdmission, welcomeFrame, welcomeLimits, type Admission } from "./admission.ts";
 import { readConfig, type Config } from "./config.ts";
+import { answerClose, Delivery } from "./delivery.ts";
 import type { Downstream } from "./link.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
 import {
@@ -21,21 +24,14 @@ import {
   ackRefusal,
   IDLE_TIMEOUT_MS,
   MAX_FRAME_BYTES,
-  MAX_NAME_LENGTH,
-  MAX_TEXT_LENGTH,
   PING,
   PONG,
-  isSendableCloseCode,
   readClientFrame,
   publicUser,
-  type BroadcastFrame,
   type ClientFrame,
   type ErrorCode,
   type Limits,
-  type PresenceCountFrame,
-  type ServerFrame,
 } from "./protocol.ts";
-import { readAdmission, type Admission } from "./room.ts";
 import { PartStream, type PartAction } from "./stream.ts";
 import { StrikeGate } from "./strikes.ts";
 
@@ -59,6 +55,8 @@ type Read = ReturnType<typeof readClientFrame>;
 interface Member {
   id: number;
   admission: Admission;
+  /** Delivery's (delivery.ts): `admission.batch`, `acked` and `welcomed`. */
+  readonly batch: boolean;
   /** Its strikes, and the frames that wait while its room's answers could still close it (strikes.ts). */
   gate: StrikeGate<Read>;
   acked: number | null;
@@ -79,8 +77,7 @@ export class RoomPart extends DurableObject<Env> {
   readonly #byId = new Map<number, WebSocket>();
   // Sockets with frames waiting for their room's answers (see strikes.ts).
   readonly #holding = new Set<WebSocket>();
-  readonly #batches = new BatchQueue();
-  #flushTimer: ReturnType<typeof setTimeout> | null = null;
+  readonly #delivery: Delivery<Member>;
   #ticker: ReturnType<typeof setInterval> | null = null;
   #sweptAt = 0;
 
@@ -88,13 +85,12 @@ export class RoomPart extends DurableObject<Env> {
     super(ctx, env);
     this.#config = readConfig(env);
     this.#log = createLogger(this.#config.logLevel, { component: "part" });
-    this.#limits = {
-      history: this.#config.historySize,
-      text: MAX_TEXT_LENGTH,
-      name: MAX_NAME_LENGTH,
-      burst: this.#config.rateBurst,
-      perSec: this.#config.ratePerSec,
-    };
+    this.#limits = welcomeLimits(this.#config);
+    this.#delivery = new Delivery({
+      historySize: this.#config.historySize,
+      recipients: () => this.#members,
+      close: (ws, code, reason) => this.#close(ws, code, reason),
+    });
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
   }
 
@@ -108,8 +104,7 @@ export class RoomPart extends DurableObject<Env> {
     try {
       if (url.pathname === LINK_PATH) return this.#acceptLink(url);
       const admission = readAdmission(request);
-      if (admission === null)
-        return Response.json({ error: "bad_request", message: "not an admitted connection" }, { status: 400 });
+      if (admission === null) return notAdmitted();
       return this.#connect(admission);
     } catch (err) {
       this.#log.error("fault", { where: "fetch", error: describeError(err) });
@@ -160,6 +155,7 @@ export class RoomPart extends DurableObject<Env> {
     const member: Member = {
       id: this.#nextId++,
       admission,
+      batch: admission.batch,
       gate: new StrikeGate(),
       acked: null,
       welcomed: false,
@@ -217,11 +213,7 @@ export class RoomPart extends DurableObject<Env> {
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
-    try {
-      ws.close(isSendableCloseCode(code) ? code : CloseCode.normal, "closed");
-    } catch {
-      // Already closed.
-    }
+    answerClose(ws, code);
     this.#gone(ws);
   }
 
@@ -312,8 +304,7 @@ export class RoomPart extends DurableObject<Env> {
 
   #reject(ws: WebSocket, member: Member, code: ErrorCode, message: string, nonce?: string): void {
     const closing = member.gate.strike(Date.now());
-    if (member.admission.batch) this.#flush();
-    this.#send(ws, nonce === undefined ? { type: "error", code, message } : { type: "error", code, message, nonce });
+    this.#delivery.error(ws, member, code, message, nonce);
     if (closing) this.#close(ws, CloseCode.policyViolation, "too many errors");
   }
 
@@ -332,23 +323,21 @@ export class RoomPart extends DurableObject<Env> {
           const member = ws === undefined ? undefined : this.#members.get(ws);
           if (ws === undefined || member === undefined) break;
           member.welcomed = true;
-          if (member.admission.batch) this.#batches.start(ws);
-          const { room, user, token } = member.admission;
-          this.#send(ws, {
-            type: "welcome",
-            room,
-            you: user,
-            token,
-            online: action.online.map(publicUser),
-            onlineCount: action.onlineCount,
-            history: action.history,
-            gap: action.gap,
-            limits: this.#limits,
-          });
+          this.#delivery.welcomed(ws, member);
+          this.#delivery.send(
+            ws,
+            welcomeFrame(member.admission, {
+              online: action.online.map(publicUser),
+              onlineCount: action.onlineCount,
+              history: action.history,
+              gap: action.gap,
+              limits: this.#limits,
+            }),
+          );
           break;
         }
         case "deliver":
-          this.#broadcast(action.frame);
+          this.#delivery.broadcast(action.frame);
           break;
         case "error": {
           const ws = this.#byId.get(action.socket);
@@ -371,56 +360,6 @@ export class RoomPart extends DurableObject<Env> {
           for (const [ws] of covered) this.#close(ws, CloseCode.banned, action.reason);
           break;
         }
-      }
-    }
-  }
-
-  #send(ws: WebSocket, frame: ServerFrame): void {
-    try {
-      ws.send(JSON.stringify(frame));
-    } catch {
-      this.#close(ws, CloseCode.serverError, "send failed");
-    }
-  }
-
-  /** Every welcomed socket, in one loop, in stream order; batch sockets with the next flush. */
-  #broadcast(frame: BroadcastFrame | PresenceCountFrame): void {
-    const text = JSON.stringify(frame);
-    const limit = frame.type === "message" ? frame.id - this.#config.historySize : Number.NEGATIVE_INFINITY;
-    let batching = false;
-    const behind: WebSocket[] = [];
-    for (const [ws, member] of this.#members) {
-      if (!member.welcomed) continue;
-      if (member.acked !== null && member.acked < limit) behind.push(ws);
-      else if (member.admission.batch) batching = true;
-      else {
-        try {
-          ws.send(text);
-        } catch {
-          behind.push(ws);
-        }
-      }
-    }
-    if (batching) {
-      this.#batches.push(text);
-      this.#flushTimer ??= setTimeout(() => this.#flush(), BATCH_MS);
-    }
-    for (const ws of behind) this.#close(ws, CloseCode.policyViolation, "too far behind: reconnect with after");
-  }
-
-  #flush(): void {
-    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
-    this.#flushTimer = null;
-    if (this.#batches.empty) return;
-    const batchFor = this.#batches.drain();
-    for (const [ws, member] of this.#members) {
-      if (!member.admission.batch || !member.welcomed) continue;
-      const text = batchFor(ws);
-      if (text === null) continue;
-      try {
-        ws.send(text);
-      } catch {
-        // Its close comes next.
       }
     }
   }
