@@ -32,6 +32,7 @@ import {
   type ErrorCode,
   type Limits,
 } from "./protocol.ts";
+import { covers } from "./moderation.ts";
 import { PartStream, type PartAction } from "./stream.ts";
 import { StrikeGate } from "./strikes.ts";
 
@@ -352,11 +353,8 @@ export class RoomPart extends DurableObject<Env> {
           break;
         }
         case "ban": {
-          const covered = [...this.#members].filter(
-            ([, m]) =>
-              m.admission.user.id === action.user ||
-              (action.address !== null && m.admission.user.verified !== true && m.admission.address === action.address),
-          );
+          const ban = { user: action.user, address: action.address };
+          const covered = [...this.#members].filter(([, m]) => covers(ban, m.admission.user, m.admission.address));
           for (const [ws] of covered) this.#close(ws, CloseCode.banned, action.reason);
           break;
         }

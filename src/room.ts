@@ -48,9 +48,7 @@ import { createLogger, describeError, type Logger } from "./log.ts";
 import {
   CloseCode,
   ackRefusal,
-  ERROR_WINDOW_MS,
   IDLE_TIMEOUT_MS,
-  MAX_ERRORS_PER_WINDOW,
   MAX_FRAME_BYTES,
   PING,
   PONG,
@@ -72,9 +70,9 @@ import {
   type SettingsFrame,
   type User,
 } from "./protocol.ts";
-import { Moderation, PostClock, banCloseReason, bannedError, type Ban } from "./moderation.ts";
+import { Moderation, PostClock, banCloseReason, bannedError, covers, type Ban } from "./moderation.ts";
 import { RoomQuota } from "./quota.ts";
-import { recordStrike } from "./ratelimit.ts";
+import { recordStrike } from "./strikes.ts";
 import { isVerifiedUserId, readAuthSettings, type GuestMode } from "./auth.ts";
 import { parseSession, sessionRoles, type Session } from "./session.ts";
 import type { ModerationRequest, RejectCode, StreamEvent } from "./link.ts";
@@ -456,10 +454,7 @@ export class ChatRoom extends DurableObject<Env> {
     }
     const { ban } = result;
     const reason = banCloseReason(ban);
-    const covered = [...this.#members()].filter(
-      ([, s]) =>
-        s.user.id === target || (ban.address !== null && s.user.verified !== true && s.address === ban.address),
-    );
+    const covered = [...this.#members()].filter(([, s]) => covers(ban, s.user, s.address));
     for (const [ws] of covered) this.#close(ws, CloseCode.banned, reason);
     this.#hub?.announce({ kind: "ban", user: target, address: ban.address, reason });
     let purged = 0;
@@ -573,11 +568,12 @@ export class ChatRoom extends DurableObject<Env> {
   }
 
   #reject(ws: WebSocket, session: Session, code: ErrorCode, message: string, nonce?: string): void {
-    session.strikes = recordStrike(session.strikes, Date.now(), ERROR_WINDOW_MS);
+    const { strikes, closing } = recordStrike(session.strikes, Date.now());
+    session.strikes = strikes;
     ws.serializeAttachment(session);
     this.#log.info("frame_rejected", { room: session.room, user: session.user.id, code });
     this.#delivery.error(ws, session, code, message, nonce);
-    if (session.strikes.length >= MAX_ERRORS_PER_WINDOW) {
+    if (closing) {
       this.#log.warn("connection_closed", {
         room: session.room,
         user: session.user.id,

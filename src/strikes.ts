@@ -1,9 +1,12 @@
-// The 1008 rule on a part of a large room (docs/LARGE-ROOMS.md).
+// The error rule (docs/PROTOCOL.md, close codes): a socket that draws
+// MAX_ERRORS_PER_WINDOW error frames within ERROR_WINDOW_MS is closed with
+// 1008 once the last of them is sent, and nothing it sent after the frame
+// that drew it is read. A room keeps a socket's strikes in its attachment
+// (session.ts) and counts them with `recordStrike`; a part keeps them in a
+// StrikeGate.
 //
-// A socket that draws MAX_ERRORS_PER_WINDOW error frames within
-// ERROR_WINDOW_MS is closed once the last of them is sent, and nothing it
-// sent after the frame that drew it is read. A one-object room decides each
-// frame before it reads the next, so there the rule holds by itself. A part
+// A one-object room decides each frame before it reads the next, so there
+// the rule holds by itself. A part of a large room (docs/LARGE-ROOMS.md)
 // cannot decide everything itself: the room decides its sockets' publishes
 // and moderation frames, and a refusal comes back a round trip later as a
 // strike, by when the socket may have sent more. Read at once, a message sent
@@ -18,11 +21,21 @@
 // back. Only a socket with 20 frames in flight, or strikes already, ever
 // waits, and then for one round trip to its room.
 //
-// No Workers APIs: the RoomPart holds one per socket, and the model test
+// No Workers APIs: the RoomPart holds a gate per socket, and the model test
 // drives it with the part's stream.
 
 import { ERROR_WINDOW_MS, MAX_ERRORS_PER_WINDOW } from "./protocol.ts";
-import { recordStrike } from "./ratelimit.ts";
+
+/**
+ * Times of recent error frames, oldest first, with one drawn `now` added
+ * and those older than the window dropped, and whether this one closes the
+ * socket.
+ */
+export function recordStrike(strikes: readonly number[], now: number): { strikes: number[]; closing: boolean } {
+  const recent = strikes.filter((t) => now - t < ERROR_WINDOW_MS);
+  recent.push(now);
+  return { strikes: recent, closing: recent.length >= MAX_ERRORS_PER_WINDOW };
+}
 
 /**
  * Frames one socket may have waiting. Beyond it a frame is refused in its
@@ -46,8 +59,9 @@ export class StrikeGate<T> {
 
   /** Records an error frame sent to the socket now; true when it is the one that closes the socket. */
   strike(now: number): boolean {
-    this.#strikes = recordStrike(this.#strikes, now, ERROR_WINDOW_MS);
-    return this.#strikes.length >= MAX_ERRORS_PER_WINDOW;
+    const { strikes, closing } = recordStrike(this.#strikes, now);
+    this.#strikes = strikes;
+    return closing;
   }
 
   /**
