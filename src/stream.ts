@@ -7,10 +7,10 @@
 // sends up is numbered and kept until the room acknowledges it, and resent
 // in order until then. A new socket is welcomed only when the room's answer
 // to its arrival comes through the stream: at that point the part has applied
-// everything the room sent before it, so the part's copy of the history and
-// of presence is the room's, and the welcome is exact (history, `gap`, the
-// online list with the newcomer's own join already in it), and every later
-// event reaches the socket exactly once.
+// everything the room sent before it, so the part's copy of the history, of
+// presence and of slow mode is the room's, and the welcome is exact (history,
+// `gap`, the online list with the newcomer's own join already in it,
+// `limits.slowMode`), and every later event reaches the socket exactly once.
 //
 // No Workers APIs: the RoomPart Durable Object applies the actions to its
 // sockets, and the model test applies them to simulated clients.
