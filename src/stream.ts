@@ -7,10 +7,10 @@
 // sends up is numbered and kept until the room acknowledges it, and resent
 // in order until then. A new socket is welcomed only when the room's answer
 // to its arrival comes through the stream: at that point the part has applied
-// everything the room sent before it, so the part's copy of the history and
-// of presence is the room's, and the welcome is exact (history, `gap`, the
-// online list with the newcomer's own join already in it), and every later
-// event reaches the socket exactly once.
+// everything the room sent before it, so the part's copy of the history, of
+// presence and of slow mode is the room's, and the welcome is exact (history,
+// `gap`, the online list with the newcomer's own join already in it,
+// `limits.slowMode`), and every later event reaches the socket exactly once.
 //
 // No Workers APIs: the RoomPart Durable Object applies the actions to its
 // sockets, and the model test applies them to simulated clients.
@@ -50,6 +50,8 @@ export type PartAction =
       gap: boolean;
       online: User[];
       onlineCount: number;
+      /** The room's slow mode in seconds (0: off), for `welcome.limits`. */
+      slowMode: number;
     }
   /** To every socket welcomed so far. */
   | { kind: "deliver"; frame: BroadcastFrame | PresenceCountFrame }
@@ -76,6 +78,8 @@ interface Socket {
   address?: string;
   /** What it sent before its welcome: published after it, so the echo comes live. */
   early: { text: string; nonce: string | undefined }[];
+  /** Its publishes and moderation frames sent to the room and not answered yet. */
+  asked: number;
 }
 
 /** The `depart` op for a socket, with its address for the room's per-address count. */
@@ -120,6 +124,8 @@ export class PartStream {
   #listed = true;
   #online = new Map<string, User>();
   #count = 0;
+  // The room's slow mode as the part's welcomed sockets know it.
+  #slowMode = 0;
 
   // Repeated publishes are answered by the stream's events up to this seq.
   #answeredAt = 0;
@@ -146,6 +152,17 @@ export class PartStream {
 
   get connections(): number {
     return this.#sockets.size;
+  }
+
+  /**
+   * The answers the room still owes `socket`: its messages held for its
+   * welcome and its publishes and moderation frames not answered yet (by
+   * the message, or a refusal). Each could still come back as an error, a
+   * strike toward 1008 (see strikes.ts).
+   */
+  owed(socket: number): number {
+    const s = this.#sockets.get(socket);
+    return s === undefined ? 0 : s.early.length + s.asked;
   }
 
   /** The channel to the room is (again) open: attach, telling the room everything it needs to know. */
@@ -189,8 +206,8 @@ export class PartStream {
     this.#sockets.set(
       socket,
       address === undefined
-        ? { user, after, u, welcomed: false, early: [] }
-        : { user, after, u, welcomed: false, early: [], address },
+        ? { user, after, u, welcomed: false, early: [], asked: 0 }
+        : { user, after, u, welcomed: false, early: [], asked: 0, address },
     );
     // Presence shows the public user; a publish carries the roles (the
     // room decides whether a moderator may skip slow mode).
@@ -243,7 +260,7 @@ export class PartStream {
     const op: PublishOp = { kind: "publish", from: s.user, text };
     if (nonce !== undefined) op.nonce = nonce;
     if (s.address !== undefined) op.address = s.address;
-    this.#publishes.set(this.#nextU, { socket, pending: { u: this.#nextU, op, floor: this.#lastId } });
+    this.#ask(s, socket, op);
     return this.#send(op, now);
   }
 
@@ -261,9 +278,24 @@ export class PartStream {
       if (frame.nonce !== undefined) refused.nonce = frame.nonce;
       return [refused];
     }
-    const op: UpstreamOp = { kind: "moderate", from: s.user, frame };
-    this.#publishes.set(this.#nextU, { socket, pending: { u: this.#nextU, op, floor: this.#lastId } });
+    const op: PendingPublish["op"] = { kind: "moderate", from: s.user, frame };
+    this.#ask(s, socket, op);
     return this.#send(op, now);
+  }
+
+  /** Keeps a publish or moderation frame, numbered as the next upstream op, until its answer. */
+  #ask(s: Socket, socket: number, op: PendingPublish["op"]): void {
+    this.#publishes.set(this.#nextU, { socket, pending: { u: this.#nextU, op, floor: this.#lastId } });
+    s.asked++;
+  }
+
+  /** Forgets publish `u`: answered, or its socket is gone. */
+  #answered(u: number): void {
+    const publish = this.#publishes.get(u);
+    if (publish === undefined) return;
+    this.#publishes.delete(u);
+    const s = this.#sockets.get(publish.socket);
+    if (s !== undefined) s.asked--;
   }
 
   /** Retries: an attach, a refill or upstream frames that stayed unanswered. */
@@ -358,7 +390,7 @@ export class PartStream {
     if ((this.#unacked[0]?.u ?? Number.POSITIVE_INFINITY) <= acked)
       this.#unacked = this.#unacked.filter((s) => s.u > acked);
     if (!answered || this.#seq < this.#answeredAt) return;
-    for (const u of this.#publishes.keys()) if (u <= acked) this.#publishes.delete(u);
+    for (const u of this.#publishes.keys()) if (u <= acked) this.#answered(u);
   }
 
   #sync(frame: Extract<Downstream, { type: "sync" }>, now: number): PartAction[] {
@@ -397,6 +429,12 @@ export class PartStream {
       this.#queue(departure(s), now);
     }
     actions.push(...this.#resetPresence(frame.presence, now));
+    // A change the part missed while it had no stream; before the welcomes
+    // below, which carry the new value and must not get the frame too.
+    if (frame.slowMode !== undefined && frame.slowMode !== this.#slowMode) {
+      this.#slowMode = frame.slowMode;
+      actions.push({ kind: "deliver", frame: { type: "settings", slowMode: frame.slowMode } });
+    }
     this.#stream = frame.stream;
     this.#seq = 0;
     this.#known = 0;
@@ -491,6 +529,8 @@ export class PartStream {
         if (event.frame.type === "delete") {
           const { id } = event.frame;
           this.#ring = this.#ring.map((m) => (m.id === id ? tombstone(m) : m));
+        } else {
+          this.#slowMode = event.frame.slowMode;
         }
         return [{ kind: "deliver", frame: event.frame }];
       case "ban":
@@ -501,7 +541,7 @@ export class PartStream {
   /** Answers a refused publish once: a repeated refusal finds no publish left. */
   #reject(u: number, code: RejectCode, message: string): PartAction[] {
     const publish = this.#publishes.get(u);
-    this.#publishes.delete(u);
+    this.#answered(u);
     if (publish === undefined || !this.#sockets.has(publish.socket)) return [];
     const error: PartAction = { kind: "error", socket: publish.socket, code, message };
     const { op } = publish.pending;
@@ -534,6 +574,7 @@ export class PartStream {
         gap,
         online: this.#welcomeOnline(s.user),
         onlineCount: this.#listed ? this.#count : count,
+        slowMode: this.#slowMode,
       },
     ];
     for (const { text, nonce } of s.early.splice(0)) actions.push(...this.publish(socket, text, nonce, now));

@@ -265,6 +265,46 @@ describe("a room over several Durable Objects", () => {
     expect((await onPart.client.closed).code).toBe(4003);
   });
 
+  it("welcomes a client on a part with the room's slow mode, also once the part or the room restarted", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 3);
+    const small = joined[0]!.welcome.limits;
+    expect(small.slowMode).toBeUndefined();
+    const slowed = { ...small, slowMode: 30 };
+    const moderator = await joinAs(room, "mod", ["moderator"]);
+    moderator.send({ type: "settings", slowMode: 30 });
+    expect(await moderator.next("the settings")).toEqual({ type: "settings", slowMode: 30 });
+    const onPart = await join(room, { name: "on a part" });
+    expect(onPart.welcome.limits).toEqual(slowed);
+    // A new instance of the part knows nothing of the settings event it
+    // missed: its attach's sync must tell it.
+    await restart(env.PARTS.get(env.PARTS.idFromName(`${room}/1`)));
+    expect((await onPart.client.closed).code).toBe(1006);
+    const afterPart = await join(room, { name: "after the part's restart" });
+    expect(afterPart.welcome.limits).toEqual(slowed);
+    expect((await roomStub(room).shards()).parts).toEqual([
+      { part: room, connections: 3 },
+      { part: `${room}/1`, connections: 1 },
+    ]);
+    // The room restarts under the part: its own clients come back, the next
+    // lands on the part again, and slow mode is still the stored one.
+    await restart(roomStub(room));
+    const back = await crowd(room, 3);
+    expect(back.map((j) => j.welcome.limits)).toEqual([slowed, slowed, slowed]);
+    const afterRoom = await join(room, { name: "after the room's restart" });
+    expect(afterRoom.welcome.limits).toEqual(slowed);
+    // Off again: absent from a part's welcome, as from the room's.
+    expect((await api(room, "/settings", { method: "PATCH", body: JSON.stringify({ slowMode: 0 }) })).status).toBe(200);
+    let off = await afterPart.client.next("slow mode off");
+    while (off.type !== "settings") off = await afterPart.client.next("slow mode off");
+    expect(off).toEqual({ type: "settings", slowMode: 0 });
+    expect((await join(room, { name: "unslowed" })).welcome.limits).toEqual(small);
+    expect((await roomStub(room).shards()).parts).toEqual([
+      { part: room, connections: 3 },
+      { part: `${room}/1`, connections: 3 },
+    ]);
+  });
+
   it("closes a reader on a part that falls more than a history behind its ack, and refuses acks that name nothing", async () => {
     const room = freshRoom();
     const joined = await crowd(room, 3);
@@ -328,6 +368,50 @@ describe("a room over several Durable Objects", () => {
     const all = [...(await answers(a.client)), ...(await answers(b.client))];
     expect(all.filter((x) => x === "rate_limited")).toHaveLength(2);
     expect(all.filter((x) => x === "stored")).toHaveLength(12);
+  });
+
+  it("closes a part's socket at its 20th error and stores nothing it sent after, as one object does", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 3);
+    const bystander = joined[0]!.client;
+    const flooder = await join(room, { name: "flooder" });
+    // Twenty frames only the room can refuse (it keeps no message 99), then
+    // a message it would take: the 20th refusal closes the socket, so the
+    // message must never be stored, however fast the frames came.
+    for (let i = 1; i <= 20; i++) flooder.client.send({ type: "delete", id: 99, nonce: `d${i}` });
+    flooder.client.say("after the 20th error", "late");
+    const errors: string[] = [];
+    for (let i = 1; i <= 20; i++) {
+      const frame = await flooder.client.next(`error ${i} of 20`);
+      errors.push(frame.type === "error" ? `${frame.code} ${frame.nonce}` : frame.type);
+    }
+    expect(errors).toEqual(Array.from({ length: 20 }, (_, i) => `not_found d${i + 1}`));
+    expect(await flooder.client.closed).toEqual({ code: 1008, reason: "too many errors" });
+    bystander.say("marker");
+    expect(summary(await messages(bystander, 1))).toEqual(["1:marker"]);
+    const later = await join(room, { after: 0, name: "later" });
+    expect(summary(later.welcome.history)).toEqual(["1:marker"]);
+  });
+
+  it("reads the frames a part's socket sent while its answers were owed, in order, once they come", async () => {
+    const room = freshRoom();
+    await crowd(room, 3);
+    const sender = await join(room, { name: "sender", headers: { "CF-Connecting-IP": freshIp() } });
+    // 15 refusals owed: from the 6th message on, a frame waits until answers
+    // come back (15 + 5 owed could be 20 strikes). Nothing is lost or reordered.
+    for (let i = 1; i <= 15; i++) sender.client.send({ type: "delete", id: 99, nonce: `d${i}` });
+    for (let i = 1; i <= 8; i++) sender.client.say(`m${i}`, `m${i}`);
+    const answers: string[] = [];
+    for (let i = 1; i <= 23; i++) {
+      const frame = await sender.client.next(`answer ${i} of 23`);
+      if (frame.type === "error") answers.push(`${frame.code} ${frame.nonce}`);
+      else if (frame.type === "message") answers.push(`${frame.id} ${frame.nonce}`);
+      else i--;
+    }
+    expect(answers).toEqual([
+      ...Array.from({ length: 15 }, (_, i) => `not_found d${i + 1}`),
+      ...Array.from({ length: 8 }, (_, i) => `${i + 1} m${i + 1}`),
+    ]);
   });
 
   it("spreads a storm of connects over parts instead of overfilling one", async () => {
