@@ -46,9 +46,10 @@ const SENDERS = 2;
  * Messages in flight that keep the thread saturated, as at the checks: the
  * model prices a busy thread. With one message at a time the thread idles
  * between messages and each one also pays for waking it up; those figures
- * are kept too ("W=1").
+ * are kept too ("W=1"). At most HOLD_LIMIT (src/strikes.ts): a part refuses
+ * a socket's frames beyond that many waiting for the room's answers.
  */
-const SATURATED = 64;
+const SATURATED = 16;
 /** The sharded rooms of the per-operation runs: SHARD_SIZE 10, presence as counts. */
 const SIZE = 10;
 
@@ -166,7 +167,9 @@ async function publish(
     const done = Math.floor((fleet.tally.deliveries - start) / per);
     for (; sent < count && sent - done < window; sent++) fleet.send(sender, senderIndex);
     if (performance.now() > end)
-      throw new Error(`publish: ${done}/${count} messages delivered in ${RUN_TIMEOUT_MS} ms`);
+      throw new Error(
+        `publish in ${fleet.room}: ${done}/${count} messages delivered in ${RUN_TIMEOUT_MS} ms; closes ${JSON.stringify(fleet.tally.closeCodes)}, errors ${fleet.tally.errorFrames} (${fleet.firstError ?? "none"})`,
+      );
     await sleep(1);
   }
   const all = await waitUntil(() => fleet.tally.deliveries - start >= count * per, RUN_TIMEOUT_MS, 1);
@@ -236,7 +239,11 @@ async function sizeSeries(r: Rig, all: Series[]): Promise<void> {
 async function repeatSeries(r: Rig, s: Series): Promise<void> {
   const per = receivers(s.fleet);
   const flushes = s.fleet.tally.batchFrames;
-  const rep = await priced(r, s.count, () => publish(s.fleet, s.sender, s.senderIndex, s.count, s.window));
+  const rep = await priced(r, s.count, () =>
+    publish(s.fleet, s.sender, s.senderIndex, s.count, s.window).catch((err: unknown) => {
+      throw new Error(`${s.name}: ${err instanceof Error ? err.message : String(err)}`);
+    }),
+  );
   if (s.fleet.target.batch) rep.flushesPerMessage = (s.fleet.tally.batchFrames - flushes) / (s.count * per);
   s.reps.push(rep);
 }
@@ -482,7 +489,7 @@ function attribute(
   return { room: totals.room / sum, part: totals.part / sum, none: totals.none / sum };
 }
 
-/** A saturated check: room `size` + `parts` parts × `size`, the sender on a part, 64 messages in flight. */
+/** A saturated check: room `size` + `parts` parts × `size`, the sender on a part, SATURATED messages in flight. */
 interface CheckStage {
   r: Rig;
   fleet: Fleet;
