@@ -10,6 +10,10 @@
 //   options: --runs N  --servers ws-raw,do-raw,edge-chat,edge-chat+batch
 //            --hosts miniflare,wrangler (or --wrangler)  --clients 100,1000
 //            --storm N  --step-seconds S  --no-cost
+//   every run also: a large room (issue 11) of 1000 clients under wrangler dev
+//                   with SHARD_SIZE 100 (10 objects) against the same 1000 in one
+//                   object, plain and batch: --large-clients N (0: skip)
+//                   --shard-size N  --large-host wrangler|miniflare
 //   node bench/run.ts --memory        JS heap and RSS per idle connection (do-raw, edge-chat,
 //                                     +batch under Miniflare), heap snapshot breakdown, and the
 //                                     worst case of one object (full 2000-character history,
@@ -19,8 +23,10 @@ import { readFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { cost, fanout, storm, LOADGEN_BOUND, P99_LIMIT_MS } from "./scenarios.ts";
-import type { CostResult, FanoutOptions, FanoutResult, StormResult } from "./scenarios.ts";
+import type { CostResult, FanoutOptions, FanoutResult, FanoutStep, StormResult } from "./scenarios.ts";
 import { SERVER_NAMES, isEdgeChat, startServer } from "./servers.ts";
+import { ONE_OBJECT, fanoutFaults, largeFanout, startSharded } from "./sharded.ts";
+import type { LargeResult } from "./sharded.ts";
 import { TEXT_LENGTH } from "./fixture.ts";
 import { MAX_TEXT, idleMemory, worstCase } from "./memory.ts";
 import type { MemoryResult, WorstResult } from "./memory.ts";
@@ -33,7 +39,8 @@ import { ROOT, stopServersOnExit } from "../tools/harness/devserver.ts";
 // ---- options ------------------------------------------------------------------
 
 const USAGE =
-  "node bench/run.ts [--full] [--runs N] [--servers LIST] [--hosts LIST | --wrangler] [--clients LIST] [--storm N] [--step-seconds S] [--no-cost] [--from FILE]" +
+  "node bench/run.ts [--full] [--runs N] [--servers LIST] [--hosts LIST | --wrangler] [--clients LIST] [--storm N] [--step-seconds S] [--no-cost]" +
+  " [--large-clients N] [--shard-size N] [--large-host wrangler|miniflare] [--from FILE]" +
   " | --memory [--servers LIST] [--memory-steps LIST] [--memory-storm LIST]";
 const flags = parseCli(
   {
@@ -48,6 +55,9 @@ const flags = parseCli(
       "from",
       "memory-steps",
       "memory-storm",
+      "large-clients",
+      "shard-size",
+      "large-host",
     ),
     wrangler: { type: "boolean", default: false },
     memory: { type: "boolean", default: false },
@@ -77,6 +87,17 @@ const fanoutBase: Omit<FanoutOptions, "clients" | "startRate"> = {
   refine: full ? 1 : 0,
   drainSeconds: full ? 4 : 2,
 };
+/** The large room (issue 11): clients, SHARD_SIZE and host; 0 clients skips it. */
+const largeClients = numberFlag(flags["large-clients"], 1000, "large-clients", 0);
+const shardSize = numberFlag(flags["shard-size"], 100, "shard-size", 1);
+const [largeHost = "wrangler"] = choiceList<"wrangler" | "miniflare">(
+  flags["large-host"],
+  ["wrangler", "miniflare"],
+  ["wrangler"],
+  "large-host",
+);
+/** What is missing this long after the last step of a large room counts as lost. */
+const LARGE_FINAL_DRAIN_SECONDS = 20;
 /** Offered deliveries per second of the first step, whatever C is. */
 const START_DELIVERIES = full ? 3_000 : 4_000;
 
@@ -98,7 +119,11 @@ function progressDone(): void {
 
 // ---- results ----------------------------------------------------------------------
 
-type Result = (FanoutResult | StormResult | CostResult) & { run: number; server: ServerName; host: HostName };
+type Result = (FanoutResult | StormResult | CostResult | LargeResult) & {
+  run: number;
+  server: ServerName;
+  host: HostName;
+};
 const results: Result[] = [];
 /** Runs whose results are in (the table's medians are over these). */
 let runsDone = 0;
@@ -107,7 +132,9 @@ function emit(result: Result): void {
   progressDone();
   results.push(result);
   const { steps: _steps, ...rest } = "steps" in result ? result : { ...result, steps: undefined };
-  process.stdout.write(`${JSON.stringify(result.scenario === "fanout" ? { ...rest, steps: result.steps } : rest)}\n`);
+  process.stdout.write(
+    `${JSON.stringify(result.scenario === "fanout" || result.scenario === "large" ? { ...rest, steps: result.steps } : rest)}\n`,
+  );
 }
 
 function specs(): ServerSpec[] {
@@ -161,6 +188,7 @@ async function main(): Promise<void> {
         await server.dev.dispose();
       }
     }
+    await largeRooms(run);
     runsDone = run;
     if (withCost && servers.includes("edge-chat")) {
       for (const host of full ? hosts : hosts.slice(-1)) {
@@ -177,6 +205,71 @@ async function main(): Promise<void> {
   progressDone();
   printTable();
   process.stderr.write(`bench: done in ${Math.round((Date.now() - started) / 1000)} s\n`);
+  failLoudly();
+}
+
+/**
+ * The large room against one object, plain then batch clients: the same
+ * 1000 clients, the same steps; which of the two goes first alternates from
+ * run to run.
+ */
+async function largeRooms(run: number): Promise<void> {
+  if (largeClients === 0) return;
+  for (const batch of [false, true]) {
+    const sizes = run % 2 === 1 ? [ONE_OBJECT, shardSize] : [shardSize, ONE_OBJECT];
+    for (const size of sizes) {
+      const name = `${batch ? "edge-chat+batch" : "edge-chat"}/${largeHost} SHARD_SIZE ${size}`;
+      progress(`${name}: starting`);
+      try {
+        const server = await startSharded(largeHost, size, batch);
+        try {
+          const startRate = Math.max(1, Math.round(START_DELIVERIES / largeClients));
+          const r = await largeFanout(
+            server,
+            { ...fanoutBase, clients: largeClients, startRate, finalDrainSeconds: LARGE_FINAL_DRAIN_SECONDS },
+            (line) => progress(`${name} ${line.slice(line.indexOf(":") + 1).trim()}`),
+          );
+          emit({ ...r, run, ...server.spec });
+        } finally {
+          await server.dev.dispose();
+        }
+      } catch (err) {
+        progressDone();
+        largeErrors.push(`${name}: ${err instanceof Error ? err.message : String(err)}`);
+        process.stderr.write(`${name} failed: ${largeErrors.at(-1)}\n`);
+      }
+    }
+  }
+}
+
+/** Large-room runs that did not finish (a server that would not start, a scenario that threw). */
+const largeErrors: string[] = [];
+
+/**
+ * Any lost, duplicated or out-of-order delivery (or other fault) of edge-chat
+ * in any scenario, a large room that did not split as SHARD_SIZE says, or
+ * one that did not run: printed on stderr and the exit code is 1.
+ */
+function failLoudly(): void {
+  const faults: string[] = [...largeErrors];
+  for (const r of results) {
+    const name = `${r.server}/${r.host} run ${r.run}`;
+    if (r.scenario === "large") {
+      const n = fanoutFaults(r);
+      if (n > 0)
+        faults.push(
+          `${name} large room SHARD_SIZE ${r.shardSize}: ${n} faults (lost ${r.lost}, duplicated ${r.duplicates}, out of order ${r.outOfOrder}, id errors ${r.idErrors}, closes ${r.unexpectedCloses}, errors ${r.errorFrames}, connect failures ${r.connectFailures}, parse mismatches ${r.verifyMismatches})`,
+        );
+      if (r.shapeFault !== "") faults.push(`${name} large room SHARD_SIZE ${r.shardSize}: ${r.shapeFault}`);
+    } else if (r.scenario === "fanout" && isEdgeChat(r.server) && fanoutFaults(r) > 0) {
+      faults.push(
+        `${name} fan-out C=${r.clients}: lost ${r.lost}, duplicated ${r.duplicates}, out of order ${r.outOfOrder + r.idErrors}, other faults ${fanoutFaults(r) - r.lost - r.duplicates - r.outOfOrder - r.idErrors}`,
+      );
+    }
+  }
+  if (faults.length === 0) return;
+  process.stderr.write(`\nbench: FAILED\n${faults.map((f) => `  ${f}`).join("\n")}\n`);
+  process.exitCode = 1;
 }
 
 // ---- the table --------------------------------------------------------------------
@@ -414,6 +507,10 @@ function printTable(): void {
       ]);
     }
   }
+  if (rows.length === 0) {
+    printLarge();
+    return;
+  }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) =>
     cells
@@ -428,6 +525,88 @@ function printTable(): void {
       `CPU columns are shares of one core, "others" = the rest of the shared machine meanwhile (noise); "vs plain" = edge-chat+batch / edge-chat.\n`,
   );
   printTargets();
+  printLarge();
+}
+
+const isLarge = (r: Result): r is LargeResult & Result => r.scenario === "large";
+
+/** The highest offered rate at which both fan-outs had a clean step, and those two steps. */
+function commonStep(a: LargeResult, b: LargeResult): { rate: number; a: FanoutStep; b: FanoutStep } | null {
+  let found: { rate: number; a: FanoutStep; b: FanoutStep } | null = null;
+  for (const sa of a.steps) {
+    if (!sa.clean) continue;
+    const sb = b.steps.find((s) => s.clean && s.rate === sa.rate);
+    if (sb !== undefined && (found === null || sa.rate > found.rate)) found = { rate: sa.rate, a: sa, b: sb };
+  }
+  return found;
+}
+
+/**
+ * The large room against one object, per client kind: the room's objects,
+ * the highest clean rate, latency there and at half of it, faults; then per
+ * run the ratios sharded / one object of the highest clean rate, and of p99
+ * and server CPU per message at the highest rate both carried cleanly.
+ */
+function printLarge(): void {
+  const all = results.filter(isLarge);
+  if (all.length === 0) return;
+  const lines: string[] = [];
+  for (const server of ["edge-chat", "edge-chat+batch"] as const) {
+    const mine = all.filter((r) => r.server === server);
+    const sizes = [...new Set(mine.map((r) => r.shardSize))].sort((x, y) => y - x);
+    for (const size of sizes) {
+      const rs = mine.filter((r) => r.shardSize === size);
+      const shape = rs.at(-1)?.shape;
+      const objects =
+        shape === null || shape === undefined
+          ? "stats unread"
+          : `${shape.shards} object${shape.shards === 1 ? "" : "s"}${
+              shape.parts.length > 0
+                ? ` (${Math.min(...shape.parts.map((p) => p.connections))}-${Math.max(...shape.parts.map((p) => p.connections))} each)`
+                : ""
+            }`;
+      const faults = rs.reduce((a, r) => a + fanoutFaults(r), 0);
+      const bad = rs.filter((r) => r.shapeFault !== "").map((r) => r.shapeFault);
+      lines.push(
+        `  ${`${server}/${rs[0]?.host ?? "?"}`.padEnd(26)} SHARD_SIZE ${String(size).padEnd(6)} C=${rs[0]?.clients ?? 0}: ${objects}; ` +
+          `${fmt(med(rs, (r) => r.best?.deliveriesPerSec ?? 0))} deliv/s, p50 ${fmt(
+            med(rs, (r) => r.best?.latency.p50 ?? Number.NaN),
+            1,
+          )} p99 ${fmt(
+            med(rs, (r) => r.best?.latency.p99 ?? Number.NaN),
+            1,
+          )} ms, p99 @half ${fmt(
+            med(rs, (r) => r.half?.latency.p99 ?? Number.NaN),
+            1,
+          )} ms; lost/dup/ooo ${fmt(rs.reduce((a, r) => a + r.lost, 0))}/${fmt(rs.reduce((a, r) => a + r.duplicates, 0))}/${fmt(
+            rs.reduce((a, r) => a + r.outOfOrder + r.idErrors, 0),
+          )}${faults > 0 ? `, FAULTS ${faults}` : ""}${bad.length > 0 ? `, NOT SHARDED AS EXPECTED: ${bad.join("; ")}` : ""}`,
+      );
+    }
+    for (const size of sizes.filter((x) => x !== ONE_OBJECT)) {
+      const per: string[] = [];
+      const rateRatios: number[] = [];
+      for (const b of mine.filter((r) => r.shardSize === size)) {
+        const a = mine.find((r) => r.shardSize === ONE_OBJECT && r.run === b.run);
+        if (a === undefined) continue;
+        const rateRatio = (b.best?.deliveriesPerSec ?? Number.NaN) / (a.best?.deliveriesPerSec ?? Number.NaN);
+        rateRatios.push(rateRatio);
+        const common = commonStep(a, b);
+        per.push(
+          `run ${b.run}: rate ${ratio(b.best?.deliveriesPerSec ?? Number.NaN, a.best?.deliveriesPerSec ?? Number.NaN)}` +
+            (common === null
+              ? ", no rate clean in both"
+              : `; at ${fmt(common.rate * b.clients)} deliv/s: p50 ${fmt(common.b.latency.p50, 1)} vs ${fmt(common.a.latency.p50, 1)} ms, ` +
+                `p99 ${fmt(common.b.latency.p99, 1)} vs ${fmt(common.a.latency.p99, 1)} ms (${ratio(common.b.latency.p99, common.a.latency.p99)}), ` +
+                `server CPU/msg ${fmt(common.b.serverCpuMsPerMessage, 1)} vs ${fmt(common.a.serverCpuMsPerMessage, 1)} ms (${ratio(common.b.serverCpuMsPerMessage, common.a.serverCpuMsPerMessage)})`),
+        );
+      }
+      lines.push(
+        `  ${server}: SHARD_SIZE ${size} / one object, highest clean rate ${fmt(median(rateRatios), 2)}x (median of ${rateRatios.length}); ${per.join(" | ")}`,
+      );
+    }
+  }
+  process.stdout.write(`\nlarge room (issue 11), sharded against one object in the same run:\n${lines.join("\n")}\n`);
 }
 
 /** Issue 4's targets against the medians of this run, per edge-chat variant and host. */
