@@ -60,7 +60,7 @@
 //   - slow mode: `PostClock`, below.
 
 import type { RowCost } from "./history.ts";
-import { MAX_SLOW_MODE_SECONDS, type BanEntry, type BannedError, type RoomSettings } from "./protocol.ts";
+import { MAX_SLOW_MODE_SECONDS, type BanEntry, type BannedError, type RoomSettings, type User } from "./protocol.ts";
 
 /**
  * A room keeps at most this many bans, so a wake never reads more than this
@@ -332,6 +332,16 @@ export class Moderation {
 }
 
 /** The `403` body for a banned user's upgrade (the contract's `{"error":"banned"}` plus when it ends and why). */
+/**
+ * Whether a ban closes a socket of `user` from `address`: every socket of the
+ * banned user, and for a guest's ban every guest socket from its address (a
+ * verified user is never closed for sharing a guest's network). The room and
+ * its parts close their own sockets by it.
+ */
+export function covers(ban: Pick<Ban, "user" | "address">, user: User, address: string): boolean {
+  return user.id === ban.user || (ban.address !== null && user.verified !== true && address === ban.address);
+}
+
 export function bannedError(ban: Ban): BannedError {
   const message =
     ban.until === null

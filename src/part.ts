@@ -1,10 +1,12 @@
 // A part of a large room (docs/LARGE-ROOMS.md): a Durable Object named
 // `${room}/${k}` that holds some of the room's sockets and does for them what
-// a room does per socket (welcome, frame checks, strikes, delivery with the
-// batch window, the ack rule), while the room's ChatRoom, the sequencer,
-// orders and stores everything. The ordering logic is PartStream
-// (stream.ts); this file wires it to sockets and to the link, the WebSocket
-// the sequencer dials to this part.
+// a room does per socket, with the room's own modules: the welcome
+// (admission.ts), frame checks (protocol.ts) and strikes (strikes.ts),
+// delivery with the batch window and the closing of readers behind their
+// acks (delivery.ts), while the room's ChatRoom, the sequencer, orders and
+// stores everything. The ordering logic is PartStream (stream.ts); this file
+// wires it to sockets and to the link, the WebSocket the sequencer dials to
+// this part.
 //
 // What survives hibernation: nothing yet. A part keeps a timer running while
 // it has sockets or a link, so it is never hibernated with its stream state
@@ -12,33 +14,27 @@
 // built); an eviction closes its sockets and their clients resume.
 
 import { DurableObject } from "cloudflare:workers";
-import { BATCH_MS, BatchQueue } from "./batch.ts";
+import { notAdmitted, readAdmission, welcomeFrame, welcomeLimits, type Admission } from "./admission.ts";
 import { readConfig, type Config } from "./config.ts";
+import { answerClose, Delivery } from "./delivery.ts";
 import type { Downstream } from "./link.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
 import {
   CloseCode,
   ackRefusal,
-  ERROR_WINDOW_MS,
   IDLE_TIMEOUT_MS,
-  MAX_ERRORS_PER_WINDOW,
   MAX_FRAME_BYTES,
-  MAX_NAME_LENGTH,
-  MAX_TEXT_LENGTH,
   PING,
   PONG,
-  isSendableCloseCode,
   readClientFrame,
   publicUser,
-  type BroadcastFrame,
+  type ClientFrame,
   type ErrorCode,
   type Limits,
-  type PresenceCountFrame,
-  type ServerFrame,
 } from "./protocol.ts";
-import { recordStrike } from "./ratelimit.ts";
-import { readAdmission, type Admission } from "./room.ts";
+import { covers } from "./moderation.ts";
 import { PartStream, type PartAction } from "./stream.ts";
+import { StrikeGate } from "./strikes.ts";
 
 /** The path of the link the sequencer dials; the Worker never forwards to it. */
 export const LINK_PATH = "/link";
@@ -54,10 +50,16 @@ export function linkRequest(room: string, part: string): Request {
   return new Request(url, { headers: { Upgrade: "websocket" } });
 }
 
+/** A client frame as read, before it is handled. */
+type Read = ReturnType<typeof readClientFrame>;
+
 interface Member {
   id: number;
   admission: Admission;
-  strikes: number[];
+  /** Delivery's (delivery.ts): `admission.batch`, `acked` and `welcomed`. */
+  readonly batch: boolean;
+  /** Its strikes, and the frames that wait while its room's answers could still close it (strikes.ts). */
+  gate: StrikeGate<Read>;
   acked: number | null;
   welcomed: boolean;
   /** When the client last sent a frame other than `ping` (or connected). */
@@ -74,8 +76,9 @@ export class RoomPart extends DurableObject<Env> {
   #nextId = 1;
   readonly #members = new Map<WebSocket, Member>();
   readonly #byId = new Map<number, WebSocket>();
-  readonly #batches = new BatchQueue();
-  #flushTimer: ReturnType<typeof setTimeout> | null = null;
+  // Sockets with frames waiting for their room's answers (see strikes.ts).
+  readonly #holding = new Set<WebSocket>();
+  readonly #delivery: Delivery<Member>;
   #ticker: ReturnType<typeof setInterval> | null = null;
   #sweptAt = 0;
 
@@ -83,13 +86,12 @@ export class RoomPart extends DurableObject<Env> {
     super(ctx, env);
     this.#config = readConfig(env);
     this.#log = createLogger(this.#config.logLevel, { component: "part" });
-    this.#limits = {
-      history: this.#config.historySize,
-      text: MAX_TEXT_LENGTH,
-      name: MAX_NAME_LENGTH,
-      burst: this.#config.rateBurst,
-      perSec: this.#config.ratePerSec,
-    };
+    this.#limits = welcomeLimits(this.#config);
+    this.#delivery = new Delivery({
+      historySize: this.#config.historySize,
+      recipients: () => this.#members,
+      close: (ws, code, reason) => this.#close(ws, code, reason),
+    });
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
   }
 
@@ -103,8 +105,7 @@ export class RoomPart extends DurableObject<Env> {
     try {
       if (url.pathname === LINK_PATH) return this.#acceptLink(url);
       const admission = readAdmission(request);
-      if (admission === null)
-        return Response.json({ error: "bad_request", message: "not an admitted connection" }, { status: 400 });
+      if (admission === null) return notAdmitted();
       return this.#connect(admission);
     } catch (err) {
       this.#log.error("fault", { where: "fetch", error: describeError(err) });
@@ -155,7 +156,8 @@ export class RoomPart extends DurableObject<Env> {
     const member: Member = {
       id: this.#nextId++,
       admission,
-      strikes: [],
+      batch: admission.batch,
+      gate: new StrikeGate(),
       acked: null,
       welcomed: false,
       seen: Date.now(),
@@ -193,10 +195,14 @@ export class RoomPart extends DurableObject<Env> {
   override async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
     try {
       if (ws === this.#link || this.ctx.getTags(ws).includes(LINK_TAG)) {
-        if (typeof data !== "string" || this.#stream === null) return;
+        // A link the room replaced (it restarted and dialled again) may
+        // still deliver what the old sequencer sent: a late sync of it would
+        // end the attach to the new one, which would never hear of this part.
+        if (ws !== this.#link || typeof data !== "string" || this.#stream === null) return;
         // Internal frames come only from this room's sequencer, over a link
         // no client can reach; the stream drops versions it does not know.
         this.#apply(this.#stream.receive(JSON.parse(data) as Downstream, Date.now()));
+        this.#release();
         return;
       }
       const member = this.#members.get(ws);
@@ -208,11 +214,7 @@ export class RoomPart extends DurableObject<Env> {
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
-    try {
-      ws.close(isSendableCloseCode(code) ? code : CloseCode.normal, "closed");
-    } catch {
-      // Already closed.
-    }
+    answerClose(ws, code);
     this.#gone(ws);
   }
 
@@ -229,6 +231,7 @@ export class RoomPart extends DurableObject<Env> {
     if (member === undefined) return;
     this.#members.delete(ws);
     this.#byId.delete(member.id);
+    this.#holding.delete(ws);
     if (this.#stream !== null) this.#apply(this.#stream.close(member.id, Date.now()));
   }
 
@@ -249,8 +252,35 @@ export class RoomPart extends DurableObject<Env> {
   }
 
   #receive(ws: WebSocket, member: Member, data: string | ArrayBuffer): void {
-    member.seen = Date.now();
-    const frame = readClientFrame(data);
+    const now = Date.now();
+    member.seen = now;
+    const read = readClientFrame(data);
+    const nonce = read === "too_big" ? undefined : read.ok ? nonceOf(read.value) : read.nonce;
+    const frame = member.gate.arrive(read, nonce, this.#owed(member), now);
+    if (frame !== null) this.#handle(ws, member, frame);
+    else this.#holding.add(ws);
+  }
+
+  /** What the room still owes a socket: answers that could each be a strike. */
+  #owed(member: Member): number {
+    return this.#stream?.owed(member.id) ?? 0;
+  }
+
+  /** Reads the frames that waited for answers, as far as the answers now allow. */
+  #release(): void {
+    for (const ws of this.#holding) {
+      // Reading a frame may close the socket (its member is gone then).
+      for (let member = this.#members.get(ws); member !== undefined; member = this.#members.get(ws)) {
+        const next = member.gate.next(this.#owed(member), Date.now());
+        if (next === undefined) break;
+        if (next.kind === "frame") this.#handle(ws, member, next.frame);
+        else this.#reject(ws, member, "rate_limited", "too many frames at once; this one was dropped", next.nonce);
+      }
+      if (this.#members.get(ws)?.gate.holding !== true) this.#holding.delete(ws);
+    }
+  }
+
+  #handle(ws: WebSocket, member: Member, frame: Read): void {
     if (frame === "too_big") {
       this.#close(ws, CloseCode.tooBig, `frame over ${MAX_FRAME_BYTES} bytes`);
       return;
@@ -274,10 +304,9 @@ export class RoomPart extends DurableObject<Env> {
   }
 
   #reject(ws: WebSocket, member: Member, code: ErrorCode, message: string, nonce?: string): void {
-    member.strikes = recordStrike(member.strikes, Date.now(), ERROR_WINDOW_MS);
-    if (member.admission.batch) this.#flush();
-    this.#send(ws, nonce === undefined ? { type: "error", code, message } : { type: "error", code, message, nonce });
-    if (member.strikes.length >= MAX_ERRORS_PER_WINDOW) this.#close(ws, CloseCode.policyViolation, "too many errors");
+    const closing = member.gate.strike(Date.now());
+    this.#delivery.error(ws, member, code, message, nonce);
+    if (closing) this.#close(ws, CloseCode.policyViolation, "too many errors");
   }
 
   #apply(actions: PartAction[]): void {
@@ -295,23 +324,21 @@ export class RoomPart extends DurableObject<Env> {
           const member = ws === undefined ? undefined : this.#members.get(ws);
           if (ws === undefined || member === undefined) break;
           member.welcomed = true;
-          if (member.admission.batch) this.#batches.start(ws);
-          const { room, user, token } = member.admission;
-          this.#send(ws, {
-            type: "welcome",
-            room,
-            you: user,
-            token,
-            online: action.online.map(publicUser),
-            onlineCount: action.onlineCount,
-            history: action.history,
-            gap: action.gap,
-            limits: this.#limits,
-          });
+          this.#delivery.welcomed(ws, member);
+          this.#delivery.send(
+            ws,
+            welcomeFrame(member.admission, {
+              online: action.online.map(publicUser),
+              onlineCount: action.onlineCount,
+              history: action.history,
+              gap: action.gap,
+              limits: this.#limits,
+            }),
+          );
           break;
         }
         case "deliver":
-          this.#broadcast(action.frame);
+          this.#delivery.broadcast(action.frame);
           break;
         case "error": {
           const ws = this.#byId.get(action.socket);
@@ -326,64 +353,11 @@ export class RoomPart extends DurableObject<Env> {
           break;
         }
         case "ban": {
-          const covered = [...this.#members].filter(
-            ([, m]) =>
-              m.admission.user.id === action.user ||
-              (action.address !== null && m.admission.user.verified !== true && m.admission.address === action.address),
-          );
+          const ban = { user: action.user, address: action.address };
+          const covered = [...this.#members].filter(([, m]) => covers(ban, m.admission.user, m.admission.address));
           for (const [ws] of covered) this.#close(ws, CloseCode.banned, action.reason);
           break;
         }
-      }
-    }
-  }
-
-  #send(ws: WebSocket, frame: ServerFrame): void {
-    try {
-      ws.send(JSON.stringify(frame));
-    } catch {
-      this.#close(ws, CloseCode.serverError, "send failed");
-    }
-  }
-
-  /** Every welcomed socket, in one loop, in stream order; batch sockets with the next flush. */
-  #broadcast(frame: BroadcastFrame | PresenceCountFrame): void {
-    const text = JSON.stringify(frame);
-    const limit = frame.type === "message" ? frame.id - this.#config.historySize : Number.NEGATIVE_INFINITY;
-    let batching = false;
-    const behind: WebSocket[] = [];
-    for (const [ws, member] of this.#members) {
-      if (!member.welcomed) continue;
-      if (member.acked !== null && member.acked < limit) behind.push(ws);
-      else if (member.admission.batch) batching = true;
-      else {
-        try {
-          ws.send(text);
-        } catch {
-          behind.push(ws);
-        }
-      }
-    }
-    if (batching) {
-      this.#batches.push(text);
-      this.#flushTimer ??= setTimeout(() => this.#flush(), BATCH_MS);
-    }
-    for (const ws of behind) this.#close(ws, CloseCode.policyViolation, "too far behind: reconnect with after");
-  }
-
-  #flush(): void {
-    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
-    this.#flushTimer = null;
-    if (this.#batches.empty) return;
-    const batchFor = this.#batches.drain();
-    for (const [ws, member] of this.#members) {
-      if (!member.admission.batch || !member.welcomed) continue;
-      const text = batchFor(ws);
-      if (text === null) continue;
-      try {
-        ws.send(text);
-      } catch {
-        // Its close comes next.
       }
     }
   }
@@ -396,4 +370,9 @@ export class RoomPart extends DurableObject<Env> {
     }
     this.#gone(ws);
   }
+}
+
+/** The nonce a client frame carries, for the refusal that may answer it. */
+function nonceOf(frame: ClientFrame): string | undefined {
+  return frame.type === "ack" ? undefined : frame.nonce;
 }

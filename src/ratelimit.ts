@@ -13,13 +13,3 @@ export function take(bucket: Bucket, now: number, burst: number, perSec: number)
   if (tokens < 1) return { allowed: false, bucket: { tokens, at: now } };
   return { allowed: true, bucket: { tokens: tokens - 1, at: now } };
 }
-
-/**
- * Times of recent `error` frames, oldest first, with the new one added and
- * those older than the window dropped. Its length is the count in the window.
- */
-export function recordStrike(strikes: readonly number[], now: number, windowMs: number): number[] {
-  const recent = strikes.filter((t) => now - t < windowMs);
-  recent.push(now);
-  return recent;
-}

@@ -33,23 +33,26 @@
 // BENCHMARKS.md.
 
 import { DurableObject } from "cloudflare:workers";
+import {
+  admissionRequest,
+  notAdmitted,
+  readAdmission,
+  welcomeFrame,
+  welcomeLimits,
+  type Admission,
+} from "./admission.ts";
 import { readConfig, type Config } from "./config.ts";
-import { BATCH_MS, BatchQueue } from "./batch.ts";
+import { answerClose, Delivery, TOO_SLOW } from "./delivery.ts";
 import { History, type RowCost, type Slice } from "./history.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
 import {
   CloseCode,
   ackRefusal,
-  ERROR_WINDOW_MS,
   IDLE_TIMEOUT_MS,
-  MAX_ERRORS_PER_WINDOW,
   MAX_FRAME_BYTES,
-  MAX_NAME_LENGTH,
-  MAX_TEXT_LENGTH,
   PING,
   PONG,
   isModerator,
-  isSendableCloseCode,
   mayDelete,
   readClientFrame,
   type BanEntry,
@@ -63,31 +66,18 @@ import {
   type Limits,
   type Message,
   type RoomSettings,
-  type ServerFrame,
   type DeleteFrame,
   type SettingsFrame,
   type User,
 } from "./protocol.ts";
-import { Moderation, PostClock, banCloseReason, bannedError, type Ban } from "./moderation.ts";
+import { Moderation, PostClock, banCloseReason, bannedError, covers, type Ban } from "./moderation.ts";
 import { RoomQuota } from "./quota.ts";
-import { recordStrike } from "./ratelimit.ts";
+import { recordStrike } from "./strikes.ts";
 import { isVerifiedUserId, readAuthSettings, type GuestMode } from "./auth.ts";
 import { parseSession, sessionRoles, type Session } from "./session.ts";
 import type { ModerationRequest, RejectCode, StreamEvent } from "./link.ts";
 import type { Store } from "./sequencer.ts";
 import { LOCAL_PART, ShardHub } from "./shards.ts";
-
-/** What the Worker has already checked and decided for a new connection. */
-export interface Admission {
-  room: string;
-  /** A verified user carries `verified` and the JWT's `roles` in full. */
-  user: User;
-  /** The client's address key (see address.ts). */
-  address: string;
-  token: string;
-  after: number | null;
-  batch: boolean;
-}
 
 /** A message from the HTTP publish endpoint, already validated by the Worker. */
 export interface Publication {
@@ -131,48 +121,6 @@ export interface RoomStats {
   usage: Usage;
 }
 
-const ADMISSION_PATH = "/connect";
-
-/** Builds the Worker-to-room request that carries an admitted connection. */
-export function admissionRequest(admission: Admission): Request {
-  const url = new URL(`https://room.internal${ADMISSION_PATH}`);
-  url.searchParams.set("room", admission.room);
-  url.searchParams.set("id", admission.user.id);
-  url.searchParams.set("name", admission.user.name);
-  if (admission.user.verified === true) {
-    url.searchParams.set("verified", "1");
-    for (const role of admission.user.roles ?? []) url.searchParams.append("role", role);
-  }
-  url.searchParams.set("address", admission.address);
-  url.searchParams.set("token", admission.token);
-  if (admission.after !== null) url.searchParams.set("after", String(admission.after));
-  if (admission.batch) url.searchParams.set("batch", "1");
-  return new Request(url, { headers: { Upgrade: "websocket" } });
-}
-
-export function readAdmission(request: Request): Admission | null {
-  const url = new URL(request.url);
-  const q = url.searchParams;
-  const room = q.get("room");
-  const id = q.get("id");
-  const name = q.get("name");
-  const address = q.get("address");
-  const token = q.get("token");
-  const after = q.get("after");
-  if (
-    url.pathname !== ADMISSION_PATH ||
-    room === null ||
-    id === null ||
-    name === null ||
-    address === null ||
-    token === null
-  ) {
-    return null;
-  }
-  const user: User = q.get("verified") === "1" ? { id, name, verified: true, roles: q.getAll("role") } : { id, name };
-  return { room, user, address, token, after: after === null ? null : Number(after), batch: q.get("batch") === "1" };
-}
-
 /** The fields of a ban request the store keeps (`purge` is an action, not state). */
 function pick({ minutes, reason }: BanRequest): { minutes?: number; reason?: string } {
   const out: { minutes?: number; reason?: string } = {};
@@ -209,11 +157,9 @@ export class ChatRoom extends DurableObject<Env> {
   readonly #usage: Usage = { messages: 0, connects: 0, rowsRead: 0, rowsWritten: 0 };
   // Whether this instance has made sure a sweep alarm is pending.
   #sweepArmed = false;
-  // Broadcasts waiting for the next flush to sockets that asked for batches.
-  // A pending flush timer keeps the room from hibernating, so nothing queued
-  // here can be lost to a hibernation; an eviction closes the sockets too.
-  readonly #batches = new BatchQueue();
-  #flushTimer: ReturnType<typeof setTimeout> | null = null;
+  // Frames to the members: one send, broadcasts, the batch window, slow
+  // readers (delivery.ts). Its `batch` and `acked` are the sessions'.
+  readonly #delivery: Delivery<Session>;
   // Once the room's own sockets reach SHARD_SIZE: the sequencer of its
   // parts (see shards.ts, docs/LARGE-ROOMS.md). Null: exactly a single room.
   #hub: ShardHub | null = null;
@@ -230,13 +176,18 @@ export class ChatRoom extends DurableObject<Env> {
     // The Worker logs what is wrong with the auth settings; the room only
     // needs to know whether guests may post.
     this.#guests = readAuthSettings(env).settings.guests;
-    this.#limits = {
-      history: this.#config.historySize,
-      text: MAX_TEXT_LENGTH,
-      name: MAX_NAME_LENGTH,
-      burst: this.#config.rateBurst,
-      perSec: this.#config.ratePerSec,
-    };
+    this.#limits = welcomeLimits(this.#config);
+    this.#delivery = new Delivery({
+      historySize: this.#config.historySize,
+      recipients: () => this.#members(),
+      close: (ws, code, reason) => {
+        if (reason === TOO_SLOW) {
+          const session = this.#members().get(ws);
+          this.#log.warn("too_slow", { room: session?.room, user: session?.user.id });
+        }
+        this.#close(ws, code, reason);
+      },
+    });
     // Answered by the runtime itself: a keep-alive never wakes the room.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
   }
@@ -249,7 +200,7 @@ export class ChatRoom extends DurableObject<Env> {
 
   override async fetch(request: Request): Promise<Response> {
     const admission = readAdmission(request);
-    if (admission === null) return jsonResponse(400, { error: "bad_request", message: "not an admitted connection" });
+    if (admission === null) return notAdmitted();
     try {
       const refused = this.#refuse(admission);
       if (refused !== null) return refused;
@@ -289,7 +240,8 @@ export class ChatRoom extends DurableObject<Env> {
     return null;
   }
 
-  #connect({ room, user, address, token, after, batch }: Admission): Response {
+  #connect(admission: Admission): Response {
+    const { room, user, address, after, batch } = admission;
     const sessions = this.#members();
     const cost = this.#history.load();
     const now = Date.now();
@@ -310,24 +262,23 @@ export class ChatRoom extends DurableObject<Env> {
     server.serializeAttachment(session);
     sessions.set(server, session);
     this.#quota.opened(address);
-    if (batch) this.#batches.start(server);
+    this.#delivery.welcomed(server, session);
     const first = this.#arrive(session.user);
     // Nothing is awaited between reading history and sending `welcome`, and
     // the room is single-threaded: every message stored after this snapshot
     // is broadcast after the welcome, so the client sees each one exactly once.
     const { messages, gap }: Slice = this.#history.since(after);
-    this.#send(server, {
-      type: "welcome",
-      room,
-      you: user,
-      token,
-      ...this.#welcomeOnline(session.user),
-      history: messages,
-      gap,
-      limits: this.#welcomeLimits(),
-    });
+    this.#delivery.send(
+      server,
+      welcomeFrame(admission, {
+        ...this.#welcomeOnline(session.user),
+        history: messages,
+        gap,
+        limits: this.#welcomeLimits(),
+      }),
+    );
     if (this.#hub !== null) this.#hubArrive(session.user, server);
-    else if (first) this.#broadcast({ type: "join", user: publicUser(user), ts: now }, server);
+    else if (first) this.#delivery.broadcast({ type: "join", user: publicUser(user), ts: now }, server);
     if (!this.#sweepArmed) {
       this.#armSweep(now).catch((err) => this.#log.error("fault", { room, where: "alarm", error: describeError(err) }));
     }
@@ -363,13 +314,8 @@ export class ChatRoom extends DurableObject<Env> {
   }
 
   override async webSocketClose(ws: WebSocket, code: number, _reason: string, wasClean: boolean): Promise<void> {
-    // web_socket_auto_reply_to_close (compatibility date 2026-04-07) answers
-    // the client's close frame on sockets accepted with accept(), but a
-    // hibernatable socket in this workerd still waits for our reply: without
-    // it the client never sees its close complete. On a socket that is
-    // already closed the call is a no-op.
     try {
-      this.#reply(ws, isSendableCloseCode(code) ? code : CloseCode.normal);
+      answerClose(ws, code);
       this.#depart(ws, { code, wasClean });
     } catch (err) {
       this.#log.error("fault", { where: "close", code, error: describeError(err) });
@@ -508,10 +454,7 @@ export class ChatRoom extends DurableObject<Env> {
     }
     const { ban } = result;
     const reason = banCloseReason(ban);
-    const covered = [...this.#members()].filter(
-      ([, s]) =>
-        s.user.id === target || (ban.address !== null && s.user.verified !== true && s.address === ban.address),
-    );
+    const covered = [...this.#members()].filter(([, s]) => covers(ban, s.user, s.address));
     for (const [ws] of covered) this.#close(ws, CloseCode.banned, reason);
     this.#hub?.announce({ kind: "ban", user: target, address: ban.address, reason });
     let purged = 0;
@@ -578,7 +521,7 @@ export class ChatRoom extends DurableObject<Env> {
   #welcomeLimits(): Limits {
     const { settings, cost } = this.#moderation.settings();
     this.#count(cost);
-    return settings.slowMode > 0 ? { ...this.#limits, slowMode: settings.slowMode } : this.#limits;
+    return settings.slowMode > 0 ? welcomeLimits(this.#config, settings.slowMode) : this.#limits;
   }
 
   /**
@@ -594,7 +537,7 @@ export class ChatRoom extends DurableObject<Env> {
     const { message, cost } = this.#history.append(from, text, nonce, now);
     this.#count(cost);
     this.#usage.messages++;
-    this.#broadcast(message);
+    this.#delivery.broadcast(message);
     this.#log.debug("message_stored", {
       room,
       user: from.id,
@@ -625,15 +568,12 @@ export class ChatRoom extends DurableObject<Env> {
   }
 
   #reject(ws: WebSocket, session: Session, code: ErrorCode, message: string, nonce?: string): void {
-    session.strikes = recordStrike(session.strikes, Date.now(), ERROR_WINDOW_MS);
+    const { strikes, closing } = recordStrike(session.strikes, Date.now());
+    session.strikes = strikes;
     ws.serializeAttachment(session);
     this.#log.info("frame_rejected", { room: session.room, user: session.user.id, code });
-    // An error must not overtake broadcasts already queued for this socket:
-    // a client that sees the answer to its frame has seen everything the
-    // room sent before it. Flushing early only makes that batch smaller.
-    if (session.batch) this.#flush();
-    this.#send(ws, nonce === undefined ? { type: "error", code, message } : { type: "error", code, message, nonce });
-    if (session.strikes.length >= MAX_ERRORS_PER_WINDOW) {
+    this.#delivery.error(ws, session, code, message, nonce);
+    if (closing) {
       this.#log.warn("connection_closed", {
         room: session.room,
         user: session.user.id,
@@ -666,7 +606,7 @@ export class ChatRoom extends DurableObject<Env> {
     const last = member !== undefined ? this.#leave(session.user.id) : !this.#presence.has(session.user.id);
     if (this.#hub !== null) {
       if (member !== undefined) this.#hub.depart(session.user.id);
-    } else if (last) this.#broadcast({ type: "leave", user: publicUser(session.user), ts: Date.now() });
+    } else if (last) this.#delivery.broadcast({ type: "leave", user: publicUser(session.user), ts: Date.now() });
     this.#log.info("disconnect", { room: session.room, user: session.user.id, connections: sessions.size, ...detail });
   }
 
@@ -821,7 +761,7 @@ export class ChatRoom extends DurableObject<Env> {
   /** A moderation broadcast for everyone: through the hub in a large room, so parts get it in order. */
   #announce(frame: DeleteFrame | SettingsFrame): void {
     if (this.#hub !== null) this.#hub.announce({ kind: "frame", frame });
-    else this.#broadcast(frame);
+    else this.#delivery.broadcast(frame);
   }
 
   /** A connection beyond the room's own SHARD_SIZE: handed to a part, which the room dials first. */
@@ -867,20 +807,20 @@ export class ChatRoom extends DurableObject<Env> {
   #deliverLocal(event: StreamEvent): void {
     switch (event.kind) {
       case "message":
-        this.#broadcast(event.message);
+        this.#delivery.broadcast(event.message);
         break;
       case "join":
       case "leave":
-        this.#broadcast({ type: event.kind, user: event.user, ts: event.ts }, this.#joining);
+        this.#delivery.broadcast({ type: event.kind, user: event.user, ts: event.ts }, this.#joining);
         break;
       case "count":
-        this.#broadcast({ type: "presence", count: event.count });
+        this.#delivery.broadcast({ type: "presence", count: event.count });
         break;
       case "list":
-        this.#broadcast({ type: "presence", count: event.count, online: event.online });
+        this.#delivery.broadcast({ type: "presence", count: event.count, online: event.online });
         break;
       case "frame":
-        this.#broadcast(event.frame);
+        this.#delivery.broadcast(event.frame);
         break;
       case "admit":
       case "reject":
@@ -974,7 +914,10 @@ export class ChatRoom extends DurableObject<Env> {
     };
   }
 
-  // ---- presence and delivery ---------------------------------------------
+  // ---- members and presence ----------------------------------------------
+  //
+  // Who is connected and who is online; what reaches their sockets is
+  // delivery.ts, the welcome's contract with the Worker admission.ts.
 
   /** The open sockets and their sessions, rebuilt from attachments after a wake. */
   #members(): Map<WebSocket, Session> {
@@ -1028,76 +971,6 @@ export class ChatRoom extends DurableObject<Env> {
 
   #online(): User[] {
     return Array.from(this.#presence.values(), (p) => p.user);
-  }
-
-  #send(ws: WebSocket, frame: ServerFrame): void {
-    ws.send(JSON.stringify(frame));
-  }
-
-  /**
-   * Serializes once and sends to every member, in one loop, so every socket
-   * sees frames in the same order. A socket whose send throws is closed and
-   * departs after the loop; the others still get the frame. Sockets that
-   * asked for batches get it with the next flush, in the same order.
-   */
-  #broadcast(frame: ServerFrame, except?: WebSocket): void {
-    const text = JSON.stringify(frame);
-    let failed: WebSocket[] | undefined;
-    let behind: WebSocket[] | undefined;
-    let batching = false;
-    // A socket that acks and is more than a history behind is not reading:
-    // workerd queues what we send it in memory without limit (there is no
-    // bufferedAmount to look at), so it is closed rather than fed. Its
-    // client reconnects with `after` and catches up from storage.
-    const limit = frame.type === "message" ? frame.id - this.#config.historySize : Number.NEGATIVE_INFINITY;
-    for (const [ws, session] of this.#members()) {
-      if (session.acked !== null && session.acked < limit) (behind ??= []).push(ws);
-      else if (session.batch) batching = true;
-      else if (ws !== except) {
-        try {
-          ws.send(text);
-        } catch {
-          (failed ??= []).push(ws);
-        }
-      }
-    }
-    if (batching) {
-      this.#batches.push(text, except);
-      this.#flushTimer ??= setTimeout(() => this.#flush(), BATCH_MS);
-    }
-    for (const ws of failed ?? []) this.#close(ws, CloseCode.serverError, "send failed");
-    for (const ws of behind ?? []) {
-      const session = this.#members().get(ws);
-      this.#log.warn("too_slow", { room: session?.room, user: session?.user.id });
-      this.#close(ws, CloseCode.policyViolation, "too far behind: reconnect with after");
-    }
-  }
-
-  #flush(): void {
-    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
-    this.#flushTimer = null;
-    if (this.#batches.empty) return;
-    const batchFor = this.#batches.drain();
-    let failed: WebSocket[] | undefined;
-    for (const [ws, session] of this.#members()) {
-      if (!session.batch) continue;
-      const text = batchFor(ws);
-      if (text === null) continue;
-      try {
-        ws.send(text);
-      } catch {
-        (failed ??= []).push(ws);
-      }
-    }
-    for (const ws of failed ?? []) this.#close(ws, CloseCode.serverError, "send failed");
-  }
-
-  #reply(ws: WebSocket, code: number): void {
-    try {
-      ws.close(code, "closed");
-    } catch {
-      // Already closed.
-    }
   }
 
   /** Closes a socket from our side; its user leaves now, not when the client answers. */

@@ -76,6 +76,8 @@ interface Socket {
   address?: string;
   /** What it sent before its welcome: published after it, so the echo comes live. */
   early: { text: string; nonce: string | undefined }[];
+  /** Its publishes and moderation frames sent to the room and not answered yet. */
+  asked: number;
 }
 
 /** The `depart` op for a socket, with its address for the room's per-address count. */
@@ -148,6 +150,17 @@ export class PartStream {
     return this.#sockets.size;
   }
 
+  /**
+   * The answers the room still owes `socket`: its messages held for its
+   * welcome and its publishes and moderation frames not answered yet (by
+   * the message, or a refusal). Each could still come back as an error, a
+   * strike toward 1008 (see strikes.ts).
+   */
+  owed(socket: number): number {
+    const s = this.#sockets.get(socket);
+    return s === undefined ? 0 : s.early.length + s.asked;
+  }
+
   /** The channel to the room is (again) open: attach, telling the room everything it needs to know. */
   attach(now: number): PartAction[] {
     this.#attachAt = now;
@@ -189,8 +202,8 @@ export class PartStream {
     this.#sockets.set(
       socket,
       address === undefined
-        ? { user, after, u, welcomed: false, early: [] }
-        : { user, after, u, welcomed: false, early: [], address },
+        ? { user, after, u, welcomed: false, early: [], asked: 0 }
+        : { user, after, u, welcomed: false, early: [], asked: 0, address },
     );
     // Presence shows the public user; a publish carries the roles (the
     // room decides whether a moderator may skip slow mode).
@@ -243,7 +256,7 @@ export class PartStream {
     const op: PublishOp = { kind: "publish", from: s.user, text };
     if (nonce !== undefined) op.nonce = nonce;
     if (s.address !== undefined) op.address = s.address;
-    this.#publishes.set(this.#nextU, { socket, pending: { u: this.#nextU, op, floor: this.#lastId } });
+    this.#ask(s, socket, op);
     return this.#send(op, now);
   }
 
@@ -261,9 +274,24 @@ export class PartStream {
       if (frame.nonce !== undefined) refused.nonce = frame.nonce;
       return [refused];
     }
-    const op: UpstreamOp = { kind: "moderate", from: s.user, frame };
-    this.#publishes.set(this.#nextU, { socket, pending: { u: this.#nextU, op, floor: this.#lastId } });
+    const op: PendingPublish["op"] = { kind: "moderate", from: s.user, frame };
+    this.#ask(s, socket, op);
     return this.#send(op, now);
+  }
+
+  /** Keeps a publish or moderation frame, numbered as the next upstream op, until its answer. */
+  #ask(s: Socket, socket: number, op: PendingPublish["op"]): void {
+    this.#publishes.set(this.#nextU, { socket, pending: { u: this.#nextU, op, floor: this.#lastId } });
+    s.asked++;
+  }
+
+  /** Forgets publish `u`: answered, or its socket is gone. */
+  #answered(u: number): void {
+    const publish = this.#publishes.get(u);
+    if (publish === undefined) return;
+    this.#publishes.delete(u);
+    const s = this.#sockets.get(publish.socket);
+    if (s !== undefined) s.asked--;
   }
 
   /** Retries: an attach, a refill or upstream frames that stayed unanswered. */
@@ -358,7 +386,7 @@ export class PartStream {
     if ((this.#unacked[0]?.u ?? Number.POSITIVE_INFINITY) <= acked)
       this.#unacked = this.#unacked.filter((s) => s.u > acked);
     if (!answered || this.#seq < this.#answeredAt) return;
-    for (const u of this.#publishes.keys()) if (u <= acked) this.#publishes.delete(u);
+    for (const u of this.#publishes.keys()) if (u <= acked) this.#answered(u);
   }
 
   #sync(frame: Extract<Downstream, { type: "sync" }>, now: number): PartAction[] {
@@ -501,7 +529,7 @@ export class PartStream {
   /** Answers a refused publish once: a repeated refusal finds no publish left. */
   #reject(u: number, code: RejectCode, message: string): PartAction[] {
     const publish = this.#publishes.get(u);
-    this.#publishes.delete(u);
+    this.#answered(u);
     if (publish === undefined || !this.#sockets.has(publish.socket)) return [];
     const error: PartAction = { kind: "error", socket: publish.socket, code, message };
     const { op } = publish.pending;

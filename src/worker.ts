@@ -35,7 +35,8 @@ import {
   type HttpError,
   type User,
 } from "./protocol.ts";
-import { admissionRequest, type ChatRoom } from "./room.ts";
+import { admissionRequest } from "./admission.ts";
+import type { ChatRoom } from "./room.ts";
 import { DEVELOPMENT_SECRET, bearerMatches, newUserId, signToken, verifyToken } from "./token.ts";
 
 export { ChatRoom } from "./room.ts";

@@ -20,13 +20,23 @@ const base: SimOptions = {
   duplicate: 0.05,
   evictPart: 0.01,
   evictRoom: 0.005,
+  flood: 0.01,
 };
 
 const SEEDS = Number(process.env.MODEL_SEEDS ?? 200);
 
 function runSeeds(options: SimOptions, seeds: number) {
   const failures: string[] = [];
-  const totals = { published: 0, welcomes: 0, gaps: 0, partEvictions: 0, roomEvictions: 0, dropped: 0, rejected: 0 };
+  const totals = {
+    published: 0,
+    welcomes: 0,
+    gaps: 0,
+    partEvictions: 0,
+    roomEvictions: 0,
+    dropped: 0,
+    rejected: 0,
+    struckOut: 0,
+  };
   for (let seed = 1; seed <= seeds; seed++) {
     const sim = new Sim(seed, options);
     sim.run();
@@ -46,6 +56,7 @@ describe("large room, random schedules", () => {
     expect(totals.dropped).toBeGreaterThan(SEEDS * 10);
     expect(totals.rejected).toBeGreaterThan(0);
     expect(totals.gaps).toBeGreaterThan(0);
+    expect(totals.struckOut).toBeGreaterThan(SEEDS / 4);
   });
 
   it("crosses the presence limit both ways", () => {

@@ -9,6 +9,7 @@ import type { BroadcastFrame, Message, PresenceCountFrame, User } from "../../sr
 import { Roster } from "../../src/roster.ts";
 import { Sequencer, type Decide, type Store } from "../../src/sequencer.ts";
 import { PartStream, type PartAction } from "../../src/stream.ts";
+import { StrikeGate } from "../../src/strikes.ts";
 import { seeded as random } from "../../tools/harness/random.ts";
 
 export class MemoryStore implements Store {
@@ -56,6 +57,8 @@ export interface SimOptions {
   /** Chances per step. */
   evictPart: number;
   evictRoom: number;
+  /** A socket sends a burst of messages the room mostly refuses, usually enough to close it with 1008. */
+  flood: number;
   /**
    * Sees every internal frame as it is delivered, and every eviction: to
    * debug a failing seed, run it alone with a trace that prints (FULL=1 in
@@ -83,6 +86,10 @@ class Session {
   gapFrom: number | null = null;
   /** Nonces this socket sent, and how many answers (echo or error) each got. */
   readonly answers = new Map<string, number>();
+  /** As the part keeps them: its strikes, and what waits for the room's answers (strikes.ts). */
+  readonly gate = new StrikeGate<{ text: string; nonce: string }>();
+  /** Closed by its 20th error: nothing it had not seen answered by then may ever be stored. */
+  struckOut = false;
 
   constructor(id: number, user: User, after: number | null, part: string) {
     this.id = id;
@@ -95,7 +102,12 @@ class Session {
 interface Packet {
   at: number;
   to: "room" | string;
-  /** The instance (room epoch or part incarnation) the link ran to; a packet for another is lost with its link. */
+  /**
+   * The link: the room's epoch for frames to the room, the part's
+   * incarnation and the room's epoch for frames to a part. A packet of a link
+   * that was replaced is lost with it (RoomPart drops what an old link still
+   * delivers once the new room has dialled it).
+   */
   link: string;
   /** For frames to the room: the part instance that sent it, lost with it when it is evicted. */
   from?: { part: string; incarnation: string };
@@ -134,6 +146,7 @@ export class Sim {
     gaps: 0,
     partEvictions: 0,
     roomEvictions: 0,
+    struckOut: 0,
     dropped: 0,
     duplicated: 0,
   };
@@ -198,15 +211,20 @@ export class Sim {
         for (const s of this.#seq.receive(p.frame as Upstream, this.now)) this.#toPart(s.part, s.frame);
       } else {
         const part = this.#parts.get(p.to);
-        if (part === undefined || part.stream.incarnation !== p.link) continue;
+        if (part === undefined || this.#linkOf(part) !== p.link) continue;
         this.#act(p.to, part, part.stream.receive(p.frame as Downstream, this.now));
+        this.#release(p.to, part);
       }
     }
   }
 
   #toPart(name: string, frame: Downstream): void {
     const part = this.#parts.get(name);
-    if (part !== undefined) this.#post(name, part.stream.incarnation, frame);
+    if (part !== undefined) this.#post(name, this.#linkOf(part), frame);
+  }
+
+  #linkOf(part: Part): string {
+    return `${part.stream.incarnation}@${this.#epoch}`;
   }
 
   // ---- parts ---------------------------------------------------------------
@@ -247,10 +265,17 @@ export class Sim {
           break;
         case "error": {
           const s = part.sockets.get(a.socket);
-          if (s === undefined || a.nonce === undefined) break;
-          if (!s.answers.has(a.nonce)) this.#fail(`socket ${s.id}: error for a nonce it never sent`);
-          s.answers.set(a.nonce, (s.answers.get(a.nonce) ?? 0) + 1);
+          if (s === undefined) break;
+          if (a.nonce === undefined || !s.answers.has(a.nonce))
+            this.#fail(`socket ${s.id}: error for a nonce it never sent`);
+          else s.answers.set(a.nonce, (s.answers.get(a.nonce) ?? 0) + 1);
           this.stats.rejected++;
+          if (!s.gate.strike(this.now)) break;
+          // The 20th error: the part closes the socket, as RoomPart does.
+          s.struckOut = true;
+          this.stats.struckOut++;
+          this.#ended(part, s);
+          this.#act(name, part, part.stream.close(s.id, this.now));
           break;
         }
         case "close": {
@@ -258,6 +283,27 @@ export class Sim {
           if (s !== undefined) this.#ended(part, s);
           break;
         }
+      }
+    }
+  }
+
+  /** A frame from a client, through its gate as the part reads it. */
+  #read(name: string, part: Part, s: Session, text: string, nonce: string): void {
+    const frame = s.gate.arrive({ text, nonce }, nonce, part.stream.owed(s.id), this.now);
+    if (frame !== null) this.#act(name, part, part.stream.publish(s.id, frame.text, frame.nonce, this.now));
+  }
+
+  /** Reads the frames that waited for the room's answers, as RoomPart does after each frame from its room. */
+  #release(name: string, part: Part): void {
+    for (const s of part.sockets.values()) {
+      for (let next = s.gate.next(part.stream.owed(s.id), this.now); next !== undefined && s.open; ) {
+        if (next.kind === "frame")
+          this.#act(name, part, part.stream.publish(s.id, next.frame.text, next.frame.nonce, this.now));
+        else
+          this.#act(name, part, [
+            { kind: "error", socket: s.id, code: "rate_limited", message: "dropped", nonce: next.nonce ?? "" },
+          ]);
+        next = s.open ? s.gate.next(part.stream.owed(s.id), this.now) : undefined;
       }
     }
   }
@@ -382,12 +428,25 @@ export class Sim {
     if (s === undefined) return;
     const part = this.#parts.get(s.part);
     if (part === undefined) return;
+    this.#say(part, s, this.#rnd() < 0.1);
+  }
+
+  #say(part: Part, s: Session, refused: boolean): void {
     const n = this.#nextText++;
-    const text = this.#rnd() < 0.1 ? `refuse ${n}!` : `text ${n}`;
+    const text = refused ? `refuse ${n}!` : `text ${n}`;
     const nonce = `n${n}`;
     s.answers.set(nonce, 0);
     this.stats.published++;
-    this.#act(s.part, part, part.stream.publish(s.id, text, nonce, this.now));
+    this.#read(s.part, part, s, text, nonce);
+  }
+
+  /** A burst at once from one welcomed socket, mostly refused: often past its 20th error, with more behind it. */
+  #flood(): void {
+    const s = this.#pick(this.sessions.filter((x) => x.open && x.welcomed));
+    const part = s === undefined ? undefined : this.#parts.get(s.part);
+    if (s === undefined || part === undefined) return;
+    const n = 16 + Math.floor(this.#rnd() * 16);
+    for (let i = 0; i < n && s.open; i++) this.#say(part, s, this.#rnd() < 0.85);
   }
 
   #evictPart(): void {
@@ -430,6 +489,7 @@ export class Sim {
     else if (r < 0.8) this.#publish();
     else if (r < 0.8 + this.#o.evictPart) this.#evictPart();
     else if (r < 0.8 + this.#o.evictPart + this.#o.evictRoom) this.#evictRoom();
+    else if (r < 0.8 + this.#o.evictPart + this.#o.evictRoom + this.#o.flood) this.#flood();
     this.#deliverDue();
     this.#tick();
   }
@@ -450,6 +510,16 @@ export class Sim {
   }
 
   #checkSettled(): void {
+    for (const s of this.sessions) {
+      if (!s.struckOut) continue;
+      for (const [nonce, n] of s.answers) {
+        const stored = n === 0 ? this.store.log.find((m) => m.nonce === nonce) : undefined;
+        if (stored !== undefined)
+          this.#fail(
+            `socket ${s.id}: message ${stored.id} (${nonce}) stored after the socket was closed at its 20th error`,
+          );
+      }
+    }
     const open = this.sessions.filter((s) => s.open);
     const truth = new Map<string, User>();
     for (const s of open) {

@@ -330,6 +330,50 @@ describe("a room over several Durable Objects", () => {
     expect(all.filter((x) => x === "stored")).toHaveLength(12);
   });
 
+  it("closes a part's socket at its 20th error and stores nothing it sent after, as one object does", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 3);
+    const bystander = joined[0]!.client;
+    const flooder = await join(room, { name: "flooder" });
+    // Twenty frames only the room can refuse (it keeps no message 99), then
+    // a message it would take: the 20th refusal closes the socket, so the
+    // message must never be stored, however fast the frames came.
+    for (let i = 1; i <= 20; i++) flooder.client.send({ type: "delete", id: 99, nonce: `d${i}` });
+    flooder.client.say("after the 20th error", "late");
+    const errors: string[] = [];
+    for (let i = 1; i <= 20; i++) {
+      const frame = await flooder.client.next(`error ${i} of 20`);
+      errors.push(frame.type === "error" ? `${frame.code} ${frame.nonce}` : frame.type);
+    }
+    expect(errors).toEqual(Array.from({ length: 20 }, (_, i) => `not_found d${i + 1}`));
+    expect(await flooder.client.closed).toEqual({ code: 1008, reason: "too many errors" });
+    bystander.say("marker");
+    expect(summary(await messages(bystander, 1))).toEqual(["1:marker"]);
+    const later = await join(room, { after: 0, name: "later" });
+    expect(summary(later.welcome.history)).toEqual(["1:marker"]);
+  });
+
+  it("reads the frames a part's socket sent while its answers were owed, in order, once they come", async () => {
+    const room = freshRoom();
+    await crowd(room, 3);
+    const sender = await join(room, { name: "sender", headers: { "CF-Connecting-IP": freshIp() } });
+    // 15 refusals owed: from the 6th message on, a frame waits until answers
+    // come back (15 + 5 owed could be 20 strikes). Nothing is lost or reordered.
+    for (let i = 1; i <= 15; i++) sender.client.send({ type: "delete", id: 99, nonce: `d${i}` });
+    for (let i = 1; i <= 8; i++) sender.client.say(`m${i}`, `m${i}`);
+    const answers: string[] = [];
+    for (let i = 1; i <= 23; i++) {
+      const frame = await sender.client.next(`answer ${i} of 23`);
+      if (frame.type === "error") answers.push(`${frame.code} ${frame.nonce}`);
+      else if (frame.type === "message") answers.push(`${frame.id} ${frame.nonce}`);
+      else i--;
+    }
+    expect(answers).toEqual([
+      ...Array.from({ length: 15 }, (_, i) => `not_found d${i + 1}`),
+      ...Array.from({ length: 8 }, (_, i) => `${i + 1} m${i + 1}`),
+    ]);
+  });
+
   it("spreads a storm of connects over parts instead of overfilling one", async () => {
     const room = freshRoom();
     await crowd(room, 3);
