@@ -100,6 +100,13 @@ export type Downstream =
       lastId: number;
       presence: PresenceSnapshot;
       /**
+       * The room's slow mode now, in seconds (0: off). A part that attaches
+       * after the last `settings` event (it restarted, or the room did) has
+       * no other way to know it, and its welcomes must carry it. Absent from
+       * older code: the part keeps what it knew.
+       */
+      slowMode?: number;
+      /**
        * Repeated publishes the room can no longer tell stored or not (their
        * floor is older than the kept history): their sockets must resume
        * with `after` and look for their nonce.

@@ -30,7 +30,6 @@ import {
   publicUser,
   type ClientFrame,
   type ErrorCode,
-  type Limits,
 } from "./protocol.ts";
 import { covers } from "./moderation.ts";
 import { PartStream, type PartAction } from "./stream.ts";
@@ -69,7 +68,6 @@ interface Member {
 export class RoomPart extends DurableObject<Env> {
   readonly #config: Config;
   readonly #log: Logger;
-  readonly #limits: Limits;
   #stream: PartStream | null = null;
   #link: WebSocket | null = null;
   #room = "";
@@ -86,7 +84,6 @@ export class RoomPart extends DurableObject<Env> {
     super(ctx, env);
     this.#config = readConfig(env);
     this.#log = createLogger(this.#config.logLevel, { component: "part" });
-    this.#limits = welcomeLimits(this.#config);
     this.#delivery = new Delivery({
       historySize: this.#config.historySize,
       recipients: () => this.#members,
@@ -332,7 +329,7 @@ export class RoomPart extends DurableObject<Env> {
               onlineCount: action.onlineCount,
               history: action.history,
               gap: action.gap,
-              limits: this.#limits,
+              limits: welcomeLimits(this.#config, action.slowMode),
             }),
           );
           break;

@@ -505,9 +505,8 @@ export class ChatRoom extends DurableObject<Env> {
 
   /** Milliseconds `session`'s user must still wait under slow mode; 0 when it may post. */
   #slowWait(user: User, now: number): number {
-    const { settings, cost } = this.#moderation.settings();
-    this.#count(cost);
-    if (settings.slowMode === 0 || isModerator(user)) return 0;
+    const slowMode = this.#slowMode();
+    if (slowMode === 0 || isModerator(user)) return 0;
     if (!this.#clockWarm) {
       // The ring's authors and times cover users whose posting socket closed
       // before a wake; its load is needed by the append anyway.
@@ -515,13 +514,19 @@ export class ChatRoom extends DurableObject<Env> {
       for (const message of this.#history.since(null).messages) this.#clock.note(message.from.id, message.ts);
       this.#clockWarm = true;
     }
-    return this.#clock.wait(user.id, now, settings.slowMode);
+    return this.#clock.wait(user.id, now, slowMode);
+  }
+
+  /** Seconds of slow mode now; 0 when it is off. */
+  #slowMode(): number {
+    const { settings, cost } = this.#moderation.settings();
+    this.#count(cost);
+    return settings.slowMode;
   }
 
   #welcomeLimits(): Limits {
-    const { settings, cost } = this.#moderation.settings();
-    this.#count(cost);
-    return settings.slowMode > 0 ? welcomeLimits(this.#config, settings.slowMode) : this.#limits;
+    const slowMode = this.#slowMode();
+    return slowMode > 0 ? welcomeLimits(this.#config, slowMode) : this.#limits;
   }
 
   /**
@@ -700,6 +705,7 @@ export class ChatRoom extends DurableObject<Env> {
         prune: (now) => this.#quota.prune(now),
         posted: (from, now) => this.#clock.note(from.id, now),
         moderate: (op, now) => this.#moderatePart(op.from, op.frame, now),
+        slowMode: () => this.#slowMode(),
       },
       own,
     );

@@ -54,6 +54,8 @@ export interface SequencerOptions {
   local?: (event: StreamEvent) => void;
   /** Moderation from parts' sockets; without it, refused. */
   moderate?: Moderate;
+  /** The room's slow mode now, in seconds (0: off), for every sync; changes go out as `settings` events. */
+  slowMode: () => number;
 }
 
 /**
@@ -262,6 +264,7 @@ export class Sequencer {
         ring: this.#store.ring(),
         lastId: this.#store.lastId,
         presence: this.#roster.snapshot(),
+        slowMode: this.#options.slowMode(),
         unknown: Array.from(answers.unknown),
         answered: 0,
         rejected: Array.from(answers.refused.values()),

@@ -49,6 +49,8 @@ export interface HubOptions {
   posted: (from: User, now: number) => void;
   /** Decides and applies a moderation frame from a part's socket. */
   moderate: Moderate;
+  /** The room's slow mode now (seconds, 0: off), from its SQLite: every sync tells a part. */
+  slowMode: () => number;
 }
 
 export class ShardHub {
@@ -95,6 +97,7 @@ export class ShardHub {
       beats: 3,
       local: o.local,
       moderate: o.moderate,
+      slowMode: o.slowMode,
     });
     this.#ticker = setInterval(() => this.#tick(Date.now()), PART_RETRY_MS);
   }

@@ -7,10 +7,10 @@
 // sends up is numbered and kept until the room acknowledges it, and resent
 // in order until then. A new socket is welcomed only when the room's answer
 // to its arrival comes through the stream: at that point the part has applied
-// everything the room sent before it, so the part's copy of the history and
-// of presence is the room's, and the welcome is exact (history, `gap`, the
-// online list with the newcomer's own join already in it), and every later
-// event reaches the socket exactly once.
+// everything the room sent before it, so the part's copy of the history, of
+// presence and of slow mode is the room's, and the welcome is exact (history,
+// `gap`, the online list with the newcomer's own join already in it,
+// `limits.slowMode`), and every later event reaches the socket exactly once.
 //
 // No Workers APIs: the RoomPart Durable Object applies the actions to its
 // sockets, and the model test applies them to simulated clients.
@@ -50,6 +50,8 @@ export type PartAction =
       gap: boolean;
       online: User[];
       onlineCount: number;
+      /** The room's slow mode in seconds (0: off), for `welcome.limits`. */
+      slowMode: number;
     }
   /** To every socket welcomed so far. */
   | { kind: "deliver"; frame: BroadcastFrame | PresenceCountFrame }
@@ -122,6 +124,8 @@ export class PartStream {
   #listed = true;
   #online = new Map<string, User>();
   #count = 0;
+  // The room's slow mode as the part's welcomed sockets know it.
+  #slowMode = 0;
 
   // Repeated publishes are answered by the stream's events up to this seq.
   #answeredAt = 0;
@@ -425,6 +429,12 @@ export class PartStream {
       this.#queue(departure(s), now);
     }
     actions.push(...this.#resetPresence(frame.presence, now));
+    // A change the part missed while it had no stream; before the welcomes
+    // below, which carry the new value and must not get the frame too.
+    if (frame.slowMode !== undefined && frame.slowMode !== this.#slowMode) {
+      this.#slowMode = frame.slowMode;
+      actions.push({ kind: "deliver", frame: { type: "settings", slowMode: frame.slowMode } });
+    }
     this.#stream = frame.stream;
     this.#seq = 0;
     this.#known = 0;
@@ -519,6 +529,8 @@ export class PartStream {
         if (event.frame.type === "delete") {
           const { id } = event.frame;
           this.#ring = this.#ring.map((m) => (m.id === id ? tombstone(m) : m));
+        } else {
+          this.#slowMode = event.frame.slowMode;
         }
         return [{ kind: "deliver", frame: event.frame }];
       case "ban":
@@ -562,6 +574,7 @@ export class PartStream {
         gap,
         online: this.#welcomeOnline(s.user),
         onlineCount: this.#listed ? this.#count : count,
+        slowMode: this.#slowMode,
       },
     ];
     for (const { text, nonce } of s.early.splice(0)) actions.push(...this.publish(socket, text, nonce, now));

@@ -1,10 +1,11 @@
 // The seeded random-schedule test of a large room (issue 11, item 8) at model
 // level: connects, closes, publishes, refusals, lost, repeated and reordered
-// internal frames, parts and the sequencer evicted. After each run every
+// internal frames, parts and the sequencer evicted, slow mode changed. After each run every
 // client's ids must run without holes from history into live frames, every
 // message must be what was stored, every publish of a socket still open must
-// have had exactly one answer, and once settled the online set must be the
-// truth; join and leave are checked as they arrive.
+// have had exactly one answer, and once settled the online set and the slow
+// mode every client knows must be the truth; join and leave are checked as
+// they arrive.
 
 import { describe, expect, it } from "vitest";
 import { Sim, type SimOptions } from "./sim.ts";
@@ -21,6 +22,7 @@ const base: SimOptions = {
   evictPart: 0.01,
   evictRoom: 0.005,
   flood: 0.01,
+  settings: 0.01,
 };
 
 const SEEDS = Number(process.env.MODEL_SEEDS ?? 200);
@@ -36,6 +38,7 @@ function runSeeds(options: SimOptions, seeds: number) {
     dropped: 0,
     rejected: 0,
     struckOut: 0,
+    settings: 0,
   };
   for (let seed = 1; seed <= seeds; seed++) {
     const sim = new Sim(seed, options);
@@ -57,6 +60,7 @@ describe("large room, random schedules", () => {
     expect(totals.rejected).toBeGreaterThan(0);
     expect(totals.gaps).toBeGreaterThan(0);
     expect(totals.struckOut).toBeGreaterThan(SEEDS / 4);
+    expect(totals.settings).toBeGreaterThan(SEEDS);
   });
 
   it("crosses the presence limit both ways", () => {

@@ -22,7 +22,7 @@ const refuseBang: Decide = (op) =>
   op.text.includes("!") ? { ok: false, code: "slow_mode", message: "wait" } : { ok: true };
 
 function setup(epoch = 1, store = new MemoryStore(4), window = 4) {
-  const seq = new Sequencer(epoch, store, new Roster(10), refuseBang, { window, beats: 2 });
+  const seq = new Sequencer(epoch, store, new Roster(10), refuseBang, { window, beats: 2, slowMode: () => 0 });
   return { seq, store };
 }
 
@@ -67,6 +67,7 @@ describe("Sequencer", () => {
           ring: store.log.slice(2),
           lastId: 6,
           presence: { count: 1, online: [alice] },
+          slowMode: 0,
           unknown: [],
           answered: 0,
           rejected: [],
@@ -276,11 +277,14 @@ describe("Sequencer", () => {
   it("sends the effects of a part's moderation after the sync they follow, and refuses with the frame's number", () => {
     const store = new MemoryStore(4);
     const announced: string[] = [];
+    let slowMode = 2;
     const seq: Sequencer = new Sequencer(1, store, new Roster(10), refuseBang, {
       window: 4,
       beats: 2,
+      slowMode: () => slowMode,
       moderate: (op) => {
         if (op.frame.type !== "settings") return { ok: false, code: "forbidden", message: "no" };
+        slowMode = op.frame.slowMode;
         announced.push(
           ...seq
             .announce({ kind: "frame", frame: { type: "settings", slowMode: op.frame.slowMode } })
@@ -293,7 +297,8 @@ describe("Sequencer", () => {
     const sends = seq.receive(attach("p1", { upTo: 1, lastId: 0, pending: [{ u: 1, op: settings, floor: 0 }] }), 0);
     expect(announced).toEqual([]);
     expect(framesTo(sends, "p1").map((f) => f.type)).toEqual(["sync", "event"]);
-    expect(framesTo(sends, "p1")[0]).toMatchObject({ type: "sync", answered: 1 });
+    // The sync tells the slow mode before the change the event after it carries.
+    expect(framesTo(sends, "p1")[0]).toMatchObject({ type: "sync", answered: 1, slowMode: 2 });
     expect(framesTo(sends, "p1")[1]).toMatchObject({
       seq: 1,
       event: { kind: "frame", frame: { type: "settings", slowMode: 5 } },
@@ -311,5 +316,10 @@ describe("Sequencer", () => {
     ]);
     // Outside a part's frame, an announcement is sent by whoever made it.
     expect(seq.announce({ kind: "ban", user: "u", address: null, reason: "r" }).map((s) => s.part)).toEqual(["p1"]);
+    // A part that attaches again learns the slow mode as it is now.
+    expect(framesTo(seq.receive(attach("p1", { n: 2, upTo: 2 }), 3), "p1")[0]).toMatchObject({
+      type: "sync",
+      slowMode: 5,
+    });
   });
 });

@@ -59,6 +59,8 @@ export interface SimOptions {
   evictRoom: number;
   /** A socket sends a burst of messages the room mostly refuses, usually enough to close it with 1008. */
   flood: number;
+  /** A moderator changes the room's slow mode. */
+  settings: number;
   /**
    * Sees every internal frame as it is delivered, and every eviction: to
    * debug a failing seed, run it alone with a trace that prints (FULL=1 in
@@ -82,6 +84,8 @@ class Session {
   listed = true;
   online = new Map<string, User>();
   count = 0;
+  /** Slow mode as its welcome and the settings frames since told it. */
+  slowMode = 0;
   /** Set by a welcome with `gap`: the first id it had; earlier ones are missed for good. */
   gapFrom: number | null = null;
   /** Nonces this socket sent, and how many answers (echo or error) each got. */
@@ -127,6 +131,8 @@ export class Sim {
   readonly violations: string[] = [];
   now = 1_000_000;
   #epoch = 1;
+  /** The room's slow mode, stored: it survives the room's evictions. */
+  #slowMode = 0;
   #roster!: Roster;
   #seq!: Sequencer;
   readonly #detached = new Map<string, number>();
@@ -147,6 +153,7 @@ export class Sim {
     partEvictions: 0,
     roomEvictions: 0,
     struckOut: 0,
+    settings: 0,
     dropped: 0,
     duplicated: 0,
   };
@@ -171,7 +178,11 @@ export class Sim {
     // Texts with "!" stand for whatever the room refuses (rate limits, slow mode, bans).
     const decide: Decide = (op) =>
       op.text.includes("!") ? { ok: false, code: "rate_limited", message: "too many" } : { ok: true };
-    this.#seq = new Sequencer(this.#epoch, this.store, this.#roster, decide, { window: this.#o.window, beats: 3 });
+    this.#seq = new Sequencer(this.#epoch, this.store, this.#roster, decide, {
+      window: this.#o.window,
+      beats: 3,
+      slowMode: () => this.#slowMode,
+    });
     this.#detached.clear();
   }
 
@@ -255,6 +266,7 @@ export class Sim {
           if (s === undefined) break;
           part.welcomed.add(a.socket);
           this.#welcome(s, a.history, a.gap, a.online, a.onlineCount);
+          s.slowMode = a.slowMode;
           break;
         }
         case "deliver":
@@ -392,6 +404,9 @@ export class Sim {
         }
         s.count = f.count;
         break;
+      case "settings":
+        s.slowMode = f.slowMode;
+        break;
       default:
         this.#fail(`socket ${s.id}: unexpected ${f.type}`);
     }
@@ -449,6 +464,14 @@ export class Sim {
     for (let i = 0; i < n && s.open; i++) this.#say(part, s, this.#rnd() < 0.85);
   }
 
+  /** A moderator sets slow mode (sometimes to what it was): the room stores it and tells every part in order. */
+  #settings(): void {
+    this.stats.settings++;
+    this.#slowMode = this.#pick([0, 5, 30]) ?? 0;
+    const sends = this.#seq.announce({ kind: "frame", frame: { type: "settings", slowMode: this.#slowMode } });
+    for (const s of sends) this.#toPart(s.part, s.frame);
+  }
+
   #evictPart(): void {
     const name = this.#pick(Array.from(this.#parts.keys()));
     if (name === undefined) return;
@@ -490,6 +513,7 @@ export class Sim {
     else if (r < 0.8 + this.#o.evictPart) this.#evictPart();
     else if (r < 0.8 + this.#o.evictPart + this.#o.evictRoom) this.#evictRoom();
     else if (r < 0.8 + this.#o.evictPart + this.#o.evictRoom + this.#o.flood) this.#flood();
+    else if (r < 0.8 + this.#o.evictPart + this.#o.evictRoom + this.#o.flood + this.#o.settings) this.#settings();
     this.#deliverDue();
     this.#tick();
   }
@@ -539,6 +563,7 @@ export class Sim {
     const listed = truth.size <= this.#o.presenceLimit;
     for (const s of open) {
       if (s.count !== truth.size) this.#fail(`socket ${s.id}: count ${s.count}, truly ${truth.size}`);
+      if (s.slowMode !== this.#slowMode) this.#fail(`socket ${s.id}: slow mode ${s.slowMode}, truly ${this.#slowMode}`);
       if (s.listed !== listed) this.#fail(`socket ${s.id}: listed ${s.listed} with ${truth.size} online`);
       if (listed) {
         const ids = Array.from(s.online.keys()).sort().join(",");

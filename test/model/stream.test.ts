@@ -27,6 +27,7 @@ function sync(over: Partial<Extract<Downstream, { type: "sync" }>> = {}): Downst
     ring: [],
     lastId: 0,
     presence: { count: 0, online: [] },
+    slowMode: 0,
     unknown: [],
     answered: 0,
     rejected: [],
@@ -111,7 +112,50 @@ describe("PartStream", () => {
         gap: false,
         online: [bob, alice],
         onlineCount: 2,
+        slowMode: 0,
       },
+    ]);
+  });
+
+  it("welcomes with the room's slow mode: from its sync, from settings events, and from a sync after a change it missed", () => {
+    const p = new PartStream("p1", "i1", options);
+    p.attach(0);
+    p.open(1, alice, null, 0);
+    // A part that starts after slow mode was set learns it from its sync.
+    const first = p.receive(sync({ acked: 1, presence: { count: 1, online: [alice] }, slowMode: 30 }), 1);
+    // (What it delivers first reaches no socket: none is welcomed yet.)
+    expect(first.at(-1)).toEqual({
+      kind: "welcome",
+      socket: 1,
+      history: [],
+      gap: false,
+      online: [alice],
+      onlineCount: 1,
+      slowMode: 30,
+    });
+    const settings = { type: "settings", slowMode: 0 } as const;
+    expect(p.receive(ev(1, { kind: "frame", frame: settings }, 1), 2)).toEqual([{ kind: "deliver", frame: settings }]);
+    p.open(2, bob, null, 3);
+    p.receive(ev(2, { kind: "join", user: bob, ts: 3 }, 2), 3);
+    expect(p.receive(ev(3, { kind: "admit", u: 2, count: 2 }, 2), 3)).toMatchObject([
+      { kind: "welcome", socket: 2, slowMode: 0 },
+    ]);
+    // Set while the part had no stream: its welcomed sockets are told, once.
+    const presence = { count: 2, online: [alice, bob] };
+    expect(p.receive(sync({ stream: S2, acked: 2, presence, slowMode: 10 }), 4)).toEqual([
+      { kind: "deliver", frame: { type: "settings", slowMode: 10 } },
+    ]);
+    expect(p.receive(sync({ stream: { epoch: 1, gen: 3 }, acked: 2, presence, slowMode: 10 }), 5)).toEqual([]);
+    // A sync of older code says nothing of slow mode: the part keeps what it knew.
+    const { slowMode: _, ...old } = sync({ stream: { epoch: 1, gen: 4 }, acked: 2, presence }) as Extract<
+      Downstream,
+      { type: "sync" }
+    >;
+    expect(p.receive(old, 6)).toEqual([]);
+    p.open(3, carol, null, 7);
+    p.receive(ev(1, { kind: "join", user: carol, ts: 7 }, 3, { epoch: 1, gen: 4 }), 7);
+    expect(p.receive(ev(2, { kind: "admit", u: 3, count: 3 }, 3, { epoch: 1, gen: 4 }), 7)).toMatchObject([
+      { kind: "welcome", socket: 3, slowMode: 10 },
     ]);
   });
 
@@ -180,7 +224,15 @@ describe("PartStream", () => {
       { kind: "deliver", frame: msg(3) },
       { kind: "deliver", frame: { type: "leave", user: bob, ts: 5 } },
       { kind: "deliver", frame: { type: "join", user: carol, ts: 5 } },
-      { kind: "welcome", socket: 2, history: [msg(2), msg(3)], gap: false, online: [alice, carol], onlineCount: 2 },
+      {
+        kind: "welcome",
+        socket: 2,
+        history: [msg(2), msg(3)],
+        gap: false,
+        online: [alice, carol],
+        onlineCount: 2,
+        slowMode: 0,
+      },
     ]);
     // An older stream is over.
     expect(p.receive(ev(2, { kind: "message", message: msg(9) }, 0, S1), 6)).toEqual([]);
@@ -271,7 +323,7 @@ describe("PartStream", () => {
     p.open(1, alice, null, 0);
     // The count every part hears may lag a second behind; the admit's does not.
     expect(p.receive(ev(2, { kind: "admit", u: 1, count: 41 }, 1), 0)).toEqual([
-      { kind: "welcome", socket: 1, history: [], gap: false, online: [alice], onlineCount: 41 },
+      { kind: "welcome", socket: 1, history: [], gap: false, online: [alice], onlineCount: 41, slowMode: 0 },
     ]);
     expect(p.receive(ev(3, { kind: "list", count: 1, online: [alice] }, 1), 0)).toEqual([
       { kind: "deliver", frame: { type: "presence", count: 1, online: [alice] } },

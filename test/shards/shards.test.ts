@@ -265,6 +265,46 @@ describe("a room over several Durable Objects", () => {
     expect((await onPart.client.closed).code).toBe(4003);
   });
 
+  it("welcomes a client on a part with the room's slow mode, also once the part or the room restarted", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 3);
+    const small = joined[0]!.welcome.limits;
+    expect(small.slowMode).toBeUndefined();
+    const slowed = { ...small, slowMode: 30 };
+    const moderator = await joinAs(room, "mod", ["moderator"]);
+    moderator.send({ type: "settings", slowMode: 30 });
+    expect(await moderator.next("the settings")).toEqual({ type: "settings", slowMode: 30 });
+    const onPart = await join(room, { name: "on a part" });
+    expect(onPart.welcome.limits).toEqual(slowed);
+    // A new instance of the part knows nothing of the settings event it
+    // missed: its attach's sync must tell it.
+    await restart(env.PARTS.get(env.PARTS.idFromName(`${room}/1`)));
+    expect((await onPart.client.closed).code).toBe(1006);
+    const afterPart = await join(room, { name: "after the part's restart" });
+    expect(afterPart.welcome.limits).toEqual(slowed);
+    expect((await roomStub(room).shards()).parts).toEqual([
+      { part: room, connections: 3 },
+      { part: `${room}/1`, connections: 1 },
+    ]);
+    // The room restarts under the part: its own clients come back, the next
+    // lands on the part again, and slow mode is still the stored one.
+    await restart(roomStub(room));
+    const back = await crowd(room, 3);
+    expect(back.map((j) => j.welcome.limits)).toEqual([slowed, slowed, slowed]);
+    const afterRoom = await join(room, { name: "after the room's restart" });
+    expect(afterRoom.welcome.limits).toEqual(slowed);
+    // Off again: absent from a part's welcome, as from the room's.
+    expect((await api(room, "/settings", { method: "PATCH", body: JSON.stringify({ slowMode: 0 }) })).status).toBe(200);
+    let off = await afterPart.client.next("slow mode off");
+    while (off.type !== "settings") off = await afterPart.client.next("slow mode off");
+    expect(off).toEqual({ type: "settings", slowMode: 0 });
+    expect((await join(room, { name: "unslowed" })).welcome.limits).toEqual(small);
+    expect((await roomStub(room).shards()).parts).toEqual([
+      { part: room, connections: 3 },
+      { part: `${room}/1`, connections: 3 },
+    ]);
+  });
+
   it("closes a reader on a part that falls more than a history behind its ack, and refuses acks that name nothing", async () => {
     const room = freshRoom();
     const joined = await crowd(room, 3);
