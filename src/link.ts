@@ -164,6 +164,11 @@ export interface PartAddress {
 export interface PartUser {
   user: User;
   sockets: number;
+  /**
+   * Where those sockets come from, with counts: the room bans a guest's
+   * address with it, as it does for its own sockets. Absent from older code.
+   */
+  addresses?: PartAddress[];
 }
 
 /** Part to room. */

@@ -478,15 +478,17 @@ export class ChatRoom extends DurableObject<Env> {
 
   /**
    * The address a ban of `target` also covers: where the guest is connected
-   * from now. A verified user's ban never covers an address (its id is what
-   * the host vouches for), and a guest who is offline is banned by id alone.
+   * from now, on this room or on one of its parts (as the parts report
+   * their sockets). A verified user's ban never covers an address (its id
+   * is what the host vouches for), and a guest who is offline is banned by
+   * id alone.
    */
   #guestAddress(target: string): string | null {
     if (isVerifiedUserId(target)) return null;
     for (const session of this.#members().values()) {
       if (session.user.id === target && session.user.verified !== true) return session.address;
     }
-    return null;
+    return this.#hub?.addressOn(target) ?? null;
   }
 
   #unban(room: string, target: string, by: User, now: number): void {

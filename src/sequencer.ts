@@ -298,15 +298,15 @@ export class Sequencer {
     if (handled !== undefined) handled.u = u;
     link.beatsLeft = this.#options.beats;
     switch (op.kind) {
-      case "arrive":
+      case "arrive": {
         if (op.address !== undefined) this.addresses.add(part, op.address);
-        return [
-          ...this.#broadcast(this.#roster.arrive(part, op.user, now)),
-          this.#emit(part, link, { kind: "admit", u, count: this.#roster.welcomeCount() }),
-        ];
+        const sends = this.#broadcast(this.#roster.arrive(part, op.user, now, op.address));
+        sends.push(this.#emit(part, link, { kind: "admit", u, count: this.#roster.welcomeCount() }));
+        return sends;
+      }
       case "depart":
         if (op.address !== undefined) this.addresses.remove(part, op.address);
-        return this.#broadcast(this.#roster.depart(part, op.userId, now));
+        return this.#broadcast(this.#roster.depart(part, op.userId, now, op.address));
       case "publish":
       case "moderate":
         return this.#decideOp(part, link.incarnation, u, op, now);

@@ -211,6 +211,11 @@ export class ShardHub {
     return message;
   }
 
+  /** An address a socket of `userId` on a part comes from (any, when several), or null. */
+  addressOn(userId: string): string | null {
+    return this.#roster.addressOf(userId);
+  }
+
   /** Sockets of `address` on the room's parts and on their way there (the room's own are not counted here). */
   addressSockets(address: string): number {
     return this.#seq.addresses.sockets(address) + (this.#handing.get(address) ?? 0);

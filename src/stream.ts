@@ -169,13 +169,15 @@ export class PartStream {
   attach(now: number): PartAction[] {
     this.#attachAt = now;
     this.#attaches++;
-    const users = new Map<string, PartUser>();
+    const users = new Map<string, { user: User; sockets: number; from: Map<string, number> }>();
     const addresses = new Map<string, number>();
     for (const { user, address } of this.#sockets.values()) {
-      const entry = users.get(user.id);
-      if (entry === undefined) users.set(user.id, { user: publicUser(user), sockets: 1 });
-      else entry.sockets++;
-      if (address !== undefined) addresses.set(address, (addresses.get(address) ?? 0) + 1);
+      let entry = users.get(user.id);
+      if (entry === undefined) users.set(user.id, (entry = { user: publicUser(user), sockets: 0, from: new Map() }));
+      entry.sockets++;
+      if (address === undefined) continue;
+      entry.from.set(address, (entry.from.get(address) ?? 0) + 1);
+      addresses.set(address, (addresses.get(address) ?? 0) + 1);
     }
     const pending = Array.from(this.#publishes.values(), (p) => p.pending);
     // Arrivals and departures are in `users`; they stay unacknowledged here
@@ -192,7 +194,14 @@ export class PartStream {
           n: this.#attaches,
           upTo: this.#nextU - 1,
           lastId: this.#lastId,
-          users: Array.from(users.values()),
+          users: Array.from(
+            users.values(),
+            ({ user, sockets, from }): PartUser => ({
+              user,
+              sockets,
+              addresses: Array.from(from, ([address, n]) => ({ address, sockets: n })),
+            }),
+          ),
           addresses: Array.from(addresses, ([address, sockets]) => ({ address, sockets })),
           pending,
         },

@@ -282,7 +282,7 @@ describe("PartStream", () => {
           n: 2,
           upTo: 2,
           lastId: 1,
-          users: [{ user: alice, sockets: 1 }],
+          users: [{ user: alice, sockets: 1, addresses: [{ address: "192.0.2.1", sockets: 1 }] }],
           addresses: [{ address: "192.0.2.1", sockets: 1 }],
           pending: [{ u: 2, op: { kind: "publish", from: alice, text: "hi", address: "192.0.2.1" }, floor: 1 }],
         },

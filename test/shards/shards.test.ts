@@ -7,7 +7,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Message, ServerFrame, WelcomeFrame } from "../../src/protocol.ts";
-import { freshIp, freshRoom, join, request, roomStub, upgradeHeaders, type Client } from "../helpers.ts";
+import { freshIp, freshRoom, join, request, roomStub, upgradeHeaders, type Client, type Closed } from "../helpers.ts";
 import { api, joinAs } from "../moderation/support.ts";
 
 /** The next `n` messages this client gets, whatever presence frames come between. */
@@ -40,6 +40,15 @@ async function restart(stub: DurableObjectStub<Rpc.DurableObjectBranded | undefi
 }
 
 const summary = (list: Message[]) => list.map((m) => `${m.id}:${m.text}`);
+
+/** How `client`'s socket closes, failing with `what` if it does not within 10 s. */
+function closing(client: Client, what: string): Promise<Closed> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`expected ${what} to close within 10 s`)), 10_000);
+  });
+  return Promise.race([client.closed, late]).finally(() => clearTimeout(timer));
+}
 
 describe("a room over several Durable Objects", () => {
   it("puts every message from every part into one order that every client sees", async () => {
@@ -263,6 +272,33 @@ describe("a room over several Durable Objects", () => {
     });
     expect(banned.status).toBe(204);
     expect((await onPart.client.closed).code).toBe(4003);
+  });
+
+  it("bans a guest on a part by its address too: the room's and every part's guests from there close, and are refused after", async () => {
+    const room = freshRoom();
+    const from = { "CF-Connecting-IP": freshIp() };
+    await crowd(room, 2);
+    const onRoom = await join(room, { name: "neighbour on the room", headers: from });
+    const guest = await join(room, { name: "guest", headers: from });
+    const onPart = await join(room, { name: "neighbour on the part", headers: from });
+    const elsewhere = await join(room, { name: "from elsewhere" });
+    expect((await roomStub(room).shards()).parts).toEqual([
+      { part: room, connections: 3 },
+      { part: `${room}/1`, connections: 3 },
+    ]);
+    expect((await api(room, `/bans/${guest.welcome.you.id}`, { method: "PUT", body: "{}" })).status).toBe(204);
+    for (const [client, what] of [
+      [guest.client, "the banned guest"],
+      [onRoom.client, "the guest from its address on the room"],
+      [onPart.client, "the guest from its address on the part"],
+    ] as const) {
+      expect(await closing(client, what)).toEqual({ code: 4003, reason: "banned" });
+    }
+    const again = await request(`/chat/${room}?name=another`, { headers: upgradeHeaders(from) });
+    expect(again.status).toBe(403);
+    expect(await again.json()).toMatchObject({ error: "banned" });
+    elsewhere.client.say("still here");
+    expect(summary(await messages(elsewhere.client, 1))).toEqual(["1:still here"]);
   });
 
   it("welcomes a client on a part with the room's slow mode, also once the part or the room restarted", async () => {
