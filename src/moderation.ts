@@ -336,9 +336,10 @@ export class Moderation {
  * Whether a ban closes a socket of `user` from `address`: every socket of the
  * banned user, and for a guest's ban every guest socket from its address (a
  * verified user is never closed for sharing a guest's network). The room and
- * its parts close their own sockets by it.
+ * its parts close their own sockets by it; `address` is undefined for a
+ * part's socket whose address the part did not say (older code).
  */
-export function covers(ban: Pick<Ban, "user" | "address">, user: User, address: string): boolean {
+export function covers(ban: Pick<Ban, "user" | "address">, user: User, address: string | undefined): boolean {
   return user.id === ban.user || (ban.address !== null && user.verified !== true && address === ban.address);
 }
 

@@ -708,6 +708,15 @@ export class ChatRoom extends DurableObject<Env> {
         posted: (from, now) => this.#clock.note(from.id, now),
         moderate: (op, now) => this.#moderatePart(op.from, op.frame, now),
         slowMode: () => this.#slowMode(),
+        banned: (user, address, now) => {
+          const { ban, cost } = this.#moderation.banOf(
+            user.id,
+            user.verified === true || address === undefined ? null : address,
+            now,
+          );
+          this.#count(cost);
+          return ban === null ? null : { user: ban.user, address: ban.address, reason: banCloseReason(ban) };
+        },
       },
       own,
     );

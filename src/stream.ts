@@ -30,7 +30,9 @@ import {
   type UpstreamOp,
 } from "./link.ts";
 import { ANSWER_MEMORY } from "./sequencer.ts";
+import { covers } from "./moderation.ts";
 import {
+  CloseCode,
   publicUser,
   tombstone,
   type BroadcastFrame,
@@ -288,6 +290,7 @@ export class PartStream {
       return [refused];
     }
     const op: PendingPublish["op"] = { kind: "moderate", from: s.user, frame };
+    if (s.address !== undefined) op.address = s.address;
     this.#ask(s, socket, op);
     return this.#send(op, now);
   }
@@ -405,6 +408,16 @@ export class PartStream {
   #sync(frame: Extract<Downstream, { type: "sync" }>, now: number): PartAction[] {
     if (this.#stream !== null && compareStreams(frame.stream, this.#stream) <= 0) return [];
     const actions: PartAction[] = [];
+    // Bans made while the part had no stream: what they cover closes first,
+    // as it would have then, and is neither welcomed nor sent what it missed.
+    for (const ban of frame.bans ?? []) {
+      for (const [socket, s] of this.#sockets) {
+        if (!covers(ban, s.user, s.address)) continue;
+        this.#sockets.delete(socket);
+        actions.push({ kind: "close", socket, code: CloseCode.banned, reason: ban.reason });
+        this.#queue(departure(s), now);
+      }
+    }
     const ringStart = frame.ring[0]?.id ?? frame.lastId + 1;
     const delivered = this.#lastId ?? 0;
     // Sockets welcomed before missed messages the room no longer keeps (or

@@ -7,8 +7,9 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Message, ServerFrame, WelcomeFrame } from "../../src/protocol.ts";
+import type { ChatRoom } from "../../src/room.ts";
 import { freshIp, freshRoom, join, request, roomStub, upgradeHeaders, type Client, type Closed } from "../helpers.ts";
-import { api, joinAs } from "../moderation/support.ts";
+import { ADMIN, api, joinAs } from "../moderation/support.ts";
 
 /** The next `n` messages this client gets, whatever presence frames come between. */
 async function messages(client: Client, n: number): Promise<Message[]> {
@@ -48,6 +49,19 @@ function closing(client: Client, what: string): Promise<Closed> {
     timer = setTimeout(() => reject(new Error(`expected ${what} to close within 10 s`)), 10_000);
   });
   return Promise.race([client.closed, late]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Runs `act` on the room's instance while its part `${room}/1` has not
+ * attached (the room restarted since): what `act` does reaches that part only
+ * through the sync of its next attach. (The part asks to be dialled every
+ * 250 ms; were it back already, the test would say so rather than pass.)
+ */
+async function beforeReattach(room: string, act: (instance: ChatRoom) => void): Promise<void> {
+  await runInDurableObject(roomStub(room), (instance: ChatRoom) => {
+    expect(instance.shards().parts.map((p) => p.part)).toEqual([room]);
+    act(instance);
+  });
 }
 
 describe("a room over several Durable Objects", () => {
@@ -272,6 +286,37 @@ describe("a room over several Durable Objects", () => {
     });
     expect(banned.status).toBe(204);
     expect((await onPart.client.closed).code).toBe(4003);
+  });
+
+  it("closes a part's sockets of a user banned while the part had no link, and stores nothing they sent meanwhile", async () => {
+    const room = freshRoom();
+    await crowd(room, 3);
+    const idle = await join(room, { name: "idle" });
+    const talker = await join(room, { name: "talker" });
+    const watcher = await join(room, { name: "watcher" });
+    expect((await roomStub(room).shards()).parts).toEqual([
+      { part: room, connections: 3 },
+      { part: `${room}/1`, connections: 3 },
+    ]);
+    await restart(roomStub(room));
+    // Sent while the part has no link: it waits in the part for the room.
+    // The ack's refusal comes from the part itself, after the message.
+    talker.client.say("after the ban", "late");
+    talker.client.send({ type: "ack", id: 99 });
+    expect(await talker.client.next("the part's refusal of the ack")).toMatchObject({
+      type: "error",
+      code: "invalid_message",
+    });
+    await beforeReattach(room, (instance) => {
+      expect(instance.banUser(room, idle.welcome.you.id, { reason: "spam" }, ADMIN)).toBe(true);
+      expect(instance.banUser(room, talker.welcome.you.id, {}, ADMIN)).toBe(true);
+    });
+    // As on one object: closed with 4003 and the ban's reason, and the
+    // message never stored.
+    expect(await closing(idle.client, "the idle banned socket")).toEqual({ code: 4003, reason: "banned: spam" });
+    expect(await closing(talker.client, "the banned talker")).toEqual({ code: 4003, reason: "banned" });
+    watcher.client.say("next");
+    expect(summary(await messages(watcher.client, 1))).toEqual(["1:next"]);
   });
 
   it("bans a guest on a part by its address too: the room's and every part's guests from there close, and are refused after", async () => {
