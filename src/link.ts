@@ -125,6 +125,12 @@ export type Downstream =
        */
       bans?: BanNotice[];
       /**
+       * The `delete` frames the room sent for the tombstones in `ring`. The
+       * part tells its welcomed sockets those it missed, once: a message it
+       * delivered live that is a tombstone now. Absent from older code.
+       */
+      deletes?: DeleteFrame[];
+      /**
        * Repeated publishes the room can no longer tell stored or not (their
        * floor is older than the kept history): their sockets must resume
        * with `after` and look for their nonce.

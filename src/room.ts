@@ -431,7 +431,7 @@ export class ChatRoom extends DurableObject<Env> {
 
   /** Tombstones message `id` and tells everyone; false when no live message has that id (a tombstone is a no-op). */
   #erase(room: string, id: number, by: User, now: number): boolean {
-    const { erased, cost } = this.#history.erase(id);
+    const { erased, cost } = this.#history.erase(id, publicUser(by), now);
     this.#count(cost);
     if (erased === null) return false;
     this.#announce({ type: "delete", id, by: publicUser(by), ts: now });
@@ -679,6 +679,7 @@ export class ChatRoom extends DurableObject<Env> {
       },
       ring: () => history.since(null).messages,
       hasOrigin: (origin) => history.hasOrigin(origin),
+      deletes: () => history.deletes(),
       append: (from, text, nonce, ts, origin) => {
         // A part's publish carries the sender's roles; a message never does.
         const { message, cost } = history.append(publicUser(from), text, nonce, ts, origin);

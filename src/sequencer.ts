@@ -26,7 +26,7 @@ import {
   type Upstream,
   type UpstreamOp,
 } from "./link.ts";
-import type { Message, User } from "./protocol.ts";
+import type { DeleteFrame, Message, User } from "./protocol.ts";
 import { AddressBook, type Roster } from "./roster.ts";
 
 /** The room's history as the sequencer needs it; the ChatRoom backs it with SQLite (history.ts). */
@@ -36,6 +36,11 @@ export interface Store {
   ring(): Message[];
   /** Whether a kept message was stored from this origin (see originOf). */
   hasOrigin(origin: string): boolean;
+  /**
+   * The `delete` frames of the kept tombstones, as they went out: every sync
+   * carries them, for a part that had no stream when one was made.
+   */
+  deletes?(): DeleteFrame[];
   /** Stores the next message durably and returns it. */
   append(from: User, text: string, nonce: string | undefined, ts: number, origin: string | null): Message;
 }
@@ -277,9 +282,11 @@ export class Sequencer {
       answered: 0,
       rejected: Array.from(answers.refused.values()),
     };
-    // Only when there are any: most syncs have none.
+    // Only when there are any: most syncs have neither.
     const bans = this.#bansOn(part, now);
     if (bans.length > 0) frame.bans = bans;
+    const deletes = this.#store.deletes?.() ?? [];
+    if (deletes.length > 0) frame.deletes = deletes;
     return { part, frame };
   }
 

@@ -438,6 +438,14 @@ export class PartStream {
       }
     }
     if (!lost) {
+      // Deletes of messages the sockets have, made while the part had no
+      // stream: one `delete` each, as they would have had it live. A
+      // message they never had comes below as the tombstone.
+      const had = new Map(this.#ring.map((m) => [m.id, m] as const));
+      for (const deletion of frame.deletes ?? []) {
+        const message = deletion.id <= delivered ? had.get(deletion.id) : undefined;
+        if (message !== undefined && message.deleted !== true) actions.push({ kind: "deliver", frame: deletion });
+      }
       for (const message of frame.ring) if (message.id > delivered) actions.push({ kind: "deliver", frame: message });
     }
     // Publishes the room cannot tell stored or not: the sender resumes and

@@ -276,6 +276,29 @@ describe("PartStream", () => {
     ]);
   });
 
+  it("tells welcomed sockets once of a delete made while it had no stream; a message they never had comes as its tombstone", () => {
+    const p = synced([msg(1), msg(2)]);
+    p.open(1, alice, null, 0);
+    p.receive(ev(1, { kind: "admit", u: 1, count: 1 }, 1), 0);
+    const by = { id: "admin", name: "admin" };
+    const tomb = (m: Message): Message => ({
+      type: "message",
+      id: m.id,
+      ts: m.ts,
+      from: m.from,
+      text: "",
+      deleted: true,
+    });
+    const deletes = [1, 3].map((id) => ({ type: "delete", id, by, ts: 9 }) as const);
+    const ring = [tomb(msg(1)), msg(2), tomb(msg(3))];
+    expect(p.receive(sync({ stream: S2, acked: 1, ring, lastId: 3, deletes }), 10)).toEqual([
+      { kind: "deliver", frame: deletes[0] },
+      { kind: "deliver", frame: tomb(msg(3)) },
+    ]);
+    // The next sync repeats them: nothing new for the sockets.
+    expect(p.receive(sync({ stream: { epoch: 1, gen: 3 }, acked: 1, ring, lastId: 3, deletes }), 11)).toEqual([]);
+  });
+
   it("closes welcomed sockets that missed messages the room no longer keeps", () => {
     const p = synced([msg(1)]);
     p.open(1, alice, null, 0);

@@ -51,6 +51,14 @@ function closing(client: Client, what: string): Promise<Closed> {
   return Promise.race([client.closed, late]).finally(() => clearTimeout(timer));
 }
 
+/** The next frame that is not presence (join, leave, a count or list). */
+async function nextNotPresence(client: Client, what: string): Promise<ServerFrame> {
+  for (;;) {
+    const frame = await client.next(what);
+    if (frame.type !== "join" && frame.type !== "leave" && frame.type !== "presence") return frame;
+  }
+}
+
 /**
  * Runs `act` on the room's instance while its part `${room}/1` has not
  * attached (the room restarted since): what `act` does reaches that part only
@@ -344,6 +352,25 @@ describe("a room over several Durable Objects", () => {
     expect(await again.json()).toMatchObject({ error: "banned" });
     elsewhere.client.say("still here");
     expect(summary(await messages(elsewhere.client, 1))).toEqual(["1:still here"]);
+  });
+
+  it("tells a part's clients once of a delete made while the part had no link", async () => {
+    const room = freshRoom();
+    await crowd(room, 3);
+    const reader = await join(room, { name: "reader" });
+    reader.client.say("regret");
+    reader.client.say("keep");
+    expect(summary(await messages(reader.client, 2))).toEqual(["1:regret", "2:keep"]);
+    await restart(roomStub(room));
+    await beforeReattach(room, (instance) => expect(instance.deleteMessage(room, 1, ADMIN)).toBe("deleted"));
+    expect(await nextNotPresence(reader.client, "the delete")).toEqual({
+      type: "delete",
+      id: 1,
+      by: ADMIN,
+      ts: expect.any(Number),
+    });
+    reader.client.say("next");
+    expect(await nextNotPresence(reader.client, "the next message")).toMatchObject({ type: "message", id: 3 });
   });
 
   it("welcomes a client on a part with the room's slow mode, also once the part or the room restarted", async () => {
