@@ -87,6 +87,8 @@ export interface SimOptions {
   settings: number;
   /** A moderator deletes a kept message. */
   deletes: number;
+  /** A moderator bans a user (for good: the schedule never unbans). */
+  bans: number;
   /**
    * Sees every internal frame as it is delivered, and every eviction: to
    * debug a failing seed, run it alone with a trace that prints (FULL=1 in
@@ -161,6 +163,8 @@ export class Sim {
   #epoch = 1;
   /** The room's slow mode, stored: it survives the room's evictions. */
   #slowMode = 0;
+  /** Banned users and the last id stored before their ban, stored: they survive the room's evictions. */
+  readonly #banned = new Map<string, number>();
   #roster!: Roster;
   #seq!: Sequencer;
   readonly #detached = new Map<string, number>();
@@ -183,6 +187,7 @@ export class Sim {
     struckOut: 0,
     settings: 0,
     deletes: 0,
+    bans: 0,
     dropped: 0,
     duplicated: 0,
   };
@@ -211,6 +216,7 @@ export class Sim {
       window: this.#o.window,
       beats: 3,
       slowMode: () => this.#slowMode,
+      banned: (user) => (this.#banned.has(user.id) ? { user: user.id, address: null, reason: "banned" } : null),
     });
     this.#detached.clear();
   }
@@ -324,6 +330,14 @@ export class Sim {
           if (s !== undefined) this.#ended(part, s);
           break;
         }
+        case "ban":
+          // As RoomPart does: every socket the ban covers closes, and departs.
+          for (const s of Array.from(part.sockets.values())) {
+            if (s.user.id !== a.user) continue;
+            this.#ended(part, s);
+            this.#act(name, part, part.stream.close(s.id, this.now));
+          }
+          break;
       }
     }
   }
@@ -472,6 +486,8 @@ export class Sim {
   #connect(): void {
     const u = Math.floor(this.#rnd() * this.#o.users);
     const user: User = { id: `u${u}`, name: `user${u}` };
+    // The room refuses a banned user's upgrade before any part sees it.
+    if (this.#banned.has(user.id)) return;
     const name = `p${Math.floor(this.#rnd() * this.#o.parts)}`;
     const part = this.#part(name);
     const seen = this.#seen.get(user.id);
@@ -536,6 +552,16 @@ export class Sim {
     for (const s of this.#seq.announce({ kind: "frame", frame })) this.#toPart(s.part, s.frame);
   }
 
+  /** A moderator bans a user: the room stores it and tells every linked part in order; a part without a link learns it from its sync. */
+  #ban(): void {
+    const u = Math.floor(this.#rnd() * this.#o.users);
+    if (this.#banned.has(`u${u}`)) return;
+    this.stats.bans++;
+    this.#banned.set(`u${u}`, this.store.lastId);
+    for (const s of this.#seq.announce({ kind: "ban", user: `u${u}`, address: null, reason: "banned" }))
+      this.#toPart(s.part, s.frame);
+  }
+
   #evictPart(): void {
     const name = this.#pick(Array.from(this.#parts.keys()));
     if (name === undefined) return;
@@ -580,6 +606,11 @@ export class Sim {
     else if (r < 0.8 + this.#o.evictPart + this.#o.evictRoom + this.#o.flood + this.#o.settings) this.#settings();
     else if (r < 0.8 + this.#o.evictPart + this.#o.evictRoom + this.#o.flood + this.#o.settings + this.#o.deletes)
       this.#delete();
+    else if (
+      r <
+      0.8 + this.#o.evictPart + this.#o.evictRoom + this.#o.flood + this.#o.settings + this.#o.deletes + this.#o.bans
+    )
+      this.#ban();
     this.#deliverDue();
     this.#tick();
   }
@@ -610,6 +641,13 @@ export class Sim {
           );
       }
     }
+    // Nothing a banned user sent is stored after its ban, and none of its sockets is open.
+    for (const m of this.store.log) {
+      const floor = this.#banned.get(m.from.id);
+      if (floor !== undefined && m.id > floor) this.#fail(`message ${m.id} of ${m.from.id} stored after its ban`);
+    }
+    for (const s of this.sessions)
+      if (s.open && this.#banned.has(s.user.id)) this.#fail(`socket ${s.id} of banned ${s.user.id} still open`);
     const open = this.sessions.filter((s) => s.open);
     const truth = new Map<string, User>();
     for (const s of open) {
