@@ -14,7 +14,8 @@
 //     (`serializeAttachment`); the buckets shared by several sockets are
 //     rebuilt from those snapshots (see quota.ts);
 //   - the history and the last issued id in SQLite (see history.ts), a
-//     deleted message as a tombstone in its own ring row;
+//     deleted message as a tombstone in its own ring row, with who deleted
+//     it and when;
 //   - bans and settings in SQLite (see moderation.ts); a ban's end is
 //     compared with the clock at each check, so no alarm lifts it;
 //   - slow mode's "when did this user last post" in memory only, rebuilt
