@@ -51,7 +51,7 @@ type Row = {
   nonce: string | null;
   /** Large rooms: the part's publish this message was stored from (see sequencer.ts); null otherwise. */
   origin: string | null;
-  /** A tombstone's `{"by","ts"}`: who deleted it and when (see `erase`); null otherwise. */
+  /** A tombstone's `{"id","by","ts"}`: who deleted it and when (see `erase`); null otherwise. */
   deletion: string | null;
 };
 
@@ -61,8 +61,13 @@ interface Deletion {
   ts: number;
 }
 
-/** A stored deletion, read back: our own JSON, still checked, so a bad row costs only its `delete` frame. */
-function readDeletion(text: string): Deletion | null {
+/**
+ * A stored deletion, read back: our own JSON, still checked, so a bad row
+ * costs only its `delete` frame. It names its message's id: code from before
+ * the column (a rollback) rewrites a slot and tombstones it again without
+ * touching `deletion`, and a value left from another message must not count.
+ */
+function readDeletion(text: string, messageId: number): Deletion | null {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -70,8 +75,8 @@ function readDeletion(text: string): Deletion | null {
     return null;
   }
   if (typeof value !== "object" || value === null) return null;
-  const { by, ts } = value as { by?: unknown; ts?: unknown };
-  if (typeof ts !== "number" || typeof by !== "object" || by === null) return null;
+  const { id: deletedId, by, ts } = value as { id?: unknown; by?: unknown; ts?: unknown };
+  if (deletedId !== messageId || typeof ts !== "number" || typeof by !== "object" || by === null) return null;
   const { id, name, verified } = by as { id?: unknown; name?: unknown; verified?: unknown };
   if (typeof id !== "string" || typeof name !== "string") return null;
   return { by: verified === true ? { id, name, verified: true } : { id, name }, ts };
@@ -191,7 +196,7 @@ export class History {
     this.#deletions.clear();
     for (const row of window) {
       if (row.origin !== null) this.#origins.set(row.id, row.origin);
-      const deletion = row.deletion === null || row.text !== "" ? null : readDeletion(row.deletion);
+      const deletion = row.deletion === null || row.text !== "" ? null : readDeletion(row.deletion, row.id);
       if (deletion !== null) this.#deletions.set(row.id, deletion);
     }
     this.#kept = kept;
@@ -286,7 +291,7 @@ export class History {
     const deletion: Deletion = { by, ts };
     const cursor = this.#sql.exec(
       "UPDATE messages SET text = '', nonce = NULL, deletion = ? WHERE slot = ? AND id = ?",
-      JSON.stringify(deletion),
+      JSON.stringify({ id, ...deletion }),
       id % this.size,
       id,
     );

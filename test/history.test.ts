@@ -196,7 +196,7 @@ describe("origins of a large room's messages", () => {
     });
   });
 
-  it("keeps who deleted a tombstone and when in its own row, until a new message takes the slot", async () => {
+  it("keeps who deleted a tombstone and when in its own row, and never takes another message's for it", async () => {
     const result = await onStorage((sql) => {
       const history = new History(sql, 3);
       write(history, 1, 3);
@@ -204,13 +204,24 @@ describe("origins of a large room's messages", () => {
       const reread = new History(sql, 3);
       reread.load();
       const kept = reread.deletes();
-      write(reread, 4, 5);
-      return { rowsWritten: cost.rowsWritten, kept, after: reread.deletes() };
+      write(reread, 4, 4);
+      // Code from before the column (a rollback) writes message 5 into that
+      // slot and tombstones it, leaving the old deletion in place.
+      sql.exec("UPDATE messages SET id = 5, ts = 5, text = '' WHERE slot = 2");
+      const rolledBack = new History(sql, 3);
+      rolledBack.load();
+      return {
+        rowsWritten: cost.rowsWritten,
+        kept,
+        still: reread.deletes(),
+        rolledBack: { ids: ids(rolledBack.since(null)), deletes: rolledBack.deletes() },
+      };
     });
     expect(result).toEqual({
       rowsWritten: 1,
       kept: [{ type: "delete", id: 2, by: { id: "v_m", name: "mod", verified: true }, ts: 7 }],
-      after: [],
+      still: [{ type: "delete", id: 2, by: { id: "v_m", name: "mod", verified: true }, ts: 7 }],
+      rolledBack: { ids: [3, 4, 5], deletes: [] },
     });
   });
 });
