@@ -3,7 +3,10 @@
 // Protocol), and prints where its CPU time goes.
 //
 //   node bench/profile-do.ts [--server edge-chat|edge-chat+batch|do-raw] [--clients 100]
-//        [--rate 200] [--seconds 8] [--out bench/profiles/NAME.cpuprofile]
+//        [--rate 200] [--seconds 8] [--out bench/profiles/NAME.cpuprofile] [--root DIR]
+//
+// --root runs another checkout of the repo (e.g. a `git worktree` of an older
+// commit, with its own node_modules) instead of this one.
 //
 // The .cpuprofile file opens in Chrome DevTools (Performance > Load profile).
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -20,9 +23,9 @@ import { ROOT, freePort, stopServersOnExit } from "../tools/harness/devserver.ts
 const flags = parseCli(
   {
     server: { type: "string", default: "edge-chat" },
-    ...stringFlags("clients", "rate", "seconds", "out"),
+    ...stringFlags("clients", "rate", "seconds", "out", "root"),
   },
-  "node bench/profile-do.ts [--server edge-chat|edge-chat+batch|do-raw] [--clients 100] [--rate 200] [--seconds 8] [--out FILE]",
+  "node bench/profile-do.ts [--server edge-chat|edge-chat+batch|do-raw] [--clients 100] [--rate 200] [--seconds 8] [--out FILE] [--root DIR]",
 );
 const [serverName = "edge-chat"] = choiceList(
   flags.server,
@@ -79,7 +82,10 @@ function report(profile: Profile): void {
 
 stopServersOnExit();
 const inspectorPort = await freePort();
-const server = await startServer({ server: serverName, host: "miniflare" }, { inspectorPort });
+const server = await startServer(
+  { server: serverName, host: "miniflare" },
+  flags.root === undefined ? { inspectorPort } : { inspectorPort, root: flags.root },
+);
 try {
   const { cdp, targets } = await Cdp.openWorker(inspectorPort);
   process.stderr.write(`inspector targets: ${targets.join(", ")}\n`);

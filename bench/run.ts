@@ -5,22 +5,33 @@
 // JSON line per scenario as it finishes, then a table of medians (over
 // --runs) with edge-chat's ratios, then the issue 4 targets.
 //
-//   node bench/run.ts                 short run, about a minute: C=100, storm of 200
+//   node bench/run.ts                 short run, about three minutes: C=100, storm of 200, large room
 //   node bench/run.ts --full          C = 100 and 1000, 4 s steps, 1000-client storm
 //   options: --runs N  --servers ws-raw,do-raw,edge-chat,edge-chat+batch
 //            --hosts miniflare,wrangler (or --wrangler)  --clients 100,1000
 //            --storm N  --step-seconds S  --no-cost
+//   every run also: a large room (issue 11) of 1000 clients under wrangler dev
+//                   with SHARD_SIZE 100 (10 objects) against the same 1000 in one
+//                   object, plain and batch: --large-clients N (0: skip)
+//                   --shard-size N  --large-host wrangler|miniflare  --large-only
+//   node bench/run.ts --baseline REF  single-room regression check: edge-chat plain and batch, C=100 and
+//                                     1000, this tree against REF (a git worktree with its own npm ci),
+//                                     interleaved, --runs times (default 3); ratios and the same-tree
+//                                     spread that says what "within noise" is
 //   node bench/run.ts --memory        JS heap and RSS per idle connection (do-raw, edge-chat,
 //                                     +batch under Miniflare), heap snapshot breakdown, and the
 //                                     worst case of one object (full 2000-character history,
 //                                     storm): --memory-steps 0,250,500,1000  --memory-storm 1000 (a list)
-import { cpus, totalmem } from "node:os";
+import { cpus, loadavg, totalmem } from "node:os";
 import { readFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { cost, fanout, storm, LOADGEN_BOUND, P99_LIMIT_MS } from "./scenarios.ts";
-import type { CostResult, FanoutOptions, FanoutResult, StormResult } from "./scenarios.ts";
+import type { CostResult, FanoutOptions, FanoutResult, FanoutStep, StormResult } from "./scenarios.ts";
 import { SERVER_NAMES, isEdgeChat, startServer } from "./servers.ts";
+import { ONE_OBJECT, fanoutFaults, largeFanout, startSharded } from "./sharded.ts";
+import { checkoutBaseline, disposeBaselines } from "./baseline.ts";
+import type { LargeResult } from "./sharded.ts";
 import { TEXT_LENGTH } from "./fixture.ts";
 import { MAX_TEXT, idleMemory, worstCase } from "./memory.ts";
 import type { MemoryResult, WorstResult } from "./memory.ts";
@@ -33,7 +44,9 @@ import { ROOT, stopServersOnExit } from "../tools/harness/devserver.ts";
 // ---- options ------------------------------------------------------------------
 
 const USAGE =
-  "node bench/run.ts [--full] [--runs N] [--servers LIST] [--hosts LIST | --wrangler] [--clients LIST] [--storm N] [--step-seconds S] [--no-cost] [--from FILE]" +
+  "node bench/run.ts [--full] [--runs N] [--servers LIST] [--hosts LIST | --wrangler] [--clients LIST] [--storm N] [--step-seconds S] [--no-cost]" +
+  " [--large-clients N] [--shard-size N] [--large-host wrangler|miniflare] [--large-only] [--from FILE]" +
+  " | --baseline REF [--runs N] [--servers LIST] [--hosts LIST] [--clients LIST] [--step-seconds S]" +
   " | --memory [--servers LIST] [--memory-steps LIST] [--memory-storm LIST]";
 const flags = parseCli(
   {
@@ -48,15 +61,20 @@ const flags = parseCli(
       "from",
       "memory-steps",
       "memory-storm",
+      "large-clients",
+      "shard-size",
+      "large-host",
+      "baseline",
     ),
     wrangler: { type: "boolean", default: false },
     memory: { type: "boolean", default: false },
     "no-cost": { type: "boolean", default: false },
+    "large-only": { type: "boolean", default: false },
   },
   USAGE,
 );
 const full = flags.full;
-const runs = numberFlag(flags.runs, 1, "runs", 1);
+const runs = numberFlag(flags.runs, flags.baseline === undefined ? 1 : 3, "runs", 1);
 const servers = choiceList(flags.servers, SERVER_NAMES, SERVER_NAMES, "servers");
 const hosts = choiceList(
   flags.hosts,
@@ -64,9 +82,9 @@ const hosts = choiceList(
   flags.wrangler ? ["miniflare", "wrangler"] : ["miniflare"],
   "hosts",
 );
-const clientCounts = (listFlag(flags.clients) ?? (full ? ["100", "1000"] : ["100"])).map((c) =>
-  numberFlag(c, 0, "clients", 1),
-);
+const clientCounts = (
+  listFlag(flags.clients) ?? (full || flags.baseline !== undefined ? ["100", "1000"] : ["100"])
+).map((c) => numberFlag(c, 0, "clients", 1));
 const stormClients = numberFlag(flags.storm, full ? 1000 : 200, "storm", 1);
 const stepSeconds = numberFlag(flags["step-seconds"], full ? 3 : 1, "step-seconds", 0.1);
 const withCost = !flags["no-cost"];
@@ -77,6 +95,17 @@ const fanoutBase: Omit<FanoutOptions, "clients" | "startRate"> = {
   refine: full ? 1 : 0,
   drainSeconds: full ? 4 : 2,
 };
+/** The large room (issue 11): clients, SHARD_SIZE and host; 0 clients skips it. */
+const largeClients = numberFlag(flags["large-clients"], 1000, "large-clients", 0);
+const shardSize = numberFlag(flags["shard-size"], 100, "shard-size", 1);
+const [largeHost = "wrangler"] = choiceList<"wrangler" | "miniflare">(
+  flags["large-host"],
+  ["wrangler", "miniflare"],
+  ["wrangler"],
+  "large-host",
+);
+/** What is missing this long after the last step of a large room counts as lost. */
+const LARGE_FINAL_DRAIN_SECONDS = 20;
 /** Offered deliveries per second of the first step, whatever C is. */
 const START_DELIVERIES = full ? 3_000 : 4_000;
 
@@ -98,7 +127,11 @@ function progressDone(): void {
 
 // ---- results ----------------------------------------------------------------------
 
-type Result = (FanoutResult | StormResult | CostResult) & { run: number; server: ServerName; host: HostName };
+type Result = (FanoutResult | StormResult | CostResult | LargeResult) & {
+  run: number;
+  server: ServerName;
+  host: HostName;
+};
 const results: Result[] = [];
 /** Runs whose results are in (the table's medians are over these). */
 let runsDone = 0;
@@ -107,11 +140,14 @@ function emit(result: Result): void {
   progressDone();
   results.push(result);
   const { steps: _steps, ...rest } = "steps" in result ? result : { ...result, steps: undefined };
-  process.stdout.write(`${JSON.stringify(result.scenario === "fanout" ? { ...rest, steps: result.steps } : rest)}\n`);
+  process.stdout.write(
+    `${JSON.stringify(result.scenario === "fanout" || result.scenario === "large" ? { ...rest, steps: result.steps } : rest)}\n`,
+  );
 }
 
 function specs(): ServerSpec[] {
   const out: ServerSpec[] = [];
+  if (flags["large-only"]) return out;
   if (servers.includes("ws-raw")) out.push({ server: "ws-raw", host: "node" });
   for (const server of ["do-raw", "edge-chat", "edge-chat+batch"] as const) {
     if (!servers.includes(server)) continue;
@@ -135,6 +171,7 @@ async function main(): Promise<void> {
   const from = flags.from;
   if (from !== undefined) return fromFile(from);
   if (flags.memory) return memory();
+  if (flags.baseline !== undefined) return regression(flags.baseline);
   const started = Date.now();
   process.stderr.write(
     `bench: ${full ? "full" : "short"} run, ${runs} run(s), C=${clientCounts.join("/")}, storm ${stormClients}, ` +
@@ -161,8 +198,9 @@ async function main(): Promise<void> {
         await server.dev.dispose();
       }
     }
+    await largeRooms(run);
     runsDone = run;
-    if (withCost && servers.includes("edge-chat")) {
+    if (withCost && servers.includes("edge-chat") && !flags["large-only"]) {
       for (const host of full ? hosts : hosts.slice(-1)) {
         try {
           const c = await cost(host, full ? 1000 : 200, progress);
@@ -177,6 +215,72 @@ async function main(): Promise<void> {
   progressDone();
   printTable();
   process.stderr.write(`bench: done in ${Math.round((Date.now() - started) / 1000)} s\n`);
+  failLoudly();
+}
+
+/**
+ * The large room against one object, plain then batch clients: the same
+ * 1000 clients, the same steps; which of the two goes first alternates from
+ * run to run.
+ */
+async function largeRooms(run: number): Promise<void> {
+  if (largeClients === 0) return;
+  for (const batch of [false, true]) {
+    if (!servers.includes(batch ? "edge-chat+batch" : "edge-chat")) continue;
+    const sizes = run % 2 === 1 ? [ONE_OBJECT, shardSize] : [shardSize, ONE_OBJECT];
+    for (const size of sizes) {
+      const name = `${batch ? "edge-chat+batch" : "edge-chat"}/${largeHost} SHARD_SIZE ${size}`;
+      progress(`${name}: starting`);
+      try {
+        const server = await startSharded(largeHost, size, batch);
+        try {
+          const startRate = Math.max(1, Math.round(START_DELIVERIES / largeClients));
+          const r = await largeFanout(
+            server,
+            { ...fanoutBase, clients: largeClients, startRate, finalDrainSeconds: LARGE_FINAL_DRAIN_SECONDS },
+            (line) => progress(`${name} ${line.slice(line.indexOf(":") + 1).trim()}`),
+          );
+          emit({ ...r, run, ...server.spec });
+        } finally {
+          await server.dev.dispose();
+        }
+      } catch (err) {
+        progressDone();
+        largeErrors.push(`${name}: ${err instanceof Error ? err.message : String(err)}`);
+        process.stderr.write(`${name} failed: ${largeErrors.at(-1)}\n`);
+      }
+    }
+  }
+}
+
+/** Large-room runs that did not finish (a server that would not start, a scenario that threw). */
+const largeErrors: string[] = [];
+
+/**
+ * Any lost, duplicated or out-of-order delivery (or other fault) of edge-chat
+ * in any scenario, a large room that did not split as SHARD_SIZE says, or
+ * one that did not run: printed on stderr and the exit code is 1.
+ */
+function failLoudly(): void {
+  const faults: string[] = [...largeErrors];
+  for (const r of results) {
+    const name = `${r.server}/${r.host} run ${r.run}`;
+    if (r.scenario === "large") {
+      const n = fanoutFaults(r);
+      if (n > 0)
+        faults.push(
+          `${name} large room SHARD_SIZE ${r.shardSize}: ${n} faults (lost ${r.lost}, duplicated ${r.duplicates}, out of order ${r.outOfOrder}, id errors ${r.idErrors}, closes ${r.unexpectedCloses}, errors ${r.errorFrames}, connect failures ${r.connectFailures}, parse mismatches ${r.verifyMismatches})`,
+        );
+      if (r.shapeFault !== "") faults.push(`${name} large room SHARD_SIZE ${r.shardSize}: ${r.shapeFault}`);
+    } else if (r.scenario === "fanout" && isEdgeChat(r.server) && fanoutFaults(r) > 0) {
+      faults.push(
+        `${name} fan-out C=${r.clients}: lost ${r.lost}, duplicated ${r.duplicates}, out of order ${r.outOfOrder + r.idErrors}, other faults ${fanoutFaults(r) - r.lost - r.duplicates - r.outOfOrder - r.idErrors}`,
+      );
+    }
+  }
+  if (faults.length === 0) return;
+  process.stderr.write(`\nbench: FAILED\n${faults.map((f) => `  ${f}`).join("\n")}\n`);
+  process.exitCode = 1;
 }
 
 // ---- the table --------------------------------------------------------------------
@@ -414,6 +518,10 @@ function printTable(): void {
       ]);
     }
   }
+  if (rows.length === 0) {
+    printLarge();
+    return;
+  }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) =>
     cells
@@ -428,6 +536,88 @@ function printTable(): void {
       `CPU columns are shares of one core, "others" = the rest of the shared machine meanwhile (noise); "vs plain" = edge-chat+batch / edge-chat.\n`,
   );
   printTargets();
+  printLarge();
+}
+
+const isLarge = (r: Result): r is LargeResult & Result => r.scenario === "large";
+
+/** The highest offered rate at which both fan-outs had a clean step, and those two steps. */
+function commonStep(a: LargeResult, b: LargeResult): { rate: number; a: FanoutStep; b: FanoutStep } | null {
+  let found: { rate: number; a: FanoutStep; b: FanoutStep } | null = null;
+  for (const sa of a.steps) {
+    if (!sa.clean) continue;
+    const sb = b.steps.find((s) => s.clean && s.rate === sa.rate);
+    if (sb !== undefined && (found === null || sa.rate > found.rate)) found = { rate: sa.rate, a: sa, b: sb };
+  }
+  return found;
+}
+
+/**
+ * The large room against one object, per client kind: the room's objects,
+ * the highest clean rate, latency there and at half of it, faults; then per
+ * run the ratios sharded / one object of the highest clean rate, and of p99
+ * and server CPU per message at the highest rate both carried cleanly.
+ */
+function printLarge(): void {
+  const all = results.filter(isLarge);
+  if (all.length === 0) return;
+  const lines: string[] = [];
+  for (const server of ["edge-chat", "edge-chat+batch"] as const) {
+    const mine = all.filter((r) => r.server === server);
+    const sizes = [...new Set(mine.map((r) => r.shardSize))].sort((x, y) => y - x);
+    for (const size of sizes) {
+      const rs = mine.filter((r) => r.shardSize === size);
+      const shape = rs.at(-1)?.shape;
+      const objects =
+        shape === null || shape === undefined
+          ? "stats unread"
+          : `${shape.shards} object${shape.shards === 1 ? "" : "s"}${
+              shape.parts.length > 0
+                ? ` (${Math.min(...shape.parts.map((p) => p.connections))}-${Math.max(...shape.parts.map((p) => p.connections))} each)`
+                : ""
+            }`;
+      const faults = rs.reduce((a, r) => a + fanoutFaults(r), 0);
+      const bad = rs.filter((r) => r.shapeFault !== "").map((r) => r.shapeFault);
+      lines.push(
+        `  ${`${server}/${rs[0]?.host ?? "?"}`.padEnd(26)} SHARD_SIZE ${String(size).padEnd(6)} C=${rs[0]?.clients ?? 0}: ${objects}; ` +
+          `${fmt(med(rs, (r) => r.best?.deliveriesPerSec ?? 0))} deliv/s, p50 ${fmt(
+            med(rs, (r) => r.best?.latency.p50 ?? Number.NaN),
+            1,
+          )} p99 ${fmt(
+            med(rs, (r) => r.best?.latency.p99 ?? Number.NaN),
+            1,
+          )} ms, p99 @half ${fmt(
+            med(rs, (r) => r.half?.latency.p99 ?? Number.NaN),
+            1,
+          )} ms; lost/dup/ooo ${fmt(rs.reduce((a, r) => a + r.lost, 0))}/${fmt(rs.reduce((a, r) => a + r.duplicates, 0))}/${fmt(
+            rs.reduce((a, r) => a + r.outOfOrder + r.idErrors, 0),
+          )}${faults > 0 ? `, FAULTS ${faults}` : ""}${bad.length > 0 ? `, NOT SHARDED AS EXPECTED: ${bad.join("; ")}` : ""}`,
+      );
+    }
+    for (const size of sizes.filter((x) => x !== ONE_OBJECT)) {
+      const per: string[] = [];
+      const rateRatios: number[] = [];
+      for (const b of mine.filter((r) => r.shardSize === size)) {
+        const a = mine.find((r) => r.shardSize === ONE_OBJECT && r.run === b.run);
+        if (a === undefined) continue;
+        const rateRatio = (b.best?.deliveriesPerSec ?? Number.NaN) / (a.best?.deliveriesPerSec ?? Number.NaN);
+        rateRatios.push(rateRatio);
+        const common = commonStep(a, b);
+        per.push(
+          `run ${b.run}: rate ${ratio(b.best?.deliveriesPerSec ?? Number.NaN, a.best?.deliveriesPerSec ?? Number.NaN)}` +
+            (common === null
+              ? ", no rate clean in both"
+              : `; at ${fmt(common.rate * b.clients)} deliv/s: p50 ${fmt(common.b.latency.p50, 1)} vs ${fmt(common.a.latency.p50, 1)} ms, ` +
+                `p99 ${fmt(common.b.latency.p99, 1)} vs ${fmt(common.a.latency.p99, 1)} ms (${ratio(common.b.latency.p99, common.a.latency.p99)}), ` +
+                `server CPU/msg ${fmt(common.b.serverCpuMsPerMessage, 1)} vs ${fmt(common.a.serverCpuMsPerMessage, 1)} ms (${ratio(common.b.serverCpuMsPerMessage, common.a.serverCpuMsPerMessage)})`),
+        );
+      }
+      lines.push(
+        `  ${server}: SHARD_SIZE ${size} / one object, highest clean rate ${fmt(median(rateRatios), 2)}x (median of ${rateRatios.length}); ${per.join(" | ")}`,
+      );
+    }
+  }
+  process.stdout.write(`\nlarge room (issue 11), sharded against one object in the same run:\n${lines.join("\n")}\n`);
 }
 
 /** Issue 4's targets against the medians of this run, per edge-chat variant and host. */
@@ -495,6 +685,167 @@ function printTargets(): void {
     process.stdout.write(
       `\nissue 4 targets (medians of ${runsDone} run(s)):\n${lines.map((l) => `  ${l}`).join("\n")}\n`,
     );
+}
+
+// ---- --baseline -------------------------------------------------------------------
+
+type Tree = "current" | "baseline";
+interface Measured {
+  run: number;
+  tree: Tree;
+  server: ServerName;
+  clients: number;
+  fanout: FanoutResult;
+}
+
+/**
+ * Single-room fan-out of this tree against `ref`, interleaved: per run and
+ * client kind both servers are up, and for each C the two trees take turns,
+ * the first of them alternating. Every figure is compared as a ratio within
+ * its run; the spread of one tree's figures across runs says how large a
+ * ratio the machine's noise alone makes.
+ */
+async function regression(ref: string): Promise<void> {
+  const started = Date.now();
+  const kinds = servers.filter(isEdgeChat);
+  const host = hosts[0] ?? "miniflare";
+  const tree = checkoutBaseline(ref, (line) => process.stderr.write(`${line}\n`));
+  const head = execFileSync("git", ["-C", ROOT, "rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
+  const dirty = execFileSync("git", ["-C", ROOT, "status", "--porcelain", "--", "src", "wrangler.toml"], {
+    encoding: "utf8",
+  }).trim();
+  process.stderr.write(
+    `bench --baseline: this tree (${head}${dirty === "" ? "" : ", src/ modified"}) against ${ref} (${tree.commit.slice(0, 7)}), ` +
+      `${kinds.join(", ")} on ${host}, C=${clientCounts.join("/")}, ${runs} run(s), ${stepSeconds}s steps; ${cpus().length} CPUs, load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(" ")}\n`,
+  );
+  const measured: Measured[] = [];
+  try {
+    for (let run = 1; run <= runs; run++) {
+      for (const kind of kinds) {
+        const spec: ServerSpec = { server: kind, host };
+        const both = {
+          current: await startServer(spec, { name: `${kind}-current` }),
+          baseline: await startServer(spec, { name: `${kind}-baseline`, root: tree.root }),
+        };
+        try {
+          for (const [i, clients] of clientCounts.entries()) {
+            const order: Tree[] = (run + i) % 2 === 1 ? ["current", "baseline"] : ["baseline", "current"];
+            for (const t of order) {
+              const startRate = Math.max(1, Math.round(START_DELIVERIES / clients));
+              const r = await fanout(both[t], { ...fanoutBase, clients, startRate }, (line) =>
+                progress(`run ${run} ${t} ${line}`),
+              );
+              progressDone();
+              const m: Measured = { run, tree: t, server: kind, clients, fanout: r };
+              measured.push(m);
+              const { steps: _steps, ...rest } = r;
+              process.stdout.write(
+                `${JSON.stringify({ run, tree: t, ref: t === "baseline" ? ref : head, server: kind, host, ...rest, steps: r.steps })}\n`,
+              );
+            }
+          }
+        } finally {
+          await Promise.all([both.current.dev.dispose(), both.baseline.dev.dispose()]);
+        }
+      }
+    }
+  } finally {
+    tree.dispose();
+  }
+  printRegression(measured, ref);
+  process.stderr.write(`bench --baseline: done in ${Math.round((Date.now() - started) / 1000)} s\n`);
+  const faults = measured.filter((m) => fanoutFaults(m.fanout) > 0);
+  if (faults.length > 0) {
+    process.stderr.write(
+      `\nbench: FAILED\n${faults.map((m) => `  ${m.tree} ${m.server} C=${m.clients} run ${m.run}: ${fanoutFaults(m.fanout)} faults`).join("\n")}\n`,
+    );
+    process.exitCode = 1;
+  }
+}
+
+/** The highest offered rate clean in every one of `rs`, and each one's step there. */
+function commonClean(rs: readonly FanoutResult[]): { rate: number; steps: Array<FanoutStep | undefined> } | null {
+  const rates = new Set(rs[0]?.steps.filter((s) => s.clean).map((s) => s.rate) ?? []);
+  for (const r of rs.slice(1)) {
+    const clean = new Set(r.steps.filter((s) => s.clean).map((s) => s.rate));
+    for (const rate of rates) if (!clean.has(rate)) rates.delete(rate);
+  }
+  if (rates.size === 0) return null;
+  const rate = Math.max(...rates);
+  return { rate, steps: rs.map((r) => r.steps.find((s) => s.clean && s.rate === rate)) };
+}
+
+/** max / min of positive finite values. */
+function spread(values: readonly number[]): number {
+  const ok = values.filter((v) => Number.isFinite(v) && v > 0);
+  return ok.length < 2 ? Number.NaN : Math.max(...ok) / Math.min(...ok);
+}
+
+function printRegression(measured: readonly Measured[], ref: string): void {
+  const lines: string[] = [];
+  const range = (xs: readonly number[]) =>
+    xs.length === 0 ? "-" : `${fmt(Math.min(...xs), 2)}-${fmt(Math.max(...xs), 2)}`;
+  for (const kind of [...new Set(measured.map((m) => m.server))]) {
+    for (const clients of clientCounts) {
+      const mine = measured.filter((m) => m.server === kind && m.clients === clients);
+      const runIds = [...new Set(mine.map((m) => m.run))];
+      const pair = (run: number) => ({
+        cur: mine.find((m) => m.run === run && m.tree === "current")?.fanout,
+        base: mine.find((m) => m.run === run && m.tree === "baseline")?.fanout,
+      });
+      const rate = (r: FanoutResult | undefined) => r?.best?.deliveriesPerSec ?? Number.NaN;
+      const rateRatios = runIds.map((run) => rate(pair(run).cur) / rate(pair(run).base)).filter(Number.isFinite);
+      const curRates = mine.filter((m) => m.tree === "current").map((m) => rate(m.fanout));
+      const baseRates = mine.filter((m) => m.tree === "baseline").map((m) => rate(m.fanout));
+      const rateNoise = Math.max(spread(curRates), spread(baseRates));
+      // Server CPU per message at the highest rate every one of these fan-outs carried cleanly.
+      const common = commonClean(mine.map((m) => m.fanout));
+      let cpuLine = "no rate clean in every fan-out";
+      if (common !== null) {
+        const cpu = (tree: Tree) =>
+          mine.flatMap((m, i) => (m.tree === tree ? [common.steps[i]?.serverCpuMsPerMessage ?? Number.NaN] : []));
+        const cpuRatios = runIds
+          .map((run) => {
+            const ci = mine.findIndex((m) => m.run === run && m.tree === "current");
+            const bi = mine.findIndex((m) => m.run === run && m.tree === "baseline");
+            return (
+              (common.steps[ci]?.serverCpuMsPerMessage ?? Number.NaN) /
+              (common.steps[bi]?.serverCpuMsPerMessage ?? Number.NaN)
+            );
+          })
+          .filter(Number.isFinite);
+        const p99 = (tree: Tree) =>
+          mine.flatMap((m, i) => (m.tree === tree ? [common.steps[i]?.latency.p99 ?? Number.NaN] : []));
+        const cpuNoise = Math.max(spread(cpu("current")), spread(cpu("baseline")));
+        cpuLine =
+          `server CPU/msg at ${fmt(common.rate * clients)} deliv/s: ${fmt(median(cpu("current")), 2)} vs ${fmt(median(cpu("baseline")), 2)} ms, ` +
+          `ratio ${fmt(median(cpuRatios), 2)}x (runs ${range(cpuRatios)}; same-tree spread ${fmt(cpuNoise, 2)}x: ${
+            !Number.isFinite(cpuNoise) ? "one run" : median(cpuRatios) <= cpuNoise ? "within noise" : "ABOVE NOISE"
+          }); ` +
+          `p99 there ${fmt(median(p99("current")), 1)} vs ${fmt(median(p99("baseline")), 1)} ms`;
+      }
+      const r = median(rateRatios);
+      const verdict = !Number.isFinite(r)
+        ? "n/a"
+        : !Number.isFinite(rateNoise)
+          ? "one run: no spread to judge by"
+          : r >= 1 / rateNoise
+            ? "within noise"
+            : "BELOW NOISE";
+      lines.push(
+        `  ${kind.padEnd(15)} C=${String(clients).padEnd(4)} highest clean rate ${fmt(median(curRates))} vs ${fmt(median(baseRates))} deliv/s, ` +
+          `ratio ${fmt(r, 2)}x (runs ${range(rateRatios)}; same-tree spread ${fmt(rateNoise, 2)}x): ${verdict}\n` +
+          `  ${"".padEnd(15)} ${"".padEnd(6)} ${cpuLine}`,
+      );
+    }
+  }
+  process.stdout.write(
+    `\nthis tree / ${ref} (medians of ${Math.max(0, ...measured.map((m) => m.run))} interleaved run(s); a ratio < 1 is slower; ` +
+      `"same-tree spread" = max/min of one tree's figure across runs, the larger of the two trees; ` +
+      `"within noise" = the median rate ratio is at least 1/spread):\n${lines.join("\n")}\n`,
+  );
 }
 
 // ---- --memory ---------------------------------------------------------------------
@@ -582,6 +933,7 @@ function versions(): void {
 
 stopServersOnExit(() => {
   progressDone();
+  disposeBaselines();
   process.stderr.write("bench: interrupted, stopping the servers\n");
 });
 versions();

@@ -123,10 +123,18 @@ export interface FanoutOptions {
   /** Steps between the last clean rate and the first failing one, after the first failure. */
   refine: number;
   drainSeconds: number;
+  /** The room to use (default a fresh `fanC-…`). */
+  room?: string;
+  /** Called once every client has its welcome, before the first step (e.g. to read the room's stats). */
+  onConnected?: (fleet: Fleet) => Promise<void>;
+  /** Senders spread evenly over the clients (one per part of a large room) instead of the first ten. */
+  spreadSenders?: boolean;
+  /** How long the last drain waits before what is missing counts as lost (default 3 × drainSeconds). */
+  finalDrainSeconds?: number;
 }
 
 export async function fanout(server: BenchServer, opts: FanoutOptions, progress: Progress): Promise<FanoutResult> {
-  const fleet = new Fleet(targetOf(server), roomName(`fan${opts.clients}`), SENDERS);
+  const fleet = new Fleet(targetOf(server), opts.room ?? roomName(`fan${opts.clients}`), SENDERS);
   const label = `${server.spec.server}/${server.spec.host} fan-out C=${opts.clients}`;
   const t0 = performance.now();
   // In batches, so the connect phase stays a setup step and not a storm.
@@ -135,8 +143,10 @@ export async function fanout(server: BenchServer, opts: FanoutOptions, progress:
     progress(`${label}: connected ${fleet.clients.length}/${opts.clients}`);
   }
   const connectMs = performance.now() - t0;
+  await opts.onConnected?.(fleet);
   const receivers = fleet.clients.filter((c) => c.welcomeAt >= 0);
-  const senders: Client[] = receivers.slice(0, SENDERS);
+  const stride = opts.spreadSenders === true ? Math.max(1, Math.floor(receivers.length / SENDERS)) : 1;
+  const senders: Client[] = receivers.filter((_, i) => i % stride === 0).slice(0, SENDERS);
   const steps: FanoutStep[] = [];
   let best: FanoutStep | null = null;
   let failedAt: FanoutStep | null = null;
@@ -198,7 +208,11 @@ export async function fanout(server: BenchServer, opts: FanoutOptions, progress:
   // Whatever is still in flight after a failed step gets a last chance, so
   // that "lost" means never delivered, not late.
   const expectedTotal = fleet.totalSent() * receivers.length;
-  await waitUntil(() => fleet.tally.deliveries >= expectedTotal, opts.drainSeconds * 3000, 20);
+  await waitUntil(
+    () => fleet.tally.deliveries >= expectedTotal,
+    (opts.finalDrainSeconds ?? opts.drainSeconds * 3) * 1000,
+    20,
+  );
   const lost = fleet.lost(receivers);
   const t = fleet.tally;
   await fleet.closeAll();

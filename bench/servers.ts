@@ -2,7 +2,7 @@
 // `wrangler dev` or a bare Miniflare, ws-raw under Node. The harness's
 // DevServer runs each in its own process group on a free loopback port with
 // a fresh state folder.
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { DevServer, ROOT } from "../tools/harness/devserver.ts";
 import type { DevServerOptions } from "../tools/harness/devserver.ts";
 
@@ -49,6 +49,10 @@ export interface StartOptions {
   inspectorPort?: number;
   /** edge-chat settings on top of the benchmark's. */
   vars?: Readonly<Record<string, string>>;
+  /** Another checkout of the repo to run instead of this one (`--baseline`): its wrangler.toml and src/. */
+  root?: string;
+  /** Name of the server in logs and temp folders (default server-host). */
+  name?: string;
 }
 
 export interface BenchServer {
@@ -59,9 +63,9 @@ export interface BenchServer {
 export async function startServer(spec: ServerSpec, options: StartOptions = {}): Promise<BenchServer> {
   const logLevel = options.logLevel ?? "warn";
   const dev: DevServerOptions = {
-    name: `${spec.server}-${spec.host}`,
+    name: options.name ?? `${spec.server}-${spec.host}`,
     host: spec.host,
-    config: CONFIG[spec.server],
+    config: options.root === undefined ? CONFIG[spec.server] : join(options.root, relative(ROOT, CONFIG[spec.server])),
     vars: isEdgeChat(spec.server) ? { ...benchVars(logLevel), ...options.vars } : {},
     // wrangler's own log level decides whether the Worker's console lines are
     // printed at all: the room logs debug/info lines through console.log,

@@ -1,5 +1,5 @@
 import { isVerifiedUserId } from "./auth.ts";
-import { tombstone, type Message, type User } from "./protocol.ts";
+import { tombstone, type DeleteFrame, type Message, type User } from "./protocol.ts";
 
 // The rolling history is a fixed ring of `size` rows: message `id` lives in
 // slot `id % size` and overwrites the message `size` ids older. Storing a
@@ -31,10 +31,15 @@ const SCHEMA = `CREATE TABLE IF NOT EXISTS messages (
   from_name TEXT NOT NULL,
   text TEXT NOT NULL,
   nonce TEXT,
-  origin TEXT
+  origin TEXT,
+  deletion TEXT
 )`;
 
-const SELECT_ALL = "SELECT slot, id, ts, from_id, from_name, text, nonce, origin FROM messages";
+const SELECT_ALL = "SELECT slot, id, ts, from_id, from_name, text, nonce, origin, deletion FROM messages";
+
+// Columns added after the first release, each by one ALTER TABLE the first
+// time a room written before them loads its history.
+const LATER_COLUMNS = ["origin", "deletion"] as const;
 
 type Row = {
   slot: number;
@@ -46,7 +51,36 @@ type Row = {
   nonce: string | null;
   /** Large rooms: the part's publish this message was stored from (see sequencer.ts); null otherwise. */
   origin: string | null;
+  /** A tombstone's `{"id","by","ts"}`: who deleted it and when (see `erase`); null otherwise. */
+  deletion: string | null;
 };
+
+/** Who deleted a message and when, as its `delete` frame said. */
+interface Deletion {
+  by: User;
+  ts: number;
+}
+
+/**
+ * A stored deletion, read back: our own JSON, still checked, so a bad row
+ * costs only its `delete` frame. It names its message's id: code from before
+ * the column (a rollback) rewrites a slot and tombstones it again without
+ * touching `deletion`, and a value left from another message must not count.
+ */
+function readDeletion(text: string, messageId: number): Deletion | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof value !== "object" || value === null) return null;
+  const { id: deletedId, by, ts } = value as { id?: unknown; by?: unknown; ts?: unknown };
+  if (deletedId !== messageId || typeof ts !== "number" || typeof by !== "object" || by === null) return null;
+  const { id, name, verified } = by as { id?: unknown; name?: unknown; verified?: unknown };
+  if (typeof id !== "string" || typeof name !== "string") return null;
+  return { by: verified === true ? { id, name, verified: true } : { id, name }, ts };
+}
 
 /** SQLite rows touched by one operation, from the cursor (what Cloudflare bills). */
 export interface RowCost {
@@ -99,6 +133,8 @@ export class History {
   #lastId = 0;
   // Origins of the kept messages that came from a large room's parts, by id.
   readonly #origins = new Map<number, string>();
+  // Who deleted each kept tombstone and when, by id, where its row says.
+  readonly #deletions = new Map<number, Deletion>();
   // Whether the messages table is known to exist.
   #created = false;
 
@@ -111,6 +147,17 @@ export class History {
   hasOrigin(origin: string): boolean {
     for (const o of this.#origins.values()) if (o === origin) return true;
     return false;
+  }
+
+  /**
+   * The `delete` frames of the kept tombstones whose row says who deleted
+   * them, ascending (a tombstone from before that was stored has none).
+   * Call `load()` first after a wake.
+   */
+  deletes(): DeleteFrame[] {
+    return Array.from(this.#deletions, ([id, { by, ts }]): DeleteFrame => ({ type: "delete", id, by, ts })).sort(
+      (a, b) => a.id - b.id,
+    );
   }
 
   /** The last id this room issued; 0 before the first message. Call `load()` first after a wake. */
@@ -146,7 +193,12 @@ export class History {
     }
     const kept = window.map(toMessage);
     this.#origins.clear();
-    for (const row of window) if (row.origin !== null) this.#origins.set(row.id, row.origin);
+    this.#deletions.clear();
+    for (const row of window) {
+      if (row.origin !== null) this.#origins.set(row.id, row.origin);
+      const deletion = row.deletion === null || row.text !== "" ? null : readDeletion(row.deletion, row.id);
+      if (deletion !== null) this.#deletions.set(row.id, deletion);
+    }
     this.#kept = kept;
     this.#lastId = lastId;
     return { kept, cost };
@@ -154,19 +206,23 @@ export class History {
 
   /** Every row of the table; null when the room was never written and has no table. */
   #scan(): SqlStorageCursor<Row> | null {
-    try {
-      return this.#sql.exec<Row>(SELECT_ALL);
-    } catch (err) {
-      // Only a missing table is an empty room; sqlite_master is read on this
-      // path alone, so a room with messages pays nothing for the check.
-      if (
-        this.#sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages'").toArray().length === 0
-      )
-        return null;
-      // A table from before large rooms: the origin column, once.
-      if (!String(err).includes("origin")) throw err;
-      this.#sql.exec("ALTER TABLE messages ADD COLUMN origin TEXT");
-      return this.#sql.exec<Row>(SELECT_ALL);
+    for (let added = 0; ; added++) {
+      try {
+        return this.#sql.exec<Row>(SELECT_ALL);
+      } catch (err) {
+        // Only a missing table is an empty room; sqlite_master is read on this
+        // path alone, so a room with messages pays nothing for the check.
+        if (
+          this.#sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages'").toArray().length ===
+          0
+        )
+          return null;
+        // A table from before a later column (SQLite names the first one
+        // missing): that column, once.
+        const column = LATER_COLUMNS.find((c) => String(err).includes(c));
+        if (column === undefined || added >= LATER_COLUMNS.length) throw err;
+        this.#sql.exec(`ALTER TABLE messages ADD COLUMN ${column} TEXT`);
+      }
     }
   }
 
@@ -221,22 +277,27 @@ export class History {
 
   /**
    * Turns kept message `id` into a tombstone in place: the row keeps its slot,
-   * id, ts and author, and loses its text and nonce (1 row read, 1 written).
+   * id, ts and author, loses its text and nonce, and keeps who deleted it
+   * (`by`) and when (`ts`), so the `delete` frame can be told again to a
+   * large room's part that missed it (1 row read, 1 written).
    * Returns the tombstone, or null when the ring does not hold a live message
    * with that id (not kept, or already a tombstone: nothing is written).
    */
-  erase(id: number): { erased: Message | null; cost: RowCost } {
+  erase(id: number, by: User, ts: number): { erased: Message | null; cost: RowCost } {
     const { kept, cost } = this.#ring();
     const index = firstAfter(kept, id - 1);
     const message = kept[index];
     if (message === undefined || message.id !== id || message.deleted === true) return { erased: null, cost };
+    const deletion: Deletion = { by, ts };
     const cursor = this.#sql.exec(
-      "UPDATE messages SET text = '', nonce = NULL WHERE slot = ? AND id = ?",
+      "UPDATE messages SET text = '', nonce = NULL, deletion = ? WHERE slot = ? AND id = ?",
+      JSON.stringify({ id, ...deletion }),
       id % this.size,
       id,
     );
     const erased = tombstone(message);
     kept[index] = erased;
+    this.#deletions.set(id, deletion);
     return {
       erased,
       cost: { rowsRead: cost.rowsRead + cursor.rowsRead, rowsWritten: cost.rowsWritten + cursor.rowsWritten },
@@ -258,9 +319,11 @@ export class History {
     }
     const id = this.#lastId + 1;
     const cursor = this.#sql.exec(
-      `INSERT INTO messages (slot, id, ts, from_id, from_name, text, nonce, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO messages (slot, id, ts, from_id, from_name, text, nonce, origin, deletion)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)
        ON CONFLICT (slot) DO UPDATE SET id = excluded.id, ts = excluded.ts, from_id = excluded.from_id,
-         from_name = excluded.from_name, text = excluded.text, nonce = excluded.nonce, origin = excluded.origin`,
+         from_name = excluded.from_name, text = excluded.text, nonce = excluded.nonce, origin = excluded.origin,
+         deletion = NULL`,
       id % this.size,
       id,
       ts,
@@ -278,6 +341,7 @@ export class History {
     if (stale > 0) kept.splice(0, stale);
     if (origin !== null) this.#origins.set(id, origin);
     for (const old of this.#origins.keys()) if (old <= id - this.size) this.#origins.delete(old);
+    for (const old of this.#deletions.keys()) if (old <= id - this.size) this.#deletions.delete(old);
     return {
       message,
       cost: { rowsRead: cost.rowsRead + cursor.rowsRead, rowsWritten: cost.rowsWritten + cursor.rowsWritten },

@@ -77,7 +77,18 @@ export type StreamEvent =
   /** A moderation broadcast: a tombstone (the part's history keeps it too) or new settings. */
   | { kind: "frame"; frame: DeleteFrame | SettingsFrame }
   /** A ban: close the user's sockets (and, for a guest, the guest sockets from `address`) with 4003. */
-  | { kind: "ban"; user: string; address: string | null; reason: string };
+  | ({ kind: "ban" } & BanNotice);
+
+/**
+ * A ban as a part applies it: every socket of `user` and, when `address` is
+ * set (a guest's ban), every guest socket from that address closes with
+ * 4003 and `reason` (moderation.ts's `covers`, `banCloseReason`).
+ */
+export interface BanNotice {
+  user: string;
+  address: string | null;
+  reason: string;
+}
 
 export type RejectCode = "rate_limited" | "slow_mode" | "forbidden" | "not_found";
 
@@ -106,6 +117,19 @@ export type Downstream =
        * older code: the part keeps what it knew.
        */
       slowMode?: number;
+      /**
+       * The bans in force that cover a socket the room knows this part
+       * holds. A ban made while the part had no stream (the room restarted,
+       * or the link broke) went out to the parts linked then; the part closes
+       * what these cover before anything else. Absent from older code.
+       */
+      bans?: BanNotice[];
+      /**
+       * The `delete` frames the room sent for the tombstones in `ring`. The
+       * part tells its welcomed sockets those it missed, once: a message it
+       * delivered live that is a tombstone now. Absent from older code.
+       */
+      deletes?: DeleteFrame[];
       /**
        * Repeated publishes the room can no longer tell stored or not (their
        * floor is older than the kept history): their sockets must resume
@@ -139,8 +163,11 @@ export type UpstreamOp =
   /** No time: a message's `ts` is the sequencer's clock, so it never goes backwards in id order. */
   /** `address`: the sender's address key, for the room's per-address bucket. */
   | { kind: "publish"; from: User; text: string; nonce?: string; address?: string }
-  /** `from` carries its roles: the room decides whether it may. */
-  | { kind: "moderate"; from: User; frame: ModerationRequest };
+  /**
+   * `from` carries its roles: the room decides whether it may. `address`:
+   * the sender's address key, for a ban of its address; absent from older code.
+   */
+  | { kind: "moderate"; from: User; frame: ModerationRequest; address?: string };
 
 /**
  * A publish an attach repeats. `floor` is the part's last delivered id when
@@ -164,6 +191,11 @@ export interface PartAddress {
 export interface PartUser {
   user: User;
   sockets: number;
+  /**
+   * Where those sockets come from, with counts: the room bans a guest's
+   * address with it, as it does for its own sockets. Absent from older code.
+   */
+  addresses?: PartAddress[];
 }
 
 /** Part to room. */

@@ -38,11 +38,13 @@
 //     answers `403` with `bannedError(ban, now)`.
 //   - `delete` frame / `DELETE /messages/{id}`: `mayDelete(user, message)`
 //     (the author or a moderator), else `forbidden`. The history ring row is
-//     updated in place by slot, `UPDATE messages SET text = '', nonce = NULL
-//     WHERE slot = ? AND id = ?` (1 row read, 1 written), and the cached
-//     ring entry replaced by `tombstone(message)`. A valid message never has
-//     empty text, so `text = ''` marks a tombstone without a new column
-//     (history's row mapping adds `deleted: true` for it). A tombstone
+//     updated in place by slot, `UPDATE messages SET text = '', nonce = NULL,
+//     deletion = ? WHERE slot = ? AND id = ?` (1 row read, 1 written;
+//     `deletion` keeps who deleted it and when, for a large room's parts
+//     that missed the `delete` frame), and the cached ring entry replaced
+//     by `tombstone(message)`. A valid message never has empty text, so
+//     `text = ''` marks a tombstone (history's row mapping adds
+//     `deleted: true` for it). A tombstone
 //     deleted again is a silent no-op (0 rows); an id not in the ring is
 //     `not_found`. Broadcast `{"type":"delete","id","by","ts"}`; over HTTP
 //     with ADMIN_TOKEN, `by` is a fixed `{"id":"admin","name":"admin"}`.
@@ -336,9 +338,10 @@ export class Moderation {
  * Whether a ban closes a socket of `user` from `address`: every socket of the
  * banned user, and for a guest's ban every guest socket from its address (a
  * verified user is never closed for sharing a guest's network). The room and
- * its parts close their own sockets by it.
+ * its parts close their own sockets by it; `address` is undefined for a
+ * part's socket whose address the part did not say (older code).
  */
-export function covers(ban: Pick<Ban, "user" | "address">, user: User, address: string): boolean {
+export function covers(ban: Pick<Ban, "user" | "address">, user: User, address: string | undefined): boolean {
   return user.id === ban.user || (ban.address !== null && user.verified !== true && address === ban.address);
 }
 

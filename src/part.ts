@@ -346,7 +346,7 @@ export class RoomPart extends DurableObject<Env> {
         }
         case "close": {
           const ws = this.#byId.get(action.socket);
-          if (ws !== undefined) this.#close(ws, CloseCode.goingAway, action.reason);
+          if (ws !== undefined) this.#close(ws, action.code, action.reason);
           break;
         }
         case "ban": {

@@ -14,7 +14,8 @@
 //     (`serializeAttachment`); the buckets shared by several sockets are
 //     rebuilt from those snapshots (see quota.ts);
 //   - the history and the last issued id in SQLite (see history.ts), a
-//     deleted message as a tombstone in its own ring row;
+//     deleted message as a tombstone in its own ring row, with who deleted
+//     it and when;
 //   - bans and settings in SQLite (see moderation.ts); a ban's end is
 //     compared with the clock at each check, so no alarm lifts it;
 //   - slow mode's "when did this user last post" in memory only, rebuilt
@@ -431,7 +432,7 @@ export class ChatRoom extends DurableObject<Env> {
 
   /** Tombstones message `id` and tells everyone; false when no live message has that id (a tombstone is a no-op). */
   #erase(room: string, id: number, by: User, now: number): boolean {
-    const { erased, cost } = this.#history.erase(id);
+    const { erased, cost } = this.#history.erase(id, publicUser(by), now);
     this.#count(cost);
     if (erased === null) return false;
     this.#announce({ type: "delete", id, by: publicUser(by), ts: now });
@@ -478,15 +479,17 @@ export class ChatRoom extends DurableObject<Env> {
 
   /**
    * The address a ban of `target` also covers: where the guest is connected
-   * from now. A verified user's ban never covers an address (its id is what
-   * the host vouches for), and a guest who is offline is banned by id alone.
+   * from now, on this room or on one of its parts (as the parts report
+   * their sockets). A verified user's ban never covers an address (its id
+   * is what the host vouches for), and a guest who is offline is banned by
+   * id alone.
    */
   #guestAddress(target: string): string | null {
     if (isVerifiedUserId(target)) return null;
     for (const session of this.#members().values()) {
       if (session.user.id === target && session.user.verified !== true) return session.address;
     }
-    return null;
+    return this.#hub?.addressOn(target) ?? null;
   }
 
   #unban(room: string, target: string, by: User, now: number): void {
@@ -677,6 +680,7 @@ export class ChatRoom extends DurableObject<Env> {
       },
       ring: () => history.since(null).messages,
       hasOrigin: (origin) => history.hasOrigin(origin),
+      deletes: () => history.deletes(),
       append: (from, text, nonce, ts, origin) => {
         // A part's publish carries the sender's roles; a message never does.
         const { message, cost } = history.append(publicUser(from), text, nonce, ts, origin);
@@ -706,6 +710,15 @@ export class ChatRoom extends DurableObject<Env> {
         posted: (from, now) => this.#clock.note(from.id, now),
         moderate: (op, now) => this.#moderatePart(op.from, op.frame, now),
         slowMode: () => this.#slowMode(),
+        banned: (user, address, now) => {
+          const { ban, cost } = this.#moderation.banOf(
+            user.id,
+            user.verified === true || address === undefined ? null : address,
+            now,
+          );
+          this.#count(cost);
+          return ban === null ? null : { user: ban.user, address: ban.address, reason: banCloseReason(ban) };
+        },
       },
       own,
     );

@@ -29,6 +29,10 @@ export class Roster {
   readonly #countIntervalMs: number;
   readonly #users = new Map<string, Entry>();
   readonly #sockets = new Map<string, number>();
+  // Where each user's sockets on each part come from (address keys with
+  // counts), as the parts report it: a ban of a guest on a part covers its
+  // address, as on the room. Kept while the user is counted on that part.
+  readonly #from = new Map<string, Map<string, Map<string, number>>>();
   // Whether clients are getting join/leave (at most `limit` online) or counts.
   #listed = true;
   #countSentAt = Number.NEGATIVE_INFINITY;
@@ -88,14 +92,50 @@ export class Roster {
     return this.count;
   }
 
-  /** One more socket of `user` on `part`. */
-  arrive(part: string, user: User, now: number): PresenceEvent[] {
+  /** An address a socket of user `userId` has on a part (any, when several), or null. */
+  addressOf(userId: string): string | null {
+    for (const addresses of this.#from.get(userId)?.values() ?? [])
+      for (const address of addresses.keys()) return address;
+    return null;
+  }
+
+  /** The users with sockets on `part` and the addresses of those sockets, as far as the part reported them. */
+  on(part: string): { user: User; addresses: string[] }[] {
+    const users: { user: User; addresses: string[] }[] = [];
+    for (const [id, entry] of this.#users) {
+      if (!entry.parts.has(part)) continue;
+      users.push({ user: entry.user, addresses: Array.from(this.#from.get(id)?.get(part)?.keys() ?? []) });
+    }
+    return users;
+  }
+
+  /** One more socket of `user` on `part`, from `address` when the part says. */
+  arrive(part: string, user: User, now: number, address?: string): PresenceEvent[] {
+    if (address !== undefined) this.#note(user.id, part, address, 1);
     return this.#add(part, user, 1, now);
   }
 
   /** One socket less of user `userId` on `part`; a report for a socket the roster never counted changes nothing. */
-  depart(part: string, userId: string, now: number): PresenceEvent[] {
+  depart(part: string, userId: string, now: number, address?: string): PresenceEvent[] {
+    if (address !== undefined && (this.#users.get(userId)?.parts.get(part) ?? 0) > 0)
+      this.#note(userId, part, address, -1);
     return this.#remove(part, userId, 1, now);
+  }
+
+  #note(userId: string, part: string, address: string, n: number): void {
+    let parts = this.#from.get(userId);
+    if (parts === undefined) this.#from.set(userId, (parts = new Map()));
+    let addresses = parts.get(part);
+    if (addresses === undefined) parts.set(part, (addresses = new Map()));
+    const left = (addresses.get(address) ?? 0) + n;
+    if (left > 0) addresses.set(address, left);
+    else addresses.delete(address);
+  }
+
+  #forgetFrom(userId: string, part: string): void {
+    const parts = this.#from.get(userId);
+    parts?.delete(part);
+    if (parts?.size === 0) this.#from.delete(userId);
   }
 
   /**
@@ -110,9 +150,12 @@ export class Roster {
       const target = want.get(id)?.sockets ?? 0;
       if (have > target) events.push(...this.#remove(part, id, have - target, now));
     }
-    for (const { user, sockets } of want.values()) {
+    for (const { user, sockets, addresses } of want.values()) {
       const have = this.#users.get(user.id)?.parts.get(part) ?? 0;
       if (sockets > have) events.push(...this.#add(part, user, sockets - have, now));
+      if (addresses === undefined) continue;
+      this.#forgetFrom(user.id, part);
+      for (const { address, sockets: n } of addresses) if (n > 0) this.#note(user.id, part, address, n);
     }
     return events;
   }
@@ -148,7 +191,10 @@ export class Roster {
     if (left > 0) this.#sockets.set(part, left);
     else this.#sockets.delete(part);
     if (have > taken) entry.parts.set(part, have - taken);
-    else entry.parts.delete(part);
+    else {
+      entry.parts.delete(part);
+      this.#forgetFrom(userId, part);
+    }
     if (entry.parts.size > 0) return [];
     this.#users.delete(userId);
     return this.#changed({ kind: "leave", user: entry.user, ts: now }, now);

@@ -16,6 +16,7 @@
 import {
   LINK_VERSION,
   originOf,
+  type BanNotice,
   type Downstream,
   type PendingPublish,
   type Rejection,
@@ -25,7 +26,7 @@ import {
   type Upstream,
   type UpstreamOp,
 } from "./link.ts";
-import type { Message, User } from "./protocol.ts";
+import type { DeleteFrame, Message, User } from "./protocol.ts";
 import { AddressBook, type Roster } from "./roster.ts";
 
 /** The room's history as the sequencer needs it; the ChatRoom backs it with SQLite (history.ts). */
@@ -35,6 +36,11 @@ export interface Store {
   ring(): Message[];
   /** Whether a kept message was stored from this origin (see originOf). */
   hasOrigin(origin: string): boolean;
+  /**
+   * The `delete` frames of the kept tombstones, as they went out: every sync
+   * carries them, for a part that had no stream when one was made.
+   */
+  deletes?(): DeleteFrame[];
   /** Stores the next message durably and returns it. */
   append(from: User, text: string, nonce: string | undefined, ts: number, origin: string | null): Message;
 }
@@ -56,6 +62,15 @@ export interface SequencerOptions {
   moderate?: Moderate;
   /** The room's slow mode now, in seconds (0: off), for every sync; changes go out as `settings` events. */
   slowMode: () => number;
+  /**
+   * The ban in force that covers a socket of `user` from `address` (the
+   * part's address key; absent from older code), as a part applies it; null
+   * when none. The room's own sockets were closed when a ban was made and
+   * are refused at connect; a part's may still send after it (the ban was
+   * on its way, or the part had no stream), so the sequencer checks every
+   * arrival, publish and moderation frame, and tells each sync.
+   */
+  banned?: (user: User, address: string | undefined, now: number) => BanNotice | null;
 }
 
 /**
@@ -140,7 +155,7 @@ export class Sequencer {
         case "op":
           return this.#op(frame.part, frame.incarnation, frame.u, frame.op, now);
         case "refill":
-          return this.#refill(frame.part, frame.incarnation, frame.stream, frame.from);
+          return this.#refill(frame.part, frame.incarnation, frame.stream, frame.from, now);
       }
     } finally {
       this.#collecting = null;
@@ -227,7 +242,7 @@ export class Sequencer {
       if (p.floor !== null && p.floor >= ringStart - 1) fresh.push(p);
       else remember(answers.unknown, p.u);
     }
-    const sync = this.#sync(frame.part, link);
+    const sync = this.#sync(frame.part, link, now);
     sends.push(sync);
     for (const { u, op } of fresh) sends.push(...this.#decideOp(frame.part, frame.incarnation, u, op, now));
     // The part keeps the nonces of these until the events that answer them.
@@ -252,24 +267,41 @@ export class Sequencer {
     return link;
   }
 
-  #sync(part: string, link: Link): Send {
+  #sync(part: string, link: Link, now: number): Send {
     const answers = this.#answersOf(part, link.incarnation);
-    return {
-      part,
-      frame: {
-        v: LINK_VERSION,
-        type: "sync",
-        stream: link.stream,
-        acked: link.acked,
-        ring: this.#store.ring(),
-        lastId: this.#store.lastId,
-        presence: this.#roster.snapshot(),
-        slowMode: this.#options.slowMode(),
-        unknown: Array.from(answers.unknown),
-        answered: 0,
-        rejected: Array.from(answers.refused.values()),
-      },
+    const frame: Extract<Downstream, { type: "sync" }> = {
+      v: LINK_VERSION,
+      type: "sync",
+      stream: link.stream,
+      acked: link.acked,
+      ring: this.#store.ring(),
+      lastId: this.#store.lastId,
+      presence: this.#roster.snapshot(),
+      slowMode: this.#options.slowMode(),
+      unknown: Array.from(answers.unknown),
+      answered: 0,
+      rejected: Array.from(answers.refused.values()),
     };
+    // Only when there are any: most syncs have neither.
+    const bans = this.#bansOn(part, now);
+    if (bans.length > 0) frame.bans = bans;
+    const deletes = this.#store.deletes?.() ?? [];
+    if (deletes.length > 0) frame.deletes = deletes;
+    return { part, frame };
+  }
+
+  /** The bans that cover a socket the roster says `part` holds, each once. */
+  #bansOn(part: string, now: number): BanNotice[] {
+    const banned = this.#options.banned;
+    if (banned === undefined) return [];
+    const bans = new Map<string, BanNotice>();
+    for (const { user, addresses } of this.#roster.on(part)) {
+      for (const address of addresses.length === 0 ? [undefined] : addresses) {
+        const ban = banned(user, address, now);
+        if (ban !== null) bans.set(ban.user, ban);
+      }
+    }
+    return Array.from(bans.values());
   }
 
   #op(part: string, incarnation: string, u: number, op: UpstreamOp, now: number): Send[] {
@@ -298,15 +330,24 @@ export class Sequencer {
     if (handled !== undefined) handled.u = u;
     link.beatsLeft = this.#options.beats;
     switch (op.kind) {
-      case "arrive":
+      case "arrive": {
         if (op.address !== undefined) this.addresses.add(part, op.address);
-        return [
-          ...this.#broadcast(this.#roster.arrive(part, op.user, now)),
-          this.#emit(part, link, { kind: "admit", u, count: this.#roster.welcomeCount() }),
-        ];
+        const sends = this.#broadcast(this.#roster.arrive(part, op.user, now, op.address));
+        // Banned since the room handed it to the part: closed, never welcomed.
+        // Counted all the same, so its departure balances.
+        const ban = this.#options.banned?.(op.user, op.address, now) ?? null;
+        sends.push(
+          this.#emit(
+            part,
+            link,
+            ban === null ? { kind: "admit", u, count: this.#roster.welcomeCount() } : { kind: "ban", ...ban },
+          ),
+        );
+        return sends;
+      }
       case "depart":
         if (op.address !== undefined) this.addresses.remove(part, op.address);
-        return this.#broadcast(this.#roster.depart(part, op.userId, now));
+        return this.#broadcast(this.#roster.depart(part, op.userId, now, op.address));
       case "publish":
       case "moderate":
         return this.#decideOp(part, link.incarnation, u, op, now);
@@ -314,6 +355,16 @@ export class Sequencer {
   }
 
   #decideOp(part: string, incarnation: string, u: number, op: PendingPublish["op"], now: number): Send[] {
+    // As on the room's own sockets, which a ban closed: the part closes what
+    // the ban covers, this sender first, so the refusal reaches no one.
+    const ban = this.#options.banned?.(op.from, op.address, now) ?? null;
+    if (ban !== null) {
+      const link = this.#links.get(part);
+      return [
+        ...(link === undefined ? [] : [this.#emit(part, link, { kind: "ban", ...ban })]),
+        ...this.#refuse(part, incarnation, { u, code: "forbidden", message: "you are banned from this room" }),
+      ];
+    }
     if (op.kind === "publish") return this.#publish(part, incarnation, u, op, now);
     const start = this.#collecting?.length ?? 0;
     const verdict = this.#options.moderate?.(op, now) ?? {
@@ -360,7 +411,7 @@ export class Sequencer {
     return fresh;
   }
 
-  #refill(part: string, incarnation: string, stream: StreamId, from: number): Send[] {
+  #refill(part: string, incarnation: string, stream: StreamId, from: number, now: number): Send[] {
     const link = this.#links.get(part);
     if (link === undefined || link.incarnation !== incarnation) return [this.#reattach(part)];
     // A part still asking in an older stream missed the sync of the newer one.
@@ -371,7 +422,7 @@ export class Sequencer {
       // Beyond the window: a new stream from a sync, which carries the whole
       // kept history and the presence as it is now.
       const fresh = this.#open(part, incarnation, link.acked);
-      return [this.#sync(part, fresh)];
+      return [this.#sync(part, fresh, now)];
     }
     return link.outbox.slice(from - oldest).map((frame) => ({ part, frame }));
   }

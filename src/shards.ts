@@ -6,7 +6,7 @@
 // every event through `local`.
 
 import { linkRequest, PART_RETRY_MS } from "./part.ts";
-import type { RejectCode, Upstream, StreamEvent } from "./link.ts";
+import type { BanNotice, RejectCode, Upstream, StreamEvent } from "./link.ts";
 import type { Logger } from "./log.ts";
 import { describeError } from "./log.ts";
 import type { Message, User } from "./protocol.ts";
@@ -51,6 +51,8 @@ export interface HubOptions {
   moderate: Moderate;
   /** The room's slow mode now (seconds, 0: off), from its SQLite: every sync tells a part. */
   slowMode: () => number;
+  /** The ban in force covering a part's socket of `user` from `address`, as the part applies it (sequencer.ts). */
+  banned: (user: User, address: string | undefined, now: number) => BanNotice | null;
 }
 
 export class ShardHub {
@@ -98,6 +100,7 @@ export class ShardHub {
       local: o.local,
       moderate: o.moderate,
       slowMode: o.slowMode,
+      banned: o.banned,
     });
     this.#ticker = setInterval(() => this.#tick(Date.now()), PART_RETRY_MS);
   }
@@ -209,6 +212,11 @@ export class ShardHub {
     const { message, sends } = this.#seq.post(from, text, nonce, Date.now());
     this.#send(sends);
     return message;
+  }
+
+  /** An address a socket of `userId` on a part comes from (any, when several), or null. */
+  addressOn(userId: string): string | null {
+    return this.#roster.addressOf(userId);
   }
 
   /** Sockets of `address` on the room's parts and on their way there (the room's own are not counted here). */

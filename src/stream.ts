@@ -30,7 +30,9 @@ import {
   type UpstreamOp,
 } from "./link.ts";
 import { ANSWER_MEMORY } from "./sequencer.ts";
+import { covers } from "./moderation.ts";
 import {
+  CloseCode,
   publicUser,
   tombstone,
   type BroadcastFrame,
@@ -169,13 +171,15 @@ export class PartStream {
   attach(now: number): PartAction[] {
     this.#attachAt = now;
     this.#attaches++;
-    const users = new Map<string, PartUser>();
+    const users = new Map<string, { user: User; sockets: number; from: Map<string, number> }>();
     const addresses = new Map<string, number>();
     for (const { user, address } of this.#sockets.values()) {
-      const entry = users.get(user.id);
-      if (entry === undefined) users.set(user.id, { user: publicUser(user), sockets: 1 });
-      else entry.sockets++;
-      if (address !== undefined) addresses.set(address, (addresses.get(address) ?? 0) + 1);
+      let entry = users.get(user.id);
+      if (entry === undefined) users.set(user.id, (entry = { user: publicUser(user), sockets: 0, from: new Map() }));
+      entry.sockets++;
+      if (address === undefined) continue;
+      entry.from.set(address, (entry.from.get(address) ?? 0) + 1);
+      addresses.set(address, (addresses.get(address) ?? 0) + 1);
     }
     const pending = Array.from(this.#publishes.values(), (p) => p.pending);
     // Arrivals and departures are in `users`; they stay unacknowledged here
@@ -192,7 +196,14 @@ export class PartStream {
           n: this.#attaches,
           upTo: this.#nextU - 1,
           lastId: this.#lastId,
-          users: Array.from(users.values()),
+          users: Array.from(
+            users.values(),
+            ({ user, sockets, from }): PartUser => ({
+              user,
+              sockets,
+              addresses: Array.from(from, ([address, n]) => ({ address, sockets: n })),
+            }),
+          ),
           addresses: Array.from(addresses, ([address, sockets]) => ({ address, sockets })),
           pending,
         },
@@ -279,6 +290,7 @@ export class PartStream {
       return [refused];
     }
     const op: PendingPublish["op"] = { kind: "moderate", from: s.user, frame };
+    if (s.address !== undefined) op.address = s.address;
     this.#ask(s, socket, op);
     return this.#send(op, now);
   }
@@ -396,6 +408,16 @@ export class PartStream {
   #sync(frame: Extract<Downstream, { type: "sync" }>, now: number): PartAction[] {
     if (this.#stream !== null && compareStreams(frame.stream, this.#stream) <= 0) return [];
     const actions: PartAction[] = [];
+    // Bans made while the part had no stream: what they cover closes first,
+    // as it would have then, and is neither welcomed nor sent what it missed.
+    for (const ban of frame.bans ?? []) {
+      for (const [socket, s] of this.#sockets) {
+        if (!covers(ban, s.user, s.address)) continue;
+        this.#sockets.delete(socket);
+        actions.push({ kind: "close", socket, code: CloseCode.banned, reason: ban.reason });
+        this.#queue(departure(s), now);
+      }
+    }
     const ringStart = frame.ring[0]?.id ?? frame.lastId + 1;
     const delivered = this.#lastId ?? 0;
     // Sockets welcomed before missed messages the room no longer keeps (or
@@ -416,6 +438,14 @@ export class PartStream {
       }
     }
     if (!lost) {
+      // Deletes of messages the sockets have, made while the part had no
+      // stream: one `delete` each, as they would have had it live. A
+      // message they never had comes below as the tombstone.
+      const had = new Map(this.#ring.map((m) => [m.id, m] as const));
+      for (const deletion of frame.deletes ?? []) {
+        const message = deletion.id <= delivered ? had.get(deletion.id) : undefined;
+        if (message !== undefined && message.deleted !== true) actions.push({ kind: "deliver", frame: deletion });
+      }
       for (const message of frame.ring) if (message.id > delivered) actions.push({ kind: "deliver", frame: message });
     }
     // Publishes the room cannot tell stored or not: the sender resumes and

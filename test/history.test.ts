@@ -183,10 +183,45 @@ describe("origins of a large room's messages", () => {
       const history = new History(sql, 10);
       const old = history.since(null).messages.map((m) => m.text);
       history.append(user, "new", undefined, 2, "r/1/i/1");
+      history.erase(1, { id: "admin", name: "admin" }, 3);
       const reread = new History(sql, 10);
       reread.load();
-      return { old, origin: reread.hasOrigin("r/1/i/1"), ids: ids(reread.since(null)) };
+      return { old, origin: reread.hasOrigin("r/1/i/1"), ids: ids(reread.since(null)), deletes: reread.deletes() };
     });
-    expect(result).toEqual({ old: ["old"], origin: true, ids: [1, 2] });
+    expect(result).toEqual({
+      old: ["old"],
+      origin: true,
+      ids: [1, 2],
+      deletes: [{ type: "delete", id: 1, by: { id: "admin", name: "admin" }, ts: 3 }],
+    });
+  });
+
+  it("keeps who deleted a tombstone and when in its own row, and never takes another message's for it", async () => {
+    const result = await onStorage((sql) => {
+      const history = new History(sql, 3);
+      write(history, 1, 3);
+      const { cost } = history.erase(2, { id: "v_m", name: "mod", verified: true }, 7);
+      const reread = new History(sql, 3);
+      reread.load();
+      const kept = reread.deletes();
+      write(reread, 4, 4);
+      // Code from before the column (a rollback) writes message 5 into that
+      // slot and tombstones it, leaving the old deletion in place.
+      sql.exec("UPDATE messages SET id = 5, ts = 5, text = '' WHERE slot = 2");
+      const rolledBack = new History(sql, 3);
+      rolledBack.load();
+      return {
+        rowsWritten: cost.rowsWritten,
+        kept,
+        still: reread.deletes(),
+        rolledBack: { ids: ids(rolledBack.since(null)), deletes: rolledBack.deletes() },
+      };
+    });
+    expect(result).toEqual({
+      rowsWritten: 1,
+      kept: [{ type: "delete", id: 2, by: { id: "v_m", name: "mod", verified: true }, ts: 7 }],
+      still: [{ type: "delete", id: 2, by: { id: "v_m", name: "mod", verified: true }, ts: 7 }],
+      rolledBack: { ids: [3, 4, 5], deletes: [] },
+    });
   });
 });

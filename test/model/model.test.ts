@@ -1,11 +1,13 @@
 // The seeded random-schedule test of a large room (issue 11, item 8) at model
 // level: connects, closes, publishes, refusals, lost, repeated and reordered
-// internal frames, parts and the sequencer evicted, slow mode changed. After each run every
+// internal frames, parts and the sequencer evicted, slow mode changed, messages
+// deleted, users banned. After each run every
 // client's ids must run without holes from history into live frames, every
 // message must be what was stored, every publish of a socket still open must
-// have had exactly one answer, and once settled the online set and the slow
-// mode every client knows must be the truth; join and leave are checked as
-// they arrive.
+// have had exactly one answer, and once settled the online set, the slow
+// mode and the deletes of kept messages every client knows must be the
+// truth, no banned user's socket open and nothing it sent stored after its
+// ban; join, leave and delete are checked as they arrive.
 
 import { describe, expect, it } from "vitest";
 import { Sim, type SimOptions } from "./sim.ts";
@@ -23,6 +25,8 @@ const base: SimOptions = {
   evictRoom: 0.005,
   flood: 0.01,
   settings: 0.01,
+  deletes: 0.02,
+  bans: 0.004,
 };
 
 const SEEDS = Number(process.env.MODEL_SEEDS ?? 200);
@@ -39,6 +43,8 @@ function runSeeds(options: SimOptions, seeds: number) {
     rejected: 0,
     struckOut: 0,
     settings: 0,
+    deletes: 0,
+    bans: 0,
   };
   for (let seed = 1; seed <= seeds; seed++) {
     const sim = new Sim(seed, options);
@@ -61,6 +67,8 @@ describe("large room, random schedules", () => {
     expect(totals.gaps).toBeGreaterThan(0);
     expect(totals.struckOut).toBeGreaterThan(SEEDS / 4);
     expect(totals.settings).toBeGreaterThan(SEEDS);
+    expect(totals.deletes).toBeGreaterThan(SEEDS);
+    expect(totals.bans).toBeGreaterThan(SEEDS);
   });
 
   it("crosses the presence limit both ways", () => {

@@ -26,6 +26,28 @@ describe("Roster", () => {
     expect(r.parts()).toEqual(new Map());
   });
 
+  it("knows where each user's sockets on a part come from, through arrivals, departures and attaches, until its last socket there", () => {
+    const r = new Roster(10);
+    r.arrive("p1", u(1), 0, "a1");
+    r.arrive("p1", u(1), 0, "a1");
+    r.arrive("p2", u(2), 0);
+    expect(r.addressOf("u1")).toBe("a1");
+    expect(r.addressOf("u2")).toBeNull();
+    expect(r.on("p1")).toEqual([{ user: u(1), addresses: ["a1"] }]);
+    expect(r.on("p2")).toEqual([{ user: u(2), addresses: [] }]);
+    r.depart("p1", "u1", 1, "a1");
+    expect(r.addressOf("u1")).toBe("a1");
+    // An attach states the part's sockets and their addresses exactly.
+    r.replace("p1", [{ user: u(1), sockets: 2, addresses: [{ address: "a2", sockets: 2 }] }], 2);
+    expect(r.on("p1")).toEqual([{ user: u(1), addresses: ["a2"] }]);
+    // A part gone past its grace period takes its addresses with it.
+    r.drop("p1", 3);
+    expect(r.addressOf("u1")).toBeNull();
+    r.arrive("p1", u(1), 4, "a3");
+    r.depart("p1", "u1", 5, "a3");
+    expect(r.addressOf("u1")).toBeNull();
+  });
+
   it("ignores a departure it never counted", () => {
     const r = new Roster(10);
     r.arrive("p1", u(1), 0);

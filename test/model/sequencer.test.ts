@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import {
   LINK_VERSION,
   originOf,
+  type BanNotice,
   type Downstream,
   type PendingPublish,
   type Upstream,
@@ -227,6 +228,60 @@ describe("Sequencer", () => {
       }),
     ]);
     expect(store.log).toHaveLength(0);
+  });
+
+  it("tells an attaching part the bans that cover its sockets, and answers a banned sender with the ban before it decides anything", () => {
+    const store = new MemoryStore(4);
+    // Bans by user, and guest bans by address, as the room keeps them.
+    const bans = new Map<string, BanNotice>();
+    const banned = (user: User, address: string | undefined): BanNotice | null => {
+      const own = bans.get(user.id);
+      if (own !== undefined) return own;
+      for (const ban of bans.values()) if (ban.address === address && user.verified !== true) return ban;
+      return null;
+    };
+    const seq = new Sequencer(1, store, new Roster(10), refuseBang, { window: 4, beats: 2, slowMode: () => 0, banned });
+    const carol: User = { id: "u_c", name: "carol" };
+    seq.receive(attach("p1"), 0);
+    seq.receive(op("p1", 1, { kind: "arrive", user: alice, address: "a1" }), 1);
+    seq.receive(op("p1", 2, { kind: "arrive", user: bob, address: "a2" }), 1);
+    // Made while p1 has no stream: no event reaches it.
+    seq.detach("p1");
+    bans.set(bob.id, { user: bob.id, address: "a2", reason: "banned" });
+    const sync = framesTo(
+      seq.receive(
+        attach("p1", {
+          n: 2,
+          upTo: 3,
+          users: [
+            { user: alice, sockets: 1, addresses: [{ address: "a1", sockets: 1 }] },
+            { user: bob, sockets: 1, addresses: [{ address: "a2", sockets: 1 }] },
+            { user: carol, sockets: 1, addresses: [{ address: "a2", sockets: 1 }] },
+          ],
+          pending: [{ u: 3, op: publish(bob, "sent before the sync"), floor: 0 }],
+        }),
+        2,
+      ),
+      "p1",
+    );
+    expect(sync[0]).toMatchObject({ type: "sync", bans: [{ user: bob.id, address: "a2", reason: "banned" }] });
+    // The waiting publish of the banned sender: the ban, then its refusal; nothing stored.
+    expect(sync.slice(1).map((f) => f.type === "event" && f.event)).toEqual([
+      { kind: "ban", user: bob.id, address: "a2", reason: "banned" },
+      { kind: "reject", u: 3, code: "forbidden", message: "you are banned from this room" },
+    ]);
+    expect(store.lastId).toBe(0);
+    // A guest from the banned address arriving, or moderating: the ban again, never an admit.
+    const arrived = framesTo(seq.receive(op("p1", 4, { kind: "arrive", user: carol, address: "a2" }), 3), "p1");
+    expect(arrived.map((f) => f.type === "event" && f.event.kind)).toEqual(["ban"]);
+    const moderated = framesTo(
+      seq.receive(op("p1", 5, { kind: "moderate", from: carol, frame: { type: "delete", id: 1 }, address: "a2" }), 4),
+      "p1",
+    );
+    expect(moderated.map((f) => f.type === "event" && f.event.kind)).toEqual(["ban", "reject"]);
+    // Alice is not covered: her publish is stored.
+    seq.receive(op("p1", 6, publish(alice, "fine")), 5);
+    expect(store.log.map((m) => m.text)).toEqual(["fine"]);
   });
 
   it("ignores a late copy of an older attach, and one older than frames handled since", () => {

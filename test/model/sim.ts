@@ -5,7 +5,14 @@
 // frame they get against the contract as they get it.
 
 import type { Downstream, Upstream } from "../../src/link.ts";
-import type { BroadcastFrame, Message, PresenceCountFrame, User } from "../../src/protocol.ts";
+import {
+  tombstone,
+  type BroadcastFrame,
+  type DeleteFrame,
+  type Message,
+  type PresenceCountFrame,
+  type User,
+} from "../../src/protocol.ts";
 import { Roster } from "../../src/roster.ts";
 import { Sequencer, type Decide, type Store } from "../../src/sequencer.ts";
 import { PartStream, type PartAction } from "../../src/stream.ts";
@@ -14,8 +21,10 @@ import { seeded as random } from "../../tools/harness/random.ts";
 
 export class MemoryStore implements Store {
   readonly #size: number;
-  /** Every message ever stored: the truth clients are checked against. */
+  /** Every message ever stored, as it was stored: the truth clients are checked against. */
   readonly log: Message[] = [];
+  /** The `delete` frames of the messages that became tombstones, by id. */
+  readonly deleted = new Map<number, DeleteFrame>();
   readonly #origins = new Map<number, string>();
 
   constructor(size: number) {
@@ -27,7 +36,22 @@ export class MemoryStore implements Store {
   }
 
   ring(): Message[] {
-    return this.log.slice(-this.#size);
+    return this.log.slice(-this.#size).map((m) => (this.deleted.has(m.id) ? tombstone(m) : m));
+  }
+
+  deletes(): DeleteFrame[] {
+    return this.log
+      .slice(-this.#size)
+      .flatMap((m) => this.deleted.get(m.id) ?? [])
+      .map((d) => ({ ...d }));
+  }
+
+  /** Tombstones kept message `id` (as History.erase does); null when it is not kept or already one. */
+  erase(id: number, by: User, ts: number): DeleteFrame | null {
+    if (id <= this.lastId - this.#size || id > this.lastId || this.deleted.has(id)) return null;
+    const frame: DeleteFrame = { type: "delete", id, by, ts };
+    this.deleted.set(id, frame);
+    return frame;
   }
 
   hasOrigin(origin: string): boolean {
@@ -61,6 +85,10 @@ export interface SimOptions {
   flood: number;
   /** A moderator changes the room's slow mode. */
   settings: number;
+  /** A moderator deletes a kept message. */
+  deletes: number;
+  /** A moderator bans a user (for good: the schedule never unbans). */
+  bans: number;
   /**
    * Sees every internal frame as it is delivered, and every eviction: to
    * debug a failing seed, run it alone with a trace that prints (FULL=1 in
@@ -86,6 +114,8 @@ class Session {
   count = 0;
   /** Slow mode as its welcome and the settings frames since told it. */
   slowMode = 0;
+  /** The ids it was shown, and whether it knows each one is deleted (a tombstone, or a `delete` frame). */
+  readonly shown = new Map<number, boolean>();
   /** Set by a welcome with `gap`: the first id it had; earlier ones are missed for good. */
   gapFrom: number | null = null;
   /** Nonces this socket sent, and how many answers (echo or error) each got. */
@@ -133,6 +163,8 @@ export class Sim {
   #epoch = 1;
   /** The room's slow mode, stored: it survives the room's evictions. */
   #slowMode = 0;
+  /** Banned users and the last id stored before their ban, stored: they survive the room's evictions. */
+  readonly #banned = new Map<string, number>();
   #roster!: Roster;
   #seq!: Sequencer;
   readonly #detached = new Map<string, number>();
@@ -154,6 +186,8 @@ export class Sim {
     roomEvictions: 0,
     struckOut: 0,
     settings: 0,
+    deletes: 0,
+    bans: 0,
     dropped: 0,
     duplicated: 0,
   };
@@ -182,6 +216,7 @@ export class Sim {
       window: this.#o.window,
       beats: 3,
       slowMode: () => this.#slowMode,
+      banned: (user) => (this.#banned.has(user.id) ? { user: user.id, address: null, reason: "banned" } : null),
     });
     this.#detached.clear();
   }
@@ -295,6 +330,14 @@ export class Sim {
           if (s !== undefined) this.#ended(part, s);
           break;
         }
+        case "ban":
+          // As RoomPart does: every socket the ban covers closes, and departs.
+          for (const s of Array.from(part.sockets.values())) {
+            if (s.user.id !== a.user) continue;
+            this.#ended(part, s);
+            this.#act(name, part, part.stream.close(s.id, this.now));
+          }
+          break;
       }
     }
   }
@@ -365,12 +408,28 @@ export class Sim {
   }
 
   #check(s: Session, m: Message): void {
-    const truth = this.store.log[m.id - 1];
-    if (truth === undefined || truth.text !== m.text || truth.from.id !== m.from.id || truth.nonce !== m.nonce) {
+    const stored = this.store.log[m.id - 1];
+    // Shown as stored, or as its tombstone once it is one.
+    const truth =
+      m.deleted === true && this.store.deleted.has(m.id) && stored !== undefined ? tombstone(stored) : stored;
+    if (
+      truth === undefined ||
+      truth.text !== m.text ||
+      truth.from.id !== m.from.id ||
+      truth.nonce !== m.nonce ||
+      truth.deleted !== m.deleted
+    ) {
       this.#fail(`socket ${s.id}: message ${m.id} differs from what was stored`);
     }
+    s.shown.set(m.id, m.deleted === true);
     this.#seen.set(s.user.id, Math.max(this.#seen.get(s.user.id) ?? 0, m.id));
-    if (m.nonce !== undefined && s.answers.has(m.nonce)) s.answers.set(m.nonce, (s.answers.get(m.nonce) ?? 0) + 1);
+    // A tombstone has no nonce. A sender whose message was deleted while its
+    // part had no stream, before the echo reached it, is answered by the
+    // tombstone, as a client resuming on one object would be (known
+    // difference: one object's socket always sees the echo first; see
+    // docs/LARGE-ROOMS.md).
+    const nonce = m.deleted === true ? stored?.nonce : m.nonce;
+    if (nonce !== undefined && s.answers.has(nonce)) s.answers.set(nonce, (s.answers.get(nonce) ?? 0) + 1);
   }
 
   #frame(s: Session, f: Frame): void {
@@ -407,8 +466,18 @@ export class Sim {
       case "settings":
         s.slowMode = f.slowMode;
         break;
-      default:
-        this.#fail(`socket ${s.id}: unexpected ${f.type}`);
+      case "delete": {
+        const truth = this.store.deleted.get(f.id);
+        if (truth === undefined || truth.by.id !== f.by.id || truth.ts !== f.ts)
+          this.#fail(`socket ${s.id}: delete ${f.id} that was not made`);
+        if (s.shown.get(f.id) === true) this.#fail(`socket ${s.id}: told twice that ${f.id} is deleted`);
+        s.shown.set(f.id, true);
+        break;
+      }
+      default: {
+        const unexpected: never = f;
+        this.#fail(`socket ${s.id}: unexpected ${JSON.stringify(unexpected)}`);
+      }
     }
   }
 
@@ -417,6 +486,8 @@ export class Sim {
   #connect(): void {
     const u = Math.floor(this.#rnd() * this.#o.users);
     const user: User = { id: `u${u}`, name: `user${u}` };
+    // The room refuses a banned user's upgrade before any part sees it.
+    if (this.#banned.has(user.id)) return;
     const name = `p${Math.floor(this.#rnd() * this.#o.parts)}`;
     const part = this.#part(name);
     const seen = this.#seen.get(user.id);
@@ -472,6 +543,25 @@ export class Sim {
     for (const s of sends) this.#toPart(s.part, s.frame);
   }
 
+  /** A moderator deletes a kept message (sometimes one already deleted: nothing happens): every part hears of it in order. */
+  #delete(): void {
+    const id = this.store.lastId - Math.floor(this.#rnd() * this.#o.historySize);
+    const frame = this.store.erase(id, { id: "mod", name: "mod" }, this.now);
+    if (frame === null) return;
+    this.stats.deletes++;
+    for (const s of this.#seq.announce({ kind: "frame", frame })) this.#toPart(s.part, s.frame);
+  }
+
+  /** A moderator bans a user: the room stores it and tells every linked part in order; a part without a link learns it from its sync. */
+  #ban(): void {
+    const u = Math.floor(this.#rnd() * this.#o.users);
+    if (this.#banned.has(`u${u}`)) return;
+    this.stats.bans++;
+    this.#banned.set(`u${u}`, this.store.lastId);
+    for (const s of this.#seq.announce({ kind: "ban", user: `u${u}`, address: null, reason: "banned" }))
+      this.#toPart(s.part, s.frame);
+  }
+
   #evictPart(): void {
     const name = this.#pick(Array.from(this.#parts.keys()));
     if (name === undefined) return;
@@ -514,6 +604,13 @@ export class Sim {
     else if (r < 0.8 + this.#o.evictPart + this.#o.evictRoom) this.#evictRoom();
     else if (r < 0.8 + this.#o.evictPart + this.#o.evictRoom + this.#o.flood) this.#flood();
     else if (r < 0.8 + this.#o.evictPart + this.#o.evictRoom + this.#o.flood + this.#o.settings) this.#settings();
+    else if (r < 0.8 + this.#o.evictPart + this.#o.evictRoom + this.#o.flood + this.#o.settings + this.#o.deletes)
+      this.#delete();
+    else if (
+      r <
+      0.8 + this.#o.evictPart + this.#o.evictRoom + this.#o.flood + this.#o.settings + this.#o.deletes + this.#o.bans
+    )
+      this.#ban();
     this.#deliverDue();
     this.#tick();
   }
@@ -544,6 +641,13 @@ export class Sim {
           );
       }
     }
+    // Nothing a banned user sent is stored after its ban, and none of its sockets is open.
+    for (const m of this.store.log) {
+      const floor = this.#banned.get(m.from.id);
+      if (floor !== undefined && m.id > floor) this.#fail(`message ${m.id} of ${m.from.id} stored after its ban`);
+    }
+    for (const s of this.sessions)
+      if (s.open && this.#banned.has(s.user.id)) this.#fail(`socket ${s.id} of banned ${s.user.id} still open`);
     const open = this.sessions.filter((s) => s.open);
     const truth = new Map<string, User>();
     for (const s of open) {
@@ -564,6 +668,11 @@ export class Sim {
     for (const s of open) {
       if (s.count !== truth.size) this.#fail(`socket ${s.id}: count ${s.count}, truly ${truth.size}`);
       if (s.slowMode !== this.#slowMode) this.#fail(`socket ${s.id}: slow mode ${s.slowMode}, truly ${this.#slowMode}`);
+      // Every kept tombstone of a message it was shown, it knows. (One that
+      // left the history before its part re-attached cannot be told: see
+      // docs/LARGE-ROOMS.md.)
+      for (const { id } of this.store.deletes())
+        if (s.shown.get(id) === false) this.#fail(`socket ${s.id}: never told that ${id} is deleted`);
       if (s.listed !== listed) this.#fail(`socket ${s.id}: listed ${s.listed} with ${truth.size} online`);
       if (listed) {
         const ids = Array.from(s.online.keys()).sort().join(",");

@@ -238,6 +238,67 @@ describe("PartStream", () => {
     expect(p.receive(ev(2, { kind: "message", message: msg(9) }, 0, S1), 6)).toEqual([]);
   });
 
+  it("closes first what a sync's bans cover, welcomed or waiting, guests from a banned address too, and welcomes none of them", () => {
+    const p = synced([msg(1)], [alice]);
+    const dave: User = { id: "v_d", name: "dave", verified: true };
+    p.open(1, alice, null, 0, "a1");
+    p.receive(ev(1, { kind: "admit", u: 1, count: 1 }, 1), 0);
+    p.open(2, carol, null, 0, "a2");
+    p.open(3, bob, null, 0, "a2");
+    // A verified user is never closed for sharing a guest's address.
+    p.open(4, dave, null, 0, "a2");
+    const actions = p.receive(
+      sync({
+        stream: S2,
+        acked: 4,
+        ring: [msg(1), msg(2)],
+        lastId: 2,
+        presence: { count: 2, online: [bob, dave] },
+        bans: [
+          { user: alice.id, address: null, reason: "banned: spam" },
+          { user: carol.id, address: "a2", reason: "banned" },
+        ],
+      }),
+      5,
+    );
+    expect(actions.slice(0, 3)).toEqual([
+      { kind: "close", socket: 1, code: 4003, reason: "banned: spam" },
+      { kind: "close", socket: 2, code: 4003, reason: "banned" },
+      { kind: "close", socket: 3, code: 4003, reason: "banned" },
+    ]);
+    expect(actions.filter((a) => a.kind === "welcome").map((a) => a.kind === "welcome" && a.socket)).toEqual([4]);
+    expect(p.connections).toBe(1);
+    // Their departures go up on the new stream, with the addresses.
+    expect(actions.flatMap((a) => (a.kind === "up" && a.frame.type === "op" ? [a.frame.op] : [])).slice(0, 3)).toEqual([
+      { kind: "depart", userId: alice.id, address: "a1" },
+      { kind: "depart", userId: carol.id, address: "a2" },
+      { kind: "depart", userId: bob.id, address: "a2" },
+    ]);
+  });
+
+  it("tells welcomed sockets once of a delete made while it had no stream; a message they never had comes as its tombstone", () => {
+    const p = synced([msg(1), msg(2)]);
+    p.open(1, alice, null, 0);
+    p.receive(ev(1, { kind: "admit", u: 1, count: 1 }, 1), 0);
+    const by = { id: "admin", name: "admin" };
+    const tomb = (m: Message): Message => ({
+      type: "message",
+      id: m.id,
+      ts: m.ts,
+      from: m.from,
+      text: "",
+      deleted: true,
+    });
+    const deletes = [1, 3].map((id) => ({ type: "delete", id, by, ts: 9 }) as const);
+    const ring = [tomb(msg(1)), msg(2), tomb(msg(3))];
+    expect(p.receive(sync({ stream: S2, acked: 1, ring, lastId: 3, deletes }), 10)).toEqual([
+      { kind: "deliver", frame: deletes[0] },
+      { kind: "deliver", frame: tomb(msg(3)) },
+    ]);
+    // The next sync repeats them: nothing new for the sockets.
+    expect(p.receive(sync({ stream: { epoch: 1, gen: 3 }, acked: 1, ring, lastId: 3, deletes }), 11)).toEqual([]);
+  });
+
   it("closes welcomed sockets that missed messages the room no longer keeps", () => {
     const p = synced([msg(1)]);
     p.open(1, alice, null, 0);
@@ -282,7 +343,7 @@ describe("PartStream", () => {
           n: 2,
           upTo: 2,
           lastId: 1,
-          users: [{ user: alice, sockets: 1 }],
+          users: [{ user: alice, sockets: 1, addresses: [{ address: "192.0.2.1", sockets: 1 }] }],
           addresses: [{ address: "192.0.2.1", sockets: 1 }],
           pending: [{ u: 2, op: { kind: "publish", from: alice, text: "hi", address: "192.0.2.1" }, floor: 1 }],
         },

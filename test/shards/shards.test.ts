@@ -7,8 +7,9 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Message, ServerFrame, WelcomeFrame } from "../../src/protocol.ts";
-import { freshIp, freshRoom, join, request, roomStub, upgradeHeaders, type Client } from "../helpers.ts";
-import { api, joinAs } from "../moderation/support.ts";
+import type { ChatRoom } from "../../src/room.ts";
+import { freshIp, freshRoom, join, request, roomStub, upgradeHeaders, type Client, type Closed } from "../helpers.ts";
+import { ADMIN, api, joinAs } from "../moderation/support.ts";
 
 /** The next `n` messages this client gets, whatever presence frames come between. */
 async function messages(client: Client, n: number): Promise<Message[]> {
@@ -40,6 +41,36 @@ async function restart(stub: DurableObjectStub<Rpc.DurableObjectBranded | undefi
 }
 
 const summary = (list: Message[]) => list.map((m) => `${m.id}:${m.text}`);
+
+/** How `client`'s socket closes, failing with `what` if it does not within 10 s. */
+function closing(client: Client, what: string): Promise<Closed> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`expected ${what} to close within 10 s`)), 10_000);
+  });
+  return Promise.race([client.closed, late]).finally(() => clearTimeout(timer));
+}
+
+/** The next frame that is not presence (join, leave, a count or list). */
+async function nextNotPresence(client: Client, what: string): Promise<ServerFrame> {
+  for (;;) {
+    const frame = await client.next(what);
+    if (frame.type !== "join" && frame.type !== "leave" && frame.type !== "presence") return frame;
+  }
+}
+
+/**
+ * Runs `act` on the room's instance while its part `${room}/1` has not
+ * attached (the room restarted since): what `act` does reaches that part only
+ * through the sync of its next attach. (The part asks to be dialled every
+ * 250 ms; were it back already, the test would say so rather than pass.)
+ */
+async function beforeReattach(room: string, act: (instance: ChatRoom) => void): Promise<void> {
+  await runInDurableObject(roomStub(room), (instance: ChatRoom) => {
+    expect(instance.shards().parts.map((p) => p.part)).toEqual([room]);
+    act(instance);
+  });
+}
 
 describe("a room over several Durable Objects", () => {
   it("puts every message from every part into one order that every client sees", async () => {
@@ -263,6 +294,83 @@ describe("a room over several Durable Objects", () => {
     });
     expect(banned.status).toBe(204);
     expect((await onPart.client.closed).code).toBe(4003);
+  });
+
+  it("closes a part's sockets of a user banned while the part had no link, and stores nothing they sent meanwhile", async () => {
+    const room = freshRoom();
+    await crowd(room, 3);
+    const idle = await join(room, { name: "idle" });
+    const talker = await join(room, { name: "talker" });
+    const watcher = await join(room, { name: "watcher" });
+    expect((await roomStub(room).shards()).parts).toEqual([
+      { part: room, connections: 3 },
+      { part: `${room}/1`, connections: 3 },
+    ]);
+    await restart(roomStub(room));
+    // Sent while the part has no link: it waits in the part for the room.
+    // The ack's refusal comes from the part itself, after the message.
+    talker.client.say("after the ban", "late");
+    talker.client.send({ type: "ack", id: 99 });
+    expect(await talker.client.next("the part's refusal of the ack")).toMatchObject({
+      type: "error",
+      code: "invalid_message",
+    });
+    await beforeReattach(room, (instance) => {
+      expect(instance.banUser(room, idle.welcome.you.id, { reason: "spam" }, ADMIN)).toBe(true);
+      expect(instance.banUser(room, talker.welcome.you.id, {}, ADMIN)).toBe(true);
+    });
+    // As on one object: closed with 4003 and the ban's reason, and the
+    // message never stored.
+    expect(await closing(idle.client, "the idle banned socket")).toEqual({ code: 4003, reason: "banned: spam" });
+    expect(await closing(talker.client, "the banned talker")).toEqual({ code: 4003, reason: "banned" });
+    watcher.client.say("next");
+    expect(summary(await messages(watcher.client, 1))).toEqual(["1:next"]);
+  });
+
+  it("bans a guest on a part by its address too: the room's and every part's guests from there close, and are refused after", async () => {
+    const room = freshRoom();
+    const from = { "CF-Connecting-IP": freshIp() };
+    await crowd(room, 2);
+    const onRoom = await join(room, { name: "neighbour on the room", headers: from });
+    const guest = await join(room, { name: "guest", headers: from });
+    const onPart = await join(room, { name: "neighbour on the part", headers: from });
+    const elsewhere = await join(room, { name: "from elsewhere" });
+    expect((await roomStub(room).shards()).parts).toEqual([
+      { part: room, connections: 3 },
+      { part: `${room}/1`, connections: 3 },
+    ]);
+    expect((await api(room, `/bans/${guest.welcome.you.id}`, { method: "PUT", body: "{}" })).status).toBe(204);
+    for (const [client, what] of [
+      [guest.client, "the banned guest"],
+      [onRoom.client, "the guest from its address on the room"],
+      [onPart.client, "the guest from its address on the part"],
+    ] as const) {
+      expect(await closing(client, what)).toEqual({ code: 4003, reason: "banned" });
+    }
+    const again = await request(`/chat/${room}?name=another`, { headers: upgradeHeaders(from) });
+    expect(again.status).toBe(403);
+    expect(await again.json()).toMatchObject({ error: "banned" });
+    elsewhere.client.say("still here");
+    expect(summary(await messages(elsewhere.client, 1))).toEqual(["1:still here"]);
+  });
+
+  it("tells a part's clients once of a delete made while the part had no link", async () => {
+    const room = freshRoom();
+    await crowd(room, 3);
+    const reader = await join(room, { name: "reader" });
+    reader.client.say("regret");
+    reader.client.say("keep");
+    expect(summary(await messages(reader.client, 2))).toEqual(["1:regret", "2:keep"]);
+    await restart(roomStub(room));
+    await beforeReattach(room, (instance) => expect(instance.deleteMessage(room, 1, ADMIN)).toBe("deleted"));
+    expect(await nextNotPresence(reader.client, "the delete")).toEqual({
+      type: "delete",
+      id: 1,
+      by: ADMIN,
+      ts: expect.any(Number),
+    });
+    reader.client.say("next");
+    expect(await nextNotPresence(reader.client, "the next message")).toMatchObject({ type: "message", id: 3 });
   });
 
   it("welcomes a client on a part with the room's slow mode, also once the part or the room restarted", async () => {
