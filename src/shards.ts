@@ -20,6 +20,13 @@ export const LOCAL_PART = "";
 export const PART_GRACE_MS = 10_000;
 /** How long a part stays linked with no sockets before the room stops paying for it. */
 export const PART_IDLE_MS = 2_000;
+/**
+ * Event frames kept per part for refills; a part that fell further behind
+ * gets a sync instead. The frames share their events, but each costs ~86
+ * bytes of its own: at 1,024 a room of 200 parts keeps ~17 MiB of its 128 MB
+ * (4,096 was 66 MiB, BENCHMARKS.md), still ten seconds at 100 messages a second.
+ */
+const REFILL_WINDOW = 1024;
 const STATE_SCHEMA = "CREATE TABLE IF NOT EXISTS shard_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)";
 
 export interface HubOptions {
@@ -95,7 +102,7 @@ export class ShardHub {
       return verdict;
     };
     this.#seq = new Sequencer(epoch, o.store, this.#roster, decide, {
-      window: 4096,
+      window: REFILL_WINDOW,
       beats: 3,
       local: o.local,
       moderate: o.moderate,
