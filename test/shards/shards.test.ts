@@ -197,6 +197,42 @@ describe("a room over several Durable Objects", () => {
     expect(summary(await messages(onPart, 1))).toEqual(["5:five"]);
   });
 
+  it("stores once a publish whose frame the link lost and one it delivered twice, from a part", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 4);
+    const onRoom = joined[0]!.client;
+    const onPart = joined[3]!.client;
+    // The part's link to the room loses the publish of "up one" and carries
+    // the publish of "up two" twice.
+    const faults = { lost: 0, repeated: 0 };
+    await runInDurableObject(env.PARTS.get(env.PARTS.idFromName(`${room}/1`)), (_: RoomPart, state: DurableObjectState) => {
+      const [link] = state.getWebSockets("link");
+      if (link === undefined) throw new Error("the part has no link");
+      const send = link.send.bind(link);
+      link.send = (data) => {
+        const text = typeof data === "string" ? data : "";
+        if (text.includes('"up one"') && faults.lost === 0) {
+          faults.lost++;
+          return;
+        }
+        send(data);
+        if (text.includes('"up two"') && faults.repeated === 0) {
+          faults.repeated++;
+          send(data);
+        }
+      };
+    });
+    onPart.say("up one", "u1");
+    onPart.say("up two", "u2");
+    const seen = await messages(onRoom, 2);
+    expect(seen.map((m) => m.text)).toEqual(["up one", "up two"]);
+    expect(faults).toEqual({ lost: 1, repeated: 1 });
+    const echoes = await messages(onPart, 2);
+    expect(echoes.map((m) => `${m.id}:${m.text}:${m.nonce}`)).toEqual(["1:up one:u1", "2:up two:u2"]);
+    onRoom.say("after");
+    expect(summary(await messages(onPart, 1))).toEqual(["3:after"]);
+  });
+
   it("lets the clients of an evicted part resume on another object with nothing lost", async () => {
     const room = freshRoom();
     const joined = await crowd(room, 5);
