@@ -205,23 +205,26 @@ describe("a room over several Durable Objects", () => {
     // The part's link to the room loses the publish of "up one" and carries
     // the publish of "up two" twice.
     const faults = { lost: 0, repeated: 0 };
-    await runInDurableObject(env.PARTS.get(env.PARTS.idFromName(`${room}/1`)), (_: RoomPart, state: DurableObjectState) => {
-      const [link] = state.getWebSockets("link");
-      if (link === undefined) throw new Error("the part has no link");
-      const send = link.send.bind(link);
-      link.send = (data) => {
-        const text = typeof data === "string" ? data : "";
-        if (text.includes('"up one"') && faults.lost === 0) {
-          faults.lost++;
-          return;
-        }
-        send(data);
-        if (text.includes('"up two"') && faults.repeated === 0) {
-          faults.repeated++;
+    await runInDurableObject(
+      env.PARTS.get(env.PARTS.idFromName(`${room}/1`)),
+      (_: RoomPart, state: DurableObjectState) => {
+        const [link] = state.getWebSockets("link");
+        if (link === undefined) throw new Error("the part has no link");
+        const send = link.send.bind(link);
+        link.send = (data) => {
+          const text = typeof data === "string" ? data : "";
+          if (text.includes('"up one"') && faults.lost === 0) {
+            faults.lost++;
+            return;
+          }
           send(data);
-        }
-      };
-    });
+          if (text.includes('"up two"') && faults.repeated === 0) {
+            faults.repeated++;
+            send(data);
+          }
+        };
+      },
+    );
     onPart.say("up one", "u1");
     onPart.say("up two", "u2");
     const seen = await messages(onRoom, 2);
