@@ -69,6 +69,8 @@ export interface PartStreamOptions {
   retryMs: number;
   /** Early frames held while a gap is refilled; beyond it they are dropped and refilled too. */
   holdLimit: number;
+  /** The part's transport reads grouped messages (link.ts `ungroupFrames`): its attach says so. */
+  grouped?: boolean;
 }
 
 interface Socket {
@@ -206,6 +208,7 @@ export class PartStream {
           ),
           addresses: Array.from(addresses, ([address, sockets]) => ({ address, sockets })),
           pending,
+          ...(this.#options.grouped === true ? { grouped: true as const } : {}),
         },
       },
     ];
