@@ -117,6 +117,10 @@ export class PartStream {
   readonly #held = new Map<number, Extract<Downstream, { type: "event" }>>();
   // The highest sequence number known to exist in this stream.
   #known = 0;
+  // The highest sequence number seen, while attaching, of a stream newer than
+  // ours: frames (beats too) that overtook that stream's sync. Dropped then,
+  // they still say how far the stream goes once the sync comes.
+  #ahead: { stream: StreamId; seq: number } | null = null;
   #refillAt = Number.NEGATIVE_INFINITY;
 
   // The room's kept history as of the last applied event, and its last id;
@@ -339,7 +343,14 @@ export class PartStream {
     const order = this.#stream === null ? 1 : compareStreams(frame.stream, this.#stream);
     // An older stream is over. A newer one whose sync never came: attach again.
     if (order < 0) return [];
-    if (order > 0) return this.#attachAt === null ? this.attach(now) : [];
+    if (order > 0) {
+      if (this.#attachAt === null) return this.attach(now);
+      const ahead = this.#ahead;
+      if (ahead === null || compareStreams(frame.stream, ahead.stream) > 0)
+        this.#ahead = { stream: frame.stream, seq: frame.seq };
+      else if (compareStreams(frame.stream, ahead.stream) === 0) ahead.seq = Math.max(ahead.seq, frame.seq);
+      return [];
+    }
     if (frame.type === "beat") {
       this.#known = Math.max(this.#known, frame.seq);
       if (frame.seq === this.#seq) this.#retire(frame.acked, true);
@@ -470,7 +481,9 @@ export class PartStream {
     }
     this.#stream = frame.stream;
     this.#seq = 0;
-    this.#known = 0;
+    // A tail that came before its sync is refilled by the next tick.
+    this.#known = this.#ahead !== null && compareStreams(this.#ahead.stream, frame.stream) === 0 ? this.#ahead.seq : 0;
+    this.#ahead = null;
     this.#held.clear();
     this.#refillAt = Number.NEGATIVE_INFINITY;
     this.#attachAt = null;

@@ -368,6 +368,18 @@ describe("PartStream", () => {
     expect(kinds(welcomed)).toEqual(["welcome", ...Array<string>(EARLY_LIMIT).fill("up:op:publish")]);
   });
 
+  it("refills a tail whose frames and beats all came before their stream's sync", () => {
+    const p = synced();
+    expect(kinds(p.attach(10))).toEqual(["up:attach"]);
+    // The new stream's events and its beats overtake its sync: dropped while attaching.
+    expect(p.receive(ev(1, { kind: "count", count: 3 }, 0, S2), 20)).toEqual([]);
+    expect(p.receive({ v, type: "beat", stream: S2, seq: 2, acked: 0 }, 21)).toEqual([]);
+    p.receive(sync({ stream: S2 }), 30);
+    expect(p.tick(140)).toEqual([
+      { kind: "up", frame: { v, type: "refill", part: "p1", incarnation: "i1", stream: S2, from: 1 } },
+    ]);
+  });
+
   it("attaches again when told to, or when a newer stream's frame comes without its sync", () => {
     const p = synced();
     expect(kinds(p.receive({ v, type: "reattach", epoch: 2 }, 1))).toEqual(["up:attach"]);
