@@ -7,6 +7,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Message, ServerFrame, WelcomeFrame } from "../../src/protocol.ts";
+import type { RoomPart } from "../../src/part.ts";
 import type { ChatRoom } from "../../src/room.ts";
 import { freshIp, freshRoom, join, request, roomStub, upgradeHeaders, type Client, type Closed } from "../helpers.ts";
 import { ADMIN, api, joinAs } from "../moderation/support.ts";
@@ -156,6 +157,83 @@ describe("a room over several Durable Objects", () => {
     const back = await join(room, { after: 1, name: "own again" });
     expect(back.welcome.gap).toBe(false);
     expect(summary(back.welcome.history)).toEqual(["2:after"]);
+  });
+
+  it("repairs event frames the link lost, the last one too, and drops one it delivered twice", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 4);
+    const talker = joined[0]!.client;
+    const onPart = joined[3]!.client;
+    // The part's handler for the link loses the frames of the first and the
+    // last message (only a beat tells of that one) and gets the frame of the
+    // second one twice, as a faulty network would.
+    const faults = { lost: 0, repeated: 0 };
+    const lose = new Set(['"text":"one"', '"text":"four"']);
+    await runInDurableObject(env.PARTS.get(env.PARTS.idFromName(`${room}/1`)), (part: RoomPart) => {
+      const deliver = part.webSocketMessage.bind(part);
+      part.webSocketMessage = async (ws, data) => {
+        const text = typeof data === "string" ? data : "";
+        const lost = [...lose].find((t) => text.includes('"type":"event"') && text.includes(t));
+        if (lost !== undefined) {
+          lose.delete(lost);
+          faults.lost++;
+          return;
+        }
+        await deliver(ws, data);
+        if (text.includes('"type":"event"') && text.includes('"text":"two"') && faults.repeated === 0) {
+          faults.repeated++;
+          await deliver(ws, data);
+        }
+      };
+    });
+    talker.say("one");
+    talker.say("two");
+    talker.say("three");
+    expect(summary(await messages(onPart, 3))).toEqual(["1:one", "2:two", "3:three"]);
+    talker.say("four");
+    expect(summary(await messages(onPart, 1))).toEqual(["4:four"]);
+    expect(faults).toEqual({ lost: 2, repeated: 1 });
+    talker.say("five");
+    expect(summary(await messages(onPart, 1))).toEqual(["5:five"]);
+  });
+
+  it("stores once a publish whose frame the link lost and one it delivered twice, from a part", async () => {
+    const room = freshRoom();
+    const joined = await crowd(room, 4);
+    const onRoom = joined[0]!.client;
+    const onPart = joined[3]!.client;
+    // The part's link to the room loses the publish of "up one" and carries
+    // the publish of "up two" twice.
+    const faults = { lost: 0, repeated: 0 };
+    await runInDurableObject(
+      env.PARTS.get(env.PARTS.idFromName(`${room}/1`)),
+      (_: RoomPart, state: DurableObjectState) => {
+        const [link] = state.getWebSockets("link");
+        if (link === undefined) throw new Error("the part has no link");
+        const send = link.send.bind(link);
+        link.send = (data) => {
+          const text = typeof data === "string" ? data : "";
+          if (text.includes('"up one"') && faults.lost === 0) {
+            faults.lost++;
+            return;
+          }
+          send(data);
+          if (text.includes('"up two"') && faults.repeated === 0) {
+            faults.repeated++;
+            send(data);
+          }
+        };
+      },
+    );
+    onPart.say("up one", "u1");
+    onPart.say("up two", "u2");
+    const seen = await messages(onRoom, 2);
+    expect(seen.map((m) => m.text)).toEqual(["up one", "up two"]);
+    expect(faults).toEqual({ lost: 1, repeated: 1 });
+    const echoes = await messages(onPart, 2);
+    expect(echoes.map((m) => `${m.id}:${m.text}:${m.nonce}`)).toEqual(["1:up one:u1", "2:up two:u2"]);
+    onRoom.say("after");
+    expect(summary(await messages(onPart, 1))).toEqual(["3:after"]);
   });
 
   it("lets the clients of an evicted part resume on another object with nothing lost", async () => {
