@@ -6,7 +6,7 @@
 // --runs) with edge-chat's ratios, then the issue 4 targets.
 //
 //   node bench/run.ts                 short run, about three minutes: C=100, storm of 200, large room
-//   node bench/run.ts --full          C = 100 and 1000, 4 s steps, 1000-client storm
+//   node bench/run.ts --full          C = 100 and 1000, 3 s steps, 1000-client storm
 //   options: --runs N  --servers ws-raw,do-raw,edge-chat,edge-chat+batch
 //            --hosts miniflare,wrangler (or --wrangler)  --clients 100,1000
 //            --storm N  --step-seconds S  --no-cost

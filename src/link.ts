@@ -54,9 +54,10 @@ export function compareStreams(a: StreamId, b: StreamId): number {
 export type PresenceSnapshot = { count: number; online: User[] } | { count: number; online: null };
 
 /**
- * Events in a part's stream. `message`, `join`, `leave`, `count` and `list`
- * go to every part in the same order; `admit` and `reject` only to the part
- * they answer.
+ * Events in a part's stream. `message`, `join`, `leave`, `count`, `list`
+ * and `frame` (a delete or settings) go to every part in the same order;
+ * `admit` and `reject` only to the part they answer, and `ban` to every part
+ * or, in place of an `admit` or with a banned sender's refusal, to one.
  */
 export type StreamEvent =
   | { kind: "message"; message: Message }

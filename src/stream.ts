@@ -80,11 +80,16 @@ interface Socket {
   u: number;
   welcomed: boolean;
   address?: string;
-  /** What it sent before its welcome: published after it, so the echo comes live. */
-  early: { text: string; nonce: string | undefined }[];
+  /** What it sent before its welcome: sent up after it, in order, so the answers come live. */
+  early: Early[];
   /** Its publishes and moderation frames sent to the room and not answered yet. */
   asked: number;
 }
+
+/** A message or moderation frame that came before its socket's welcome. */
+type Early =
+  | { kind: "publish"; text: string; nonce: string | undefined }
+  | { kind: "moderate"; frame: ModerationRequest };
 
 /** The `depart` op for a socket, with its address for the room's per-address count. */
 function departure(s: Socket): UpstreamOp {
@@ -249,20 +254,7 @@ export class PartStream {
     // Sent before its welcome, a message would be stored before the
     // welcome's history is taken, and a history of the last N messages may
     // not reach back to it: the sender would never see its own message.
-    if (!s.welcomed) {
-      if (s.early.length < EARLY_LIMIT) {
-        s.early.push({ text, nonce });
-        return [];
-      }
-      const refused: PartAction = {
-        kind: "error",
-        socket,
-        code: "rate_limited",
-        message: "wait for the welcome; this message was dropped",
-      };
-      if (nonce !== undefined) refused.nonce = nonce;
-      return [refused];
-    }
+    if (!s.welcomed) return early(s, socket, { kind: "publish", text, nonce }, nonce);
     // The room remembers this many answers per part (see ANSWER_MEMORY); a
     // part that far behind its room is overloaded anyway.
     if (this.#publishes.size >= ANSWER_MEMORY) {
@@ -286,12 +278,15 @@ export class PartStream {
   moderate(socket: number, frame: ModerationRequest, now: number): PartAction[] {
     const s = this.#sockets.get(socket);
     if (s === undefined) return [];
-    if (!s.welcomed || this.#publishes.size >= ANSWER_MEMORY) {
+    // Held like an early message: a one-object room welcomes on accept, so
+    // there nothing a client sends ever comes before its welcome.
+    if (!s.welcomed) return early(s, socket, { kind: "moderate", frame }, frame.nonce);
+    if (this.#publishes.size >= ANSWER_MEMORY) {
       const refused: PartAction = {
         kind: "error",
         socket,
         code: "rate_limited",
-        message: "not now; this frame was dropped",
+        message: "the room is busy; this frame was dropped",
       };
       if (frame.nonce !== undefined) refused.nonce = frame.nonce;
       return [refused];
@@ -623,7 +618,13 @@ export class PartStream {
         slowMode: this.#slowMode,
       },
     ];
-    for (const { text, nonce } of s.early.splice(0)) actions.push(...this.publish(socket, text, nonce, now));
+    for (const held of s.early.splice(0)) {
+      actions.push(
+        ...(held.kind === "publish"
+          ? this.publish(socket, held.text, held.nonce, now)
+          : this.moderate(socket, held.frame, now)),
+      );
+    }
     return actions;
   }
 
@@ -637,4 +638,20 @@ export class PartStream {
     }
     return Array.from(local.values());
   }
+}
+
+/** Holds what a socket sent before its welcome, up to EARLY_LIMIT; refuses the rest. */
+function early(s: Socket, socket: number, held: Early, nonce: string | undefined): PartAction[] {
+  if (s.early.length < EARLY_LIMIT) {
+    s.early.push(held);
+    return [];
+  }
+  const refused: PartAction = {
+    kind: "error",
+    socket,
+    code: "rate_limited",
+    message: "wait for the welcome; this frame was dropped",
+  };
+  if (nonce !== undefined) refused.nonce = nonce;
+  return [refused];
 }

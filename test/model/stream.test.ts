@@ -360,7 +360,7 @@ describe("PartStream", () => {
         kind: "error",
         socket: 1,
         code: "rate_limited",
-        message: "wait for the welcome; this message was dropped",
+        message: "wait for the welcome; this frame was dropped",
         nonce: "x",
       },
     ]);
@@ -378,6 +378,20 @@ describe("PartStream", () => {
     expect(p.tick(140)).toEqual([
       { kind: "up", frame: { v, type: "refill", part: "p1", incarnation: "i1", stream: S2, from: 1 } },
     ]);
+  });
+
+  it("holds a moderation frame sent before the welcome with the messages, and sends them up after it in order", () => {
+    const p = synced([msg(1)]);
+    p.open(1, alice, null, 0);
+    expect(p.publish(1, "before", "n1", 0)).toEqual([]);
+    expect(p.moderate(1, { type: "delete", id: 1, nonce: "d1" }, 0)).toEqual([]);
+    expect(p.publish(1, "after", "n2", 0)).toEqual([]);
+    const welcomed = p.receive(ev(1, { kind: "admit", u: 1, count: 1 }, 1), 1);
+    expect(kinds(welcomed)).toEqual(["welcome", "up:op:publish", "up:op:moderate", "up:op:publish"]);
+    const ops = welcomed.flatMap((a) => (a.kind === "up" && a.frame.type === "op" ? [a.frame.op] : []));
+    expect(
+      ops.map((op) => (op.kind === "publish" ? op.text : op.kind === "moderate" ? op.frame.type : op.kind)),
+    ).toEqual(["before", "delete", "after"]);
   });
 
   it("attaches again when told to, or when a newer stream's frame comes without its sync", () => {
