@@ -219,12 +219,6 @@ export type Upstream =
       addresses?: PartAddress[];
       /** Publishes not yet acknowledged, with their numbers: the room drops those it already stored. */
       pending: PendingPublish[];
-      /**
-       * The part reads grouped messages (`groupFrames`): the room may send
-       * it several frames in one WebSocket message. Absent from older code,
-       * which gets every frame in a message of its own.
-       */
-      grouped?: true;
     }
   | { v: typeof LINK_VERSION; type: "op"; part: string; incarnation: string; u: number; op: UpstreamOp }
   /** The part is missing `seq` and on in `stream`. */
@@ -233,93 +227,4 @@ export type Upstream =
 /** The key stored with a message so a publish repeated after a sequencer restart is recognised. */
 export function originOf(part: string, incarnation: string, u: number): string {
   return `${part}/${incarnation}/${u}`;
-}
-
-/**
- * How long the room holds a part's frames after it sent that part one, to
- * send them together (`LinkBatch`). Each WebSocket message costs both ends
- * ~20 µs however small (BENCHMARKS.md, "Large rooms: CPU per operation"):
- * without grouping a room pays that per part per event. Shorter than the
- * clients' BATCH_MS (25): the wait adds to the latency of every delivery
- * under load, plain clients' too, and a part's batch clients wait for their
- * own window after it; at 100 events a second and more it already makes one
- * message of every window's events.
- */
-export const LINK_BATCH_MS = 10;
-
-/**
- * One WebSocket message carrying several downstream frames, in order: a JSON
- * array of the frames' JSON texts. Each frame keeps its own `seq`, so the
- * part handles them exactly as if they had come one by one. A part of older
- * code would read the array as one frame of no known version and drop it
- * (the repair would ask again), but the room never sends it one: only parts
- * whose attach said `grouped` get groups.
- */
-export function groupFrames(texts: readonly string[]): string {
-  return texts.length === 1 ? (texts[0] as string) : `[${texts.join(",")}]`;
-}
-
-/**
- * The most characters of frames one group gathers (a frame longer than
- * that goes alone). At most three UTF-8 bytes a character: under the 1 MiB
- * a WebSocket message may carry, whatever a burst puts in one window.
- */
-export const LINK_GROUP_CHARS = 256 * 1024;
-
-/** The frames of one downstream message, grouped or not, as parsed JSON (not yet checked: the stream drops versions it does not know). */
-export function ungroupFrames(text: string): Downstream[] {
-  const parsed = JSON.parse(text) as Downstream | Downstream[];
-  return Array.isArray(parsed) ? parsed : [parsed];
-}
-
-/**
- * The room's side of grouping for one link (Nagle-like): a frame to a part
- * that got nothing within the last `window` ms goes at once, so an idle
- * room adds no latency; frames that follow within the window wait and go
- * together when it ends (`due`), and the window starts again from there.
- * No Workers APIs: the hub owns the timer.
- */
-export class LinkBatch {
-  readonly #window: number;
-  #queue: string[] = [];
-  #sentAt = Number.NEGATIVE_INFINITY;
-
-  constructor(window: number) {
-    this.#window = window;
-  }
-
-  /** A frame's text to send: what to send now (null: it waits for `flush`). */
-  push(text: string, now: number): string | null {
-    if (this.#queue.length === 0 && now - this.#sentAt >= this.#window) {
-      this.#sentAt = now;
-      return text;
-    }
-    this.#queue.push(text);
-    return null;
-  }
-
-  /** When the waiting frames are due (null: none wait). */
-  get due(): number | null {
-    return this.#queue.length === 0 ? null : this.#sentAt + this.#window;
-  }
-
-  /** The waiting frames as messages to send in this order: one, unless they are more than LINK_GROUP_CHARS. */
-  flush(now: number): string[] {
-    const messages: string[] = [];
-    let group: string[] = [];
-    let chars = 0;
-    for (const text of this.#queue) {
-      if (group.length > 0 && chars + text.length > LINK_GROUP_CHARS) {
-        messages.push(groupFrames(group));
-        group = [];
-        chars = 0;
-      }
-      group.push(text);
-      chars += text.length;
-    }
-    if (group.length > 0) messages.push(groupFrames(group));
-    this.#queue = [];
-    if (messages.length > 0) this.#sentAt = now;
-    return messages;
-  }
 }

@@ -17,7 +17,7 @@ import { DurableObject } from "cloudflare:workers";
 import { notAdmitted, readAdmission, welcomeFrame, welcomeLimits, type Admission } from "./admission.ts";
 import { readConfig, type Config } from "./config.ts";
 import { answerClose, Delivery } from "./delivery.ts";
-import { ungroupFrames } from "./link.ts";
+import type { Downstream } from "./link.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
 import {
   CloseCode,
@@ -116,7 +116,6 @@ export class RoomPart extends DurableObject<Env> {
       presenceLimit: this.#config.presenceLimit,
       retryMs: PART_RETRY_MS,
       holdLimit: 4096,
-      grouped: true,
     });
     return this.#stream;
   }
@@ -199,8 +198,7 @@ export class RoomPart extends DurableObject<Env> {
         if (ws !== this.#link || typeof data !== "string" || this.#stream === null) return;
         // Internal frames come only from this room's sequencer, over a link
         // no client can reach; the stream drops versions it does not know.
-        // Several frames may come in one message (link.ts `groupFrames`), each with its own `seq`.
-        for (const frame of ungroupFrames(data)) this.#apply(this.#stream.receive(frame, Date.now()));
+        this.#apply(this.#stream.receive(JSON.parse(data) as Downstream, Date.now()));
         this.#release();
         return;
       }

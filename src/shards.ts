@@ -6,7 +6,6 @@
 // every event through `local`.
 
 import { linkRequest, PART_RETRY_MS } from "./part.ts";
-import { LINK_BATCH_MS, LINK_VERSION, LinkBatch } from "./link.ts";
 import type { BanNotice, RejectCode, Upstream, StreamEvent } from "./link.ts";
 import type { Logger } from "./log.ts";
 import { describeError } from "./log.ts";
@@ -69,9 +68,6 @@ export class ShardHub {
   readonly #seq: Sequencer;
   readonly #links = new Map<string, WebSocket>();
   readonly #dialling = new Map<string, Promise<void>>();
-  // The links whose part said it reads grouped messages, with their frames
-  // waiting to go together (link.ts `LinkBatch`); the others get one frame a message.
-  readonly #batches = new Map<WebSocket, { batch: LinkBatch; timer: ReturnType<typeof setTimeout> | null }>();
   // Since when each linked part has had no sockets.
   readonly #empty = new Map<string, number>();
   // Connections handed to each part whose arrival may not be counted yet.
@@ -190,12 +186,7 @@ export class ShardHub {
         // From a part of this room, over a link no client can reach; the
         // sequencer drops versions it does not know.
         const before = this.#roster.sockets(part);
-        const frame = JSON.parse(event.data) as Upstream;
-        // A link reaches one instance of the part, whose code cannot change
-        // while it is open: what its attach says holds for the whole link.
-        if (frame.v === LINK_VERSION && frame.type === "attach" && frame.grouped === true && !this.#batches.has(ws))
-          this.#batches.set(ws, { batch: new LinkBatch(LINK_BATCH_MS), timer: null });
-        this.#send(this.#seq.receive(frame, Date.now()));
+        this.#send(this.#seq.receive(JSON.parse(event.data) as Upstream, Date.now()));
         // Sockets the part now reports are no longer only reserved.
         const arrived = this.#roster.sockets(part) - before;
         if (arrived > 0) this.#reserve(part, -Math.min(arrived, this.#reserved.get(part) ?? 0));
@@ -204,7 +195,6 @@ export class ShardHub {
       }
     });
     ws.addEventListener("close", () => {
-      this.#unbatch(ws);
       if (this.#links.get(part) !== ws) return;
       this.#links.delete(part);
       this.#seq.detach(part);
@@ -262,7 +252,6 @@ export class ShardHub {
       this.#empty.delete(part);
       this.#links.delete(part);
       this.#seq.detach(part);
-      this.#unbatch(ws);
       ws.close(1000, "no sockets left");
     }
     const remote = Array.from(this.#roster.parts().keys()).some((part) => part !== LOCAL_PART);
@@ -277,48 +266,16 @@ export class ShardHub {
 
   close(): void {
     clearInterval(this.#ticker);
-    for (const ws of this.#links.values()) {
-      this.#unbatch(ws);
-      ws.close(1001, "the room went away");
-    }
+    for (const ws of this.#links.values()) ws.close(1001, "the room went away");
   }
 
   #send(sends: Send[]): void {
-    const now = Date.now();
     for (const { part, frame } of sends) {
-      const ws = this.#links.get(part);
-      if (ws === undefined) continue;
-      const text = JSON.stringify(frame);
-      const linked = this.#batches.get(ws);
-      if (linked === undefined) {
-        this.#transmit(ws, text);
-        continue;
+      try {
+        this.#links.get(part)?.send(JSON.stringify(frame));
+      } catch {
+        // The link broke: its close detaches the part, which attaches again.
       }
-      const ready = linked.batch.push(text, now);
-      if (ready !== null) this.#transmit(ws, ready);
-      else linked.timer ??= setTimeout(() => this.#flush(ws), Math.max(0, (linked.batch.due ?? now) - now));
-    }
-  }
-
-  #flush(ws: WebSocket): void {
-    const linked = this.#batches.get(ws);
-    if (linked === undefined) return;
-    linked.timer = null;
-    for (const text of linked.batch.flush(Date.now())) this.#transmit(ws, text);
-  }
-
-  /** Drops what waits for a link that is closing: the part's repair asks again on its next link. */
-  #unbatch(ws: WebSocket): void {
-    const linked = this.#batches.get(ws);
-    if (linked !== undefined && linked.timer !== null) clearTimeout(linked.timer);
-    this.#batches.delete(ws);
-  }
-
-  #transmit(ws: WebSocket, text: string): void {
-    try {
-      ws.send(text);
-    } catch {
-      // The link broke: its close detaches the part, which attaches again.
     }
   }
 }

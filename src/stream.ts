@@ -69,8 +69,6 @@ export interface PartStreamOptions {
   retryMs: number;
   /** Early frames held while a gap is refilled; beyond it they are dropped and refilled too. */
   holdLimit: number;
-  /** The part's transport reads grouped messages (link.ts `ungroupFrames`): its attach says so. */
-  grouped?: boolean;
 }
 
 interface Socket {
@@ -217,7 +215,6 @@ export class PartStream {
           ),
           addresses: Array.from(addresses, ([address, sockets]) => ({ address, sockets })),
           pending,
-          ...(this.#options.grouped === true ? { grouped: true as const } : {}),
         },
       },
     ];

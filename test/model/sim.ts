@@ -4,7 +4,7 @@
 // parts and the sequencer evicted at random. Simulated clients check every
 // frame they get against the contract as they get it.
 
-import { LINK_BATCH_MS, LinkBatch, ungroupFrames, type Downstream, type Upstream } from "../../src/link.ts";
+import type { Downstream, Upstream } from "../../src/link.ts";
 import {
   tombstone,
   type BroadcastFrame,
@@ -145,8 +145,7 @@ interface Packet {
   link: string;
   /** For frames to the room: the part instance that sent it, lost with it when it is evicted. */
   from?: { part: string; incarnation: string };
-  /** A frame, or for a part that reads groups, one message's text as its LinkBatch made it (lost or repeated whole). */
-  frame: Upstream | Downstream | string;
+  frame: Upstream | Downstream;
 }
 
 interface Part {
@@ -170,8 +169,6 @@ export class Sim {
   #seq!: Sequencer;
   readonly #detached = new Map<string, number>();
   readonly #parts = new Map<string, Part>();
-  /** The room's LinkBatch for each link (see #linkOf) whose part's attach said `grouped`. */
-  readonly #batches = new Map<string, LinkBatch>();
   #incarnations = 0;
   #net: Packet[] = [];
   #lossy = true;
@@ -193,8 +190,6 @@ export class Sim {
     bans: 0,
     dropped: 0,
     duplicated: 0,
-    /** Messages to a part that carried several frames. */
-    groups: 0,
   };
 
   constructor(seed: number, options: SimOptions) {
@@ -228,10 +223,9 @@ export class Sim {
 
   // ---- the network -------------------------------------------------------
 
-  #post(to: string, link: string, frame: Upstream | Downstream | string, from?: Packet["from"]): void {
+  #post(to: string, link: string, frame: Upstream | Downstream, from?: Packet["from"]): void {
     // Frames are copied as a socket would: no object is shared between ends.
-    const copy = () =>
-      typeof frame === "string" ? frame : (JSON.parse(JSON.stringify(frame)) as Upstream | Downstream);
+    const copy = () => JSON.parse(JSON.stringify(frame)) as Upstream | Downstream;
     if (this.#lossy && this.#rnd() < this.#o.drop) {
       this.stats.dropped++;
       return;
@@ -260,15 +254,11 @@ export class Sim {
       if (p.to === "room") {
         if (p.link !== String(this.#epoch)) continue;
         if (p.from !== undefined && this.#parts.get(p.from.part)?.stream.incarnation !== p.from.incarnation) continue;
-        const frame = p.frame as Upstream;
-        if (frame.type === "attach" && frame.grouped === true && !this.#batches.has(`${frame.incarnation}@${p.link}`))
-          this.#batches.set(`${frame.incarnation}@${p.link}`, new LinkBatch(LINK_BATCH_MS));
-        for (const s of this.#seq.receive(frame, this.now)) this.#toPart(s.part, s.frame);
+        for (const s of this.#seq.receive(p.frame as Upstream, this.now)) this.#toPart(s.part, s.frame);
       } else {
         const part = this.#parts.get(p.to);
         if (part === undefined || this.#linkOf(part) !== p.link) continue;
-        const frames = typeof p.frame === "string" ? ungroupFrames(p.frame) : [p.frame as Downstream];
-        for (const frame of frames) this.#act(p.to, part, part.stream.receive(frame, this.now));
+        this.#act(p.to, part, part.stream.receive(p.frame as Downstream, this.now));
         this.#release(p.to, part);
       }
     }
@@ -276,29 +266,7 @@ export class Sim {
 
   #toPart(name: string, frame: Downstream): void {
     const part = this.#parts.get(name);
-    if (part === undefined) return;
-    const link = this.#linkOf(part);
-    const batch = this.#batches.get(link);
-    if (batch === undefined) {
-      this.#post(name, link, frame);
-      return;
-    }
-    const text = batch.push(JSON.stringify(frame), this.now);
-    if (text !== null) this.#post(name, link, text);
-  }
-
-  /** The room's flush timers: what waited in a LinkBatch goes when due. */
-  #flush(): void {
-    for (const [name, part] of this.#parts) {
-      const link = this.#linkOf(part);
-      const batch = this.#batches.get(link);
-      const due = batch?.due;
-      if (batch === undefined || due === undefined || due === null || due > this.now) continue;
-      for (const text of batch.flush(this.now)) {
-        if (text.startsWith("[")) this.stats.groups++;
-        this.#post(name, link, text);
-      }
-    }
+    if (part !== undefined) this.#post(name, this.#linkOf(part), frame);
   }
 
   #linkOf(part: Part): string {
@@ -315,8 +283,6 @@ export class Sim {
       presenceLimit: this.#o.presenceLimit,
       retryMs: 100,
       holdLimit: this.#o.window,
-      // Half the parts run older code, whose attach does not ask for groups.
-      grouped: this.#rnd() < 0.5,
     });
     const part: Part = { stream, sockets: new Map(), welcomed: new Set() };
     this.#parts.set(name, part);
@@ -603,7 +569,6 @@ export class Sim {
     const part = this.#parts.get(name)!;
     this.stats.partEvictions++;
     for (const s of part.sockets.values()) s.open = false;
-    this.#batches.delete(this.#linkOf(part));
     this.#parts.delete(name);
     // The room sees its link close.
     this.#seq.detach(name);
@@ -613,7 +578,6 @@ export class Sim {
   #evictRoom(): void {
     this.stats.roomEvictions++;
     this.#o.trace?.(`t=${this.now} EVICT ROOM`);
-    this.#batches.clear();
     this.#epoch++;
     this.#startRoom();
     // Every part sees its link close and the room dial again.
@@ -621,7 +585,6 @@ export class Sim {
   }
 
   #tick(): void {
-    this.#flush();
     for (const [name, at] of this.#detached) {
       if (this.now - at < 300) continue;
       this.#detached.delete(name);

@@ -7,7 +7,6 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Message, ServerFrame, WelcomeFrame } from "../../src/protocol.ts";
-import { ungroupFrames } from "../../src/link.ts";
 import type { RoomPart } from "../../src/part.ts";
 import type { ChatRoom } from "../../src/room.ts";
 import { freshIp, freshRoom, join, request, roomStub, upgradeHeaders, type Client, type Closed } from "../helpers.ts";
@@ -72,43 +71,6 @@ async function beforeReattach(room: string, act: (instance: ChatRoom) => void): 
     expect(instance.shards().parts.map((p) => p.part)).toEqual([room]);
     act(instance);
   });
-}
-
-/** Every message the link brings part `${room}/1` from now on, as it comes. */
-async function linkMessages(room: string): Promise<string[]> {
-  const carried: string[] = [];
-  await runInDurableObject(
-    env.PARTS.get(env.PARTS.idFromName(`${room}/1`)),
-    (part: RoomPart, state: DurableObjectState) => {
-      const deliver = part.webSocketMessage.bind(part);
-      part.webSocketMessage = async (ws, data) => {
-        if (typeof data === "string" && state.getTags(ws).includes("link")) carried.push(data);
-        await deliver(ws, data);
-      };
-    },
-  );
-  return carried;
-}
-
-/** The room's own three sockets publish b1, b2 and b3 in one turn of the room. */
-async function burst(room: string): Promise<void> {
-  await runInDurableObject(roomStub(room), (instance: ChatRoom, state: DurableObjectState) => {
-    const sockets = state.getWebSockets();
-    expect(sockets.length).toBe(3);
-    sockets.forEach(
-      (ws, i) => void instance.webSocketMessage(ws, JSON.stringify({ type: "message", text: `b${i + 1}` })),
-    );
-  });
-}
-
-/** The messages' texts and seqs in one link message, and whether it was a group. */
-function eventTexts(data: string): { grouped: boolean; texts: string[]; seqs: number[] } {
-  const frames = ungroupFrames(data).filter((f) => f.type === "event" && f.event.kind === "message");
-  return {
-    grouped: data.startsWith("["),
-    texts: frames.map((f) => (f.type === "event" && f.event.kind === "message" ? f.event.message.text : "")),
-    seqs: frames.map((f) => (f.type === "event" ? f.seq : 0)),
-  };
 }
 
 describe("a room over several Durable Objects", () => {
@@ -233,45 +195,6 @@ describe("a room over several Durable Objects", () => {
     expect(faults).toEqual({ lost: 2, repeated: 1 });
     talker.say("five");
     expect(summary(await messages(onPart, 1))).toEqual(["5:five"]);
-  });
-
-  it("sends a part that reads groups the events of a burst in one link message, each with its own seq", async () => {
-    const room = freshRoom();
-    const joined = await crowd(room, 4);
-    const onPart = joined[3]!.client;
-    const carried = await linkMessages(room);
-    await burst(room);
-    expect(summary(await messages(onPart, 3))).toEqual(["1:b1", "2:b2", "3:b3"]);
-    // The three publishes come to the room in one turn: the first may go at
-    // once, the others wait for the end of the window and go together.
-    const groups = carried.map((m) => eventTexts(m)).filter((g) => g.texts.length > 0);
-    expect(groups.flatMap((g) => g.texts)).toEqual(["b1", "b2", "b3"]);
-    const last = groups.at(-1)!;
-    expect(last.grouped).toBe(true);
-    expect(last.texts.slice(-2)).toEqual(["b2", "b3"]);
-    expect(last.seqs.slice(-2)).toEqual([last.seqs.at(-2)!, last.seqs.at(-2)! + 1]);
-  });
-
-  it("sends a part whose attach did not ask for groups (older code) every frame in a message of its own", async () => {
-    const room = freshRoom();
-    // The part's attach as older code sends it: no `grouped`.
-    const send = WebSocket.prototype.send;
-    WebSocket.prototype.send = function (this: WebSocket, data: string | ArrayBuffer | ArrayBufferView) {
-      const old = typeof data === "string" && data.startsWith('{"v":1,"type":"attach","part":"') && data.includes(room);
-      send.call(this, old ? data.replace(',"grouped":true', "") : data);
-    };
-    try {
-      const joined = await crowd(room, 4);
-      const onPart = joined[3]!.client;
-      const carried = await linkMessages(room);
-      await burst(room);
-      expect(summary(await messages(onPart, 3))).toEqual(["1:b1", "2:b2", "3:b3"]);
-      expect(carried.filter((m) => m.startsWith("["))).toEqual([]);
-      const groups = carried.map((m) => eventTexts(m)).filter((g) => g.texts.length > 0);
-      expect(groups.map((g) => g.texts)).toEqual([["b1"], ["b2"], ["b3"]]);
-    } finally {
-      WebSocket.prototype.send = send;
-    }
   });
 
   it("stores once a publish whose frame the link lost and one it delivered twice, from a part", async () => {
