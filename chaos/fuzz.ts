@@ -429,7 +429,7 @@ export async function fuzz(o: FuzzOptions): Promise<void> {
         );
       else
         o.findings.note(
-          `fuzz: invalid UTF-8 in a text frame (${c.name}) is stored as ${JSON.stringify(e.frame.text)}: workerd decodes it lossily before the room sees it; RFC 6455 would close 1007 and PROTOCOL.md says nothing`,
+          `fuzz: invalid UTF-8 in a text frame (${c.name}) is stored as ${JSON.stringify(e.frame.text)}: workerd decodes it lossily before the room sees it; RFC 6455 would close 1007 (documented in docs/PROTOCOL.md, "Invalid UTF-8")`,
         );
       expected.push(e.frame);
     } else {
