@@ -317,6 +317,11 @@ function refStorm(server: ServerName, host: HostName, f: (r: StormResult) => num
   return med(pick(server, host, isStorm), f);
 }
 
+/** A row whose result says it all: the measured columns stay empty, and the comparisons too unless given. */
+function noteRow(server: string, host: string, scenario: string, result: string, versus = ["", "", ""]): string[] {
+  return [server, host, scenario, result, ...Array<string>(9).fill(""), ...versus];
+}
+
 function printTable(): void {
   const rows: string[][] = [];
   const header = [
@@ -444,78 +449,63 @@ function printTable(): void {
           : "",
       ]);
       const perConn = med(ss, (r) => r.idleKiBPerConnection);
-      rows.push([
-        server,
-        host,
-        `idle N=${n}`,
-        `${fmt(perConn, 1)} KiB/conn, RSS ${fmt(med(ss, (r) => r.baselineRssMiB))} -> ${fmt(med(ss, (r) => r.idleRssMiB))} MiB (${ss[0]?.runtimeProcesses ?? 0} proc)`,
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        server === "ws-raw"
-          ? ""
-          : ratio(
-              perConn,
-              refStorm("ws-raw", "node", (r) => r.idleKiBPerConnection),
-            ),
-        edge
-          ? ratio(
-              perConn,
-              refStorm("do-raw", host, (r) => r.idleKiBPerConnection),
-            )
-          : "",
-        vsPlain
-          ? ratio(
-              perConn,
-              refStorm("edge-chat", host, (r) => r.idleKiBPerConnection),
-            )
-          : "",
-      ]);
+      rows.push(
+        noteRow(
+          server,
+          host,
+          `idle N=${n}`,
+          `${fmt(perConn, 1)} KiB/conn, RSS ${fmt(med(ss, (r) => r.baselineRssMiB))} -> ${fmt(med(ss, (r) => r.idleRssMiB))} MiB (${ss[0]?.runtimeProcesses ?? 0} proc)`,
+          [
+            server === "ws-raw"
+              ? ""
+              : ratio(
+                  perConn,
+                  refStorm("ws-raw", "node", (r) => r.idleKiBPerConnection),
+                ),
+            edge
+              ? ratio(
+                  perConn,
+                  refStorm("do-raw", host, (r) => r.idleKiBPerConnection),
+                )
+              : "",
+            vsPlain
+              ? ratio(
+                  perConn,
+                  refStorm("edge-chat", host, (r) => r.idleKiBPerConnection),
+                )
+              : "",
+          ],
+        ),
+      );
     }
     const cs = pick(server, host, isCost);
     if (cs.length > 0) {
-      rows.push([
-        server,
-        host,
-        "cost",
-        `rows/msg written ${fmt(
-          med(cs, (r) => r.rowsWrittenPerMessage),
-          2,
-        )} read ${fmt(
-          med(cs, (r) => r.rowsReadPerMessage),
-          2,
-        )}; ` +
-          `rows read/connect warm ${fmt(
-            med(cs, (r) => r.rowsReadPerConnectWarm),
-            1,
-          )} cold ${fmt(
-            med(cs, (r) => r.rowsReadPerConnectCold),
-            0,
+      rows.push(
+        noteRow(
+          server,
+          host,
+          "cost",
+          `rows/msg written ${fmt(
+            med(cs, (r) => r.rowsWrittenPerMessage),
+            2,
+          )} read ${fmt(
+            med(cs, (r) => r.rowsReadPerMessage),
+            2,
           )}; ` +
-          `rows written/connect ${fmt(
-            med(cs, (r) => r.rowsWrittenPerConnect),
-            1,
-          )}; ` +
-          `DO requests/1000 msgs ${fmt(med(cs, (r) => r.requestsPer1000Messages))} (${fmt(med(cs, (r) => r.requestsPer1000MessagesWithConnects))} with connects); cold history ${cs.every((r) => r.coldHistoryOk) ? "ok" : "BAD"}`,
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-      ]);
+            `rows read/connect warm ${fmt(
+              med(cs, (r) => r.rowsReadPerConnectWarm),
+              1,
+            )} cold ${fmt(
+              med(cs, (r) => r.rowsReadPerConnectCold),
+              0,
+            )}; ` +
+            `rows written/connect ${fmt(
+              med(cs, (r) => r.rowsWrittenPerConnect),
+              1,
+            )}; ` +
+            `DO requests/1000 msgs ${fmt(med(cs, (r) => r.requestsPer1000Messages))} (${fmt(med(cs, (r) => r.requestsPer1000MessagesWithConnects))} with connects); cold history ${cs.every((r) => r.coldHistoryOk) ? "ok" : "BAD"}`,
+        ),
+      );
     }
   }
   if (rows.length === 0) {
